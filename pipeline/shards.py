@@ -1,0 +1,108 @@
+"""WebDataset shard writer: KEY.jpg / KEY.txt / KEY.json members, tars renamed into place only when complete."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+KEY_OK = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One grid sequence ready to be written."""
+
+    key: str
+    jpg: bytes
+    caption: str
+    meta: dict
+
+    def __post_init__(self) -> None:
+        if not KEY_OK.match(self.key):
+            raise ValueError(f"sample key {self.key!r} must match [A-Za-z0-9_-]+ (no dots)")
+
+
+def encode_jpeg(img: Image.Image, quality: int = 95) -> bytes:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, format="JPEG", quality=quality, subsampling=0)
+    return buf.getvalue()
+
+
+@dataclass
+class ShardInfo:
+    """What the index and run report record about a finished shard."""
+
+    name: str
+    samples: int
+    bytes: int
+    sha256: str
+    keys: list[str] = field(default_factory=list)
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+class ShardWriter:
+    """Writes samples into ``DIR/{prefix}-{n:06d}.tar``; each tar is written as ``.tmp`` and renamed when full."""
+
+    def __init__(self, out_dir: str | Path, prefix: str = "shard", samples_per_shard: int = 100,
+                 start_index: int = 0) -> None:
+        if samples_per_shard < 1:
+            raise ValueError("samples_per_shard must be >= 1")
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.prefix, self.per_shard, self.index = prefix, samples_per_shard, start_index
+        self.finished: list[ShardInfo] = []
+        self._tar: tarfile.TarFile | None = None
+        self._keys: list[str] = []
+
+    def _path(self) -> Path:
+        return self.out_dir / f"{self.prefix}-{self.index:06d}.tar"
+
+    def write(self, sample: Sample) -> None:
+        if self._tar is None:
+            self._tar = tarfile.open(str(self._path()) + ".tmp", "w", format=tarfile.USTAR_FORMAT)
+        _add(self._tar, f"{sample.key}.jpg", sample.jpg)
+        _add(self._tar, f"{sample.key}.txt", sample.caption.encode())
+        _add(self._tar, f"{sample.key}.json", json.dumps(sample.meta, sort_keys=True).encode())
+        self._keys.append(sample.key)
+        if len(self._keys) >= self.per_shard:
+            self._finish()
+
+    def _finish(self) -> None:
+        assert self._tar is not None
+        self._tar.close()
+        tmp, final = Path(str(self._path()) + ".tmp"), self._path()
+        with open(tmp, "rb+") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        self.finished.append(ShardInfo(final.name, len(self._keys), final.stat().st_size, digest, self._keys))
+        self._tar, self._keys = None, []
+        self.index += 1
+
+    def close(self) -> list[ShardInfo]:
+        """Finish the open shard (if any) and return every shard this writer completed."""
+        if self._tar is not None:
+            self._finish()
+        return self.finished
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._tar is not None:  # never leave a partial tar behind, even as .tmp
+            self._tar.close()
+            Path(str(self._path()) + ".tmp").unlink(missing_ok=True)
