@@ -1,0 +1,104 @@
+"""Build configuration: one typed model, read from YAML (`--config FILE`); every field has a sensible default."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AnalysisConfig(_Section):
+    """How densely a video is sampled. Frames are kept at output-cell resolution, never full size."""
+
+    max_side: int = Field(512, ge=64, description="analysis frames are downscaled to this long side")
+    rate: float = Field(4.0, gt=0, description="analysis frames per second of video")
+    max_frames: int = Field(480, ge=16, description="cap on analysis frames per video (bounds memory)")
+
+
+class SegmentConfig(_Section):
+    """Shot detection with PySceneDetect's AdaptiveDetector on a downscaled stream."""
+
+    width: int = Field(160, ge=32, description="frames are downscaled to this width for detection")
+    adaptive_threshold: float = 3.0
+    min_content_val: float = 15.0
+    min_shot_seconds: float = Field(1.0, ge=0)
+
+
+class ProcessConfig(_Section):
+    """What counts as a making process: a shot that accumulates toward its final state."""
+
+    min_seconds: float = Field(4.0, description="shorter shots cannot hold a process")
+    min_gain: float = Field(0.2, description="completion must rise by at least this much (0..1)")
+    min_monotonic: float = Field(0.7, description="Spearman rho of completion vs time, at least")
+    pixel_tolerance: float = Field(0.08, description="a pixel 'matches' the final state within this (0..1)")
+    merge_similarity: float = Field(0.85, description="adjacent process shots continue one work above this")
+
+
+class QualityConfig(_Section):
+    """Per-frame filters inside a process."""
+
+    blur_ratio: float = Field(0.35, description="drop frames sharper than less than this x the segment median")
+    phash_distance: int = Field(3, description="perceptual-hash Hamming distance at or below which frames are duplicates")
+    occlusion_window: float = Field(4.0, description="seconds of the temporal median that hides transients")
+    occlusion_max: float = Field(0.01, description="drop a frame when more than this fraction is covered by something transient")
+
+
+class SelectConfig(_Section):
+    """Ordering and choice of the N steps."""
+
+    sequences_per_source: int = Field(1, ge=1, description="at most this many sequences from one source")
+    min_progress_step: float = Field(0.02, ge=0, description="consecutive steps must differ by this much progress")
+
+
+class ClipConfig(_Section):
+    """CLIP relevance, ordering and dedup (open_clip). Off when no weights are available unless required."""
+
+    enabled: bool = True
+    require: bool = Field(False, description="stop before any work when the model cannot be loaded")
+    model: str = "ViT-B-32"
+    pretrained: str = Field("laion2b_s34b_b79k", description="open_clip tag, checkpoint file, or local-dir:PATH")
+    batch_size: int = 64
+
+
+class ShardConfig(_Section):
+    samples_per_shard: int = Field(100, ge=1)
+    jpeg_quality: int = Field(95, ge=50, le=100)
+
+
+class ClusterConfig(_Section):
+    """Where the work runs; not part of the config hash (it does not change the output)."""
+
+    workers: int = Field(2, ge=1)
+    scheduler: str | None = Field(None, description="address of an existing Dask scheduler")
+    in_flight_per_worker: int = Field(2, ge=1, description="bounds memory: sources submitted ahead")
+
+
+class BuildConfig(_Section):
+    taxonomy: str | None = Field(None, description="tasks.yaml path; default: the bundled taxonomy")
+    cache_dir: str | None = Field(None, description="where URL sources are downloaded; default OUT/cache")
+    analysis: AnalysisConfig = AnalysisConfig()
+    segment: SegmentConfig = SegmentConfig()
+    process: ProcessConfig = ProcessConfig()
+    quality: QualityConfig = QualityConfig()
+    select: SelectConfig = SelectConfig()
+    clip: ClipConfig = ClipConfig()
+    shards: ShardConfig = ShardConfig()
+    cluster: ClusterConfig = ClusterConfig()
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> "BuildConfig":
+        if path is None:
+            return cls()
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        return cls.model_validate(raw)
+
+    def sha(self) -> str:
+        """Hash of everything that changes the output (not where it runs)."""
+        data = self.model_dump(exclude={"cluster", "cache_dir"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,76 @@
+"""The item that flows through the stages: one source and everything the stages learned about it."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from pipeline.taxonomy import Task
+
+
+class Reject(Exception):
+    """A stage decided this source yields nothing (bad file, no making process...). Not a crash."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Source:
+    """One resolved manifest source. ``path`` is local (URLs are downloaded before stages run)."""
+
+    uri: str
+    path: str
+    task: Task
+    kind: Literal["video", "images"]
+    entry: int = 0  # manifest entry index, for error messages
+    subject: str | None = None
+    id: str | None = None
+    images: tuple[str, ...] = ()  # ordered file list for kind == "images"
+
+
+@dataclass
+class Frame:
+    """A decoded frame at analysis resolution (RGB uint8), with the value every filter computed for it."""
+
+    source_frame: int | str  # decoded-frame index in the video, or the image's file name
+    time: float | None
+    image: np.ndarray
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Segment:
+    """A stretch of the source where one piece of work accumulates toward its finished state."""
+
+    frames: list[Frame]
+    scores: dict[str, float] = field(default_factory=dict)
+    embeddings: np.ndarray | None = None  # (len(frames), D) when the CLIP stage ran
+
+
+@dataclass
+class Sequence:
+    """N selected frames in step order, tiled and captioned."""
+
+    frames: list[Frame]
+    segment_scores: dict[str, float]
+    grid: Image.Image | None = None
+    caption: str = ""
+    scores: dict = field(default_factory=dict)
+
+
+@dataclass
+class Work:
+    source: Source
+    probe: dict = field(default_factory=dict)
+    sha256: str = ""
+    frames: list[Frame] = field(default_factory=list)          # analysis frames, time order
+    shots: list[tuple[int, int]] = field(default_factory=list)  # [start, end) into frames
+    segments: list[Segment] = field(default_factory=list)
+    sequences: list[Sequence] = field(default_factory=list)
+    drops: Counter = field(default_factory=Counter)             # frame drops by reason
+    notes: list[str] = field(default_factory=list)
