@@ -1,0 +1,1 @@
+"""Per-sequence metrics as pure functions of embeddings, similarity matrices and pixels."""
