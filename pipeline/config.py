@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,9 +45,9 @@ class QualityConfig(_Section):
     """Per-frame filters inside a process."""
 
     blur_ratio: float = Field(0.35, description="drop frames sharper than less than this x the segment median")
-    phash_distance: int = Field(3, description="perceptual-hash Hamming distance at or below which frames are duplicates")
+    phash_distance: int = Field(1, description="perceptual-hash Hamming distance at or below which frames are duplicates")
     occlusion_window: float = Field(4.0, description="seconds of the temporal median that hides transients")
-    occlusion_max: float = Field(0.01, description="drop a frame when more than this fraction is covered by something transient")
+    occlusion_max: float = Field(0.025, description="drop a frame when more than this fraction is covered by something transient")
 
 
 class SelectConfig(_Section):
@@ -57,13 +58,38 @@ class SelectConfig(_Section):
 
 
 class ClipConfig(_Section):
-    """CLIP relevance, ordering and dedup (open_clip). Off when no weights are available unless required."""
+    """CLIP relevance, dedup, ordering and scoring (open_clip); see docs/CLIP.md.
+
+    Off, with a stated reason in the run report, when no weights are found locally; ``require``
+    turns that into a usage error (exit 2) before any work starts. Never falls back to random weights.
+    """
 
     enabled: bool = True
     require: bool = Field(False, description="stop before any work when the model cannot be loaded")
-    model: str = "ViT-B-32"
-    pretrained: str = Field("laion2b_s34b_b79k", description="open_clip tag, checkpoint file, or local-dir:PATH")
-    batch_size: int = 64
+    model: str = Field("ViT-B-32", description="open_clip architecture name, or local-dir:FOLDER "
+                       "(open_clip_config.json + weights; `pretrained` is then ignored)")
+    pretrained: str = Field("laion2b_s34b_b79k", description="open_clip pretrained tag or a checkpoint file")
+    download: bool = Field(False, description="fetch a tag's weights from the internet when not cached "
+                           "(off: an offline machine would wait ~1 min for the hub to time out)")
+    cache_dir: str | None = Field(None, description="open_clip download cache; default: the Hugging Face cache")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA (fp16) when the worker has a GPU")
+    batch_size: int = Field(64, ge=1, description="images per encode_image call")
+    resources: dict[str, float] = Field(default_factory=dict, description="Dask resources CLIP tasks "
+                                        "ask for, e.g. {GPU: 1} with workers started `--resources GPU=1`")
+    negatives: tuple[str, ...] = Field((
+        "a title card with text on a plain background",
+        "a person talking to the camera",
+        "a blank screen",
+        "close-up of hands only, no artwork visible",
+        "a person holding up a finished product to show it off",
+    ), description="prompts for footage that is not the making process")
+    relevance_margin: float = Field(0.0, description="drop a frame (or shot) whose best negative cosine "
+                                    "exceeds its best positive cosine by more than this")
+    duplicate_similarity: float = Field(0.98, gt=0, le=1, description="frames at or above this cosine "
+                                        "to a kept frame are semantic duplicates")
+    start_prompt: str = Field("the first step of {process}, an almost empty surface",
+                              description="orients unordered sources: the start of the process")
+    finished_prompt: str = Field("a finished {process}", description="orients unordered sources: the end")
 
 
 class ShardConfig(_Section):

@@ -31,6 +31,7 @@ class Source:
     subject: str | None = None
     id: str | None = None
     images: tuple[str, ...] = ()  # ordered file list for kind == "images"
+    ordered: bool = True  # False: file order means nothing; the CLIP stage orders the frames by progress
 
 
 @dataclass

@@ -1,0 +1,109 @@
+"""Pure decisions on L2-normalised CLIP embeddings: relevance, semantic duplicates, progress order.
+
+Kept free of models and frames so every rule is tested on constructed vectors with known answers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (cosine = dot product); zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(n > 0, n, 1.0)
+
+
+@dataclass(frozen=True)
+class Relevance:
+    """Per frame: best cosine to a positive prompt, best cosine to a negative prompt and which one."""
+
+    positive: np.ndarray
+    negative: np.ndarray
+    worst: np.ndarray  # index of the best-matching negative prompt
+
+    @property
+    def margin(self) -> np.ndarray:
+        return self.positive - self.negative
+
+    def keep(self, margin: float) -> np.ndarray:
+        """True where the frame does not match a negative better than the positives by more than `margin`."""
+        return self.negative - self.positive <= margin
+
+
+def relevance(emb: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> Relevance:
+    """Compare each embedding (n, D) with positive (p, D) and negative (q, D) prompt embeddings."""
+    pos = emb @ positives.T
+    neg = emb @ negatives.T
+    return Relevance(positive=pos.max(axis=1), negative=neg.max(axis=1), worst=neg.argmax(axis=1))
+
+
+def duplicate_groups(emb: np.ndarray, threshold: float, ordered: bool) -> list[list[int]]:
+    """Group frames whose cosine to a group's first frame (its anchor) is >= threshold.
+
+    Ordered sources only group consecutive frames (a run); unordered ones join the first matching
+    group anywhere. Comparing with the anchor, not the previous frame, keeps slow progress from
+    chaining a whole process into one group.
+    """
+    groups: list[list[int]] = []
+    for i in range(len(emb)):
+        candidates = groups[-1:] if ordered else groups
+        home = next((g for g in candidates if float(emb[g[0]] @ emb[i]) >= threshold), None)
+        if home is None:
+            groups.append([i])
+        else:
+            home.append(i)
+    return groups
+
+
+@dataclass(frozen=True)
+class ProgressOrder:
+    """Frames of an unordered source in progress order, with how far to trust it."""
+
+    order: np.ndarray       # input indices, start first, finished last
+    progress: np.ndarray    # per input index, 0 at the start frame, 1 at the finished frame
+    confidence: float       # 0..1: do distance-from-start and closeness-to-finish agree on the order?
+    direction: float        # >= 0: how much better the finished end matches the `toward` hint
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(np.float64)
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = _ranks(a) - (len(a) - 1) / 2, _ranks(b) - (len(b) - 1) / 2
+    denom = float(np.sqrt((ra @ ra) * (rb @ rb)))
+    return float(ra @ rb) / denom if denom > 0 else 0.0
+
+
+def progress_order(emb: np.ndarray, toward: np.ndarray) -> ProgressOrder:
+    """Order frames along the path between the two most different frames.
+
+    The ends of a making process are its most different states (empty start, finished work); the
+    end closer to the `toward` hint (finished-minus-start text embedding) is the finished one.
+    Progress is the relative cosine distance from start vs. to finish. Confidence is the Spearman
+    agreement, clipped at 0, of the two one-sided orders (distance from start, closeness to finish):
+    near 1 when frames lie on one path, near 0 for a cloud with no progression.
+    """
+    n = len(emb)
+    if n == 0:
+        raise ValueError("progress_order needs at least one embedding")
+    if n == 1:
+        return ProgressOrder(order=np.zeros(1, dtype=int), progress=np.ones(1), confidence=0.0, direction=0.0)
+    sim = emb @ emb.T
+    a, b = np.unravel_index(int(np.argmin(sim)), sim.shape)
+    hint = float(emb[b] @ toward) - float(emb[a] @ toward)
+    start, end = (a, b) if hint >= 0 else (b, a)
+    from_start = 1.0 - sim[:, start]
+    to_end = 1.0 - sim[:, end]
+    progress = from_start / np.maximum(from_start + to_end, 1e-12)
+    order = np.argsort(progress, kind="stable")
+    confidence = max(0.0, _spearman(from_start, -to_end)) if n >= 3 else 0.0
+    return ProgressOrder(order=order, progress=progress, confidence=confidence, direction=abs(hint))
+
+
+def clip_score(image_emb: np.ndarray, text_emb: np.ndarray) -> np.ndarray:
+    """torchmetrics' CLIP score per row pair: max(100 * cos(image, text), 0)."""
+    return np.maximum(100.0 * np.sum(image_emb * text_emb, axis=-1), 0.0)

@@ -1,0 +1,81 @@
+"""Run one source through the stages on a worker and return a small, picklable result."""
+from __future__ import annotations
+
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pipeline import __version__
+from pipeline.config import BuildConfig
+from pipeline.shards import Sample, encode_jpeg
+from pipeline.stages.base import Stage
+from pipeline.work import Reject, Sequence, Source, Work
+
+Status = Literal["ok", "rejected", "failed"]
+
+
+@dataclass
+class SourceResult:
+    """What the driver needs from a source: its samples, or why there are none, plus counters."""
+
+    entry: int
+    uri: str
+    task: str
+    sha256: str
+    status: Status
+    reason: str = ""
+    samples: list[Sample] = field(default_factory=list)
+    drops: Counter = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    probe: dict = field(default_factory=dict)
+
+    def row(self) -> dict:
+        """The report's one row per source."""
+        return {"entry": self.entry, "uri": self.uri, "task": self.task, "sha256": self.sha256,
+                "status": self.status, "reason": self.reason, "samples": [s.key for s in self.samples],
+                "drops": dict(self.drops), "seconds": self.seconds, "notes": self.notes}
+
+
+def source_key(source: Source, sha256: str) -> str:
+    return source.id or sha256[:16]
+
+
+def _meta(work: Work, seq: Sequence, key: str, config_sha: str) -> dict:
+    src, task = work.source, work.source.task
+    p = work.probe
+    frames = [{"step": i + 1, "source_frame": f.source_frame, "time": f.time,
+               **{k: v for k, v in f.scores.items() if k != "phash"}} for i, f in enumerate(seq.frames)]
+    return {
+        "key": key, "task": task.describe(), "caption": seq.caption, "layout": task.layout.describe(),
+        "frames": frames,
+        "source": {"uri": src.uri, "id": src.id, "sha256": work.sha256, "kind": src.kind,
+                   **{k: p.get(k) for k in ("fps", "frame_count", "width", "height", "duration", "codec", "rotation")}},
+        "scores": {"process": seq.segment_scores, **seq.scores},
+        "pipeline": {"version": __version__, "config_sha": config_sha},
+    }
+
+
+def run_source(source: Source, sha256: str, stages: list[Stage], config: BuildConfig) -> SourceResult:
+    """Apply every stage; a Reject is a normal outcome, any other exception a failure with its traceback."""
+    work = Work(source=source, sha256=sha256)
+    res = SourceResult(entry=source.entry, uri=source.uri, task=source.task.id, sha256=sha256, status="ok")
+    try:
+        for stage in stages:
+            t0 = time.perf_counter()
+            work = stage(work)
+            res.seconds[stage.name] = round(time.perf_counter() - t0, 4)
+        base, config_sha = source_key(source, sha256), config.sha()
+        for n, seq in enumerate(work.sequences):
+            key = f"{source.task.id}_{base}_s{n}"
+            res.samples.append(Sample(key=key, jpg=encode_jpeg(seq.grid, config.shards.jpeg_quality),
+                                      caption=seq.caption, meta=_meta(work, seq, key, config_sha)))
+    except Reject as r:
+        res.status, res.reason = "rejected", r.reason
+    except Exception as e:  # noqa: BLE001 - one bad source must not stop the run
+        res.status, res.reason = "failed", f"{type(e).__name__}: {e}"
+        res.notes.append(traceback.format_exc(limit=8))
+    res.drops, res.notes, res.probe = work.drops, res.notes + work.notes, work.probe
+    return res

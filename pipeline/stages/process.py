@@ -1,0 +1,103 @@
+"""Find the process: keep shots where the work accumulates toward a final state.
+
+Per run of shots (adjacent shots that continue one picture are merged first), frames are compared
+with the run's final state on small thumbnails, only over the *work region* (pixels that differ
+between the start and the end). A making process fills that region steadily: completion rises a
+lot (gain) and monotonically (Spearman rho vs time). Title cards and finished holds are static;
+talking heads, trailers and street cameras change without accumulating.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.stats import spearmanr
+
+from pipeline.config import ProcessConfig
+from pipeline.work import Frame, Reject, Segment, Work
+
+THUMB = 64
+
+
+def thumb(img: np.ndarray) -> np.ndarray:
+    """Small float RGB in [0, 1]; noise- and compression-tolerant."""
+    h, w = img.shape[:2]
+    return cv2.resize(img, (THUMB, max(2, round(h * THUMB / w))), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+
+
+def _match(a: np.ndarray, b: np.ndarray, tol: float) -> np.ndarray:
+    return np.abs(a - b).max(axis=-1) <= tol
+
+
+def _state(thumbs: np.ndarray) -> np.ndarray:
+    """Median of a few frames: the state without a hand that happens to pass."""
+    return np.median(thumbs, axis=0)
+
+
+def completion_curve(thumbs: np.ndarray, tol: float) -> tuple[np.ndarray, float]:
+    """Per-frame fraction of the work region that already matches the final state, and the region's area."""
+    k = max(1, min(5, len(thumbs) // 5))
+    start, final = _state(thumbs[:k]), _state(thumbs[-k:])
+    region = ~_match(start, final, tol)
+    area = float(region.mean())
+    if area == 0:
+        return np.ones(len(thumbs)), 0.0
+    diffs = np.abs(thumbs - final[None]).max(axis=-1) <= tol
+    return diffs[:, region].mean(axis=1), area
+
+
+class FindProcess:
+    name = "process"
+
+    def __init__(self, cfg: ProcessConfig) -> None:
+        self.cfg = cfg
+
+    def _runs(self, work: Work, thumbs: np.ndarray) -> list[tuple[int, int]]:
+        """Merge adjacent shots whose boundary frames show the same picture (a cut inside one process)."""
+        runs: list[list[int]] = []
+        for a, b in work.shots:
+            if runs and _match(thumbs[runs[-1][1] - 1], thumbs[a], self.cfg.pixel_tolerance).mean() >= self.cfg.merge_similarity:
+                runs[-1][1] = b
+            else:
+                runs.append([a, b])
+        return [(a, b) for a, b in runs]
+
+    def __call__(self, work: Work) -> Work:
+        if work.source.kind == "images":  # a folder of step images is the process, in order
+            self._score(work.frames, np.stack([thumb(f.image) for f in work.frames]))
+            work.segments = [Segment(frames=list(work.frames), scores={"kind": "images"})]
+            return work
+        thumbs = np.stack([thumb(f.image) for f in work.frames])
+        rejected = []
+        for a, b in self._runs(work, thumbs):
+            frames = work.frames[a:b]
+            seconds = frames[-1].time - frames[0].time
+            where = f"{frames[0].time:.1f}-{frames[-1].time:.1f}s"
+            if seconds < self.cfg.min_seconds:
+                rejected.append(f"{where}: too short ({seconds:.1f}s)")
+                continue
+            curve, area = completion_curve(thumbs[a:b], self.cfg.pixel_tolerance)
+            k = max(1, min(5, len(curve) // 5))
+            gain = float(np.median(curve[-k:]) - np.median(curve[:k]))
+            rho = float(spearmanr(np.arange(len(curve)), curve).statistic) if np.ptp(curve) > 0 else 0.0
+            scores = {"gain": round(gain, 4), "monotonic": round(rho, 4), "area": round(area, 4),
+                      "start": frames[0].time, "end": frames[-1].time}
+            if area < 0.01 or gain < self.cfg.min_gain:
+                rejected.append(f"{where}: static, nothing accumulates (gain {gain:.2f}, changed area {area:.1%})")
+            elif rho < self.cfg.min_monotonic:
+                rejected.append(f"{where}: changes without accumulating (rho {rho:.2f})")
+            else:
+                self._score(frames, thumbs[a:b], curve)
+                work.segments.append(Segment(frames=list(frames), scores=scores))
+        work.notes.extend(f"shot {r}" for r in rejected)
+        if not work.segments:
+            raise Reject(f"no making process found in {len(work.shots)} shot(s): " + "; ".join(rejected))
+        return work
+
+    def _score(self, frames: list[Frame], thumbs: np.ndarray, curve: np.ndarray | None = None) -> None:
+        """Store each frame's progress toward the finished state, normalised to [0, 1]."""
+        if curve is None:
+            curve, _ = completion_curve(thumbs, self.cfg.pixel_tolerance)
+        lo, hi = float(curve.min()), float(curve.max())
+        for f, c in zip(frames, curve):
+            f.scores["completion"] = round(float(c), 4)
+            f.scores["progress"] = round((float(c) - lo) / (hi - lo), 4) if hi > lo else 0.0
