@@ -1,5 +1,7 @@
-"""CLIP stage (open_clip): relevance to the task, semantic dedup, progress order, CLIP score. See docs/CLIP.md."""
-from pipeline.clip.resolve import ClipPlan, ClipUnavailable, plan_clip
-from pipeline.clip.stages import ClipFilter, ClipScore
+"""CLIP stage (open_clip): relevance to the task, semantic dedup, progress order, CLIP score. See docs/CLIP.md.
 
-__all__ = ["ClipFilter", "ClipPlan", "ClipScore", "ClipUnavailable", "plan_clip"]
+Light to import: the stages themselves live in pipeline.clip.stages (torch, open_clip).
+"""
+from pipeline.clip.resolve import ClipPlan, ClipUnavailable, plan_clip
+
+__all__ = ["ClipPlan", "ClipUnavailable", "plan_clip"]
