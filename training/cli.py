@@ -1,0 +1,98 @@
+"""`makeanything train | export-lora | generate`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from makeanything.cli import EXIT_OK, EXIT_USAGE
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.config import Config, ConfigError
+    from training.loop import train
+
+    try:
+        cfg = Config.load(args.config)
+        if args.data:
+            cfg.data.shards = list(args.data)
+        if args.steps:
+            cfg.train.steps = args.steps
+        if not cfg.data.shards:
+            raise ConfigError(f"{args.config}: no data.shards and no --data given")
+        out = Path(args.out or Path("runs") / Path(args.config).stem)
+        train(cfg, out, resume=args.resume)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"makeanything train: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"run written to {out}")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from training.export import export
+
+    try:
+        path = export(args.run_dir, args.task, args.out, merge=args.merge, step=args.step)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"makeanything export-lora: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import torch
+
+    try:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        if args.image:
+            from training.recraft import generate_from_image
+            paths = generate_from_image(args.source, args.image, args.out, prompt=args.prompt, seed=args.seed,
+                                        steps=args.steps, device=device, dtype=dtype,
+                                        last=args.last)
+        else:
+            if not args.prompt:
+                raise ValueError("--prompt is required (or --image for a ReCraft run)")
+            from training.generate import generate
+            paths = generate(args.source, args.prompt, args.out, task_id=args.task, seed=args.seed,
+                             steps=args.steps, guidance=args.guidance, base=args.base, device=device, dtype=dtype)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"makeanything generate: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"wrote {len(paths)} files to {args.out}")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the asymmetric-LoRA Flux (or ReCraft) on shards",
+                       description="Train from a YAML config (see docs/TRAINING.md). Launch with torchrun or "
+                                   "accelerate launch for several GPUs.")
+    p.add_argument("config", help="training config YAML (e.g. training/configs/tiny.yaml)")
+    p.add_argument("--data", nargs="+", help="shards: build folders, tars, globs, {a..b} patterns, https/s3 URLs")
+    p.add_argument("--out", help="run directory (default: runs/CONFIG_NAME)")
+    p.add_argument("--steps", type=int, help="override train.steps")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("export-lora", help="write one task's LoRA (A + B_task) as an ordinary LoRA file")
+    p.add_argument("run_dir")
+    p.add_argument("--task", required=True, help="task id (manifests/tasks.yaml)")
+    p.add_argument("--out", required=True, help="FILE.safetensors, or a folder with --merge")
+    p.add_argument("--merge", action="store_true", help="write the base model with the LoRA merged in")
+    p.add_argument("--step", type=int, help="checkpoint step (default: latest)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("generate", help="generate a step sequence: grid, frames in step order, GIF")
+    p.add_argument("source", help="run directory or exported LoRA .safetensors")
+    p.add_argument("--task", help="task id (default: the LoRA file's task)")
+    p.add_argument("--prompt")
+    p.add_argument("--image", help="ReCraft: the finished work (the final frame) to condition on")
+    p.add_argument("--last", help="ReCraft interpolation: the last frame, with --image as the first frame")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=28)
+    p.add_argument("--guidance", type=float, default=3.5)
+    p.add_argument("--base", help="base model for a LoRA file that does not name one")
+    p.set_defaults(func=_generate)

@@ -1,0 +1,228 @@
+"""Streaming training samples from WebDataset shards (our format and the authors' released format).
+
+Only image, json and text members are decoded (never pickles). Grids are resized cell by cell, so cell
+boundaries land exactly on token boundaries and no step bleeds into its neighbour; nothing is cropped or
+flipped, which would break the step order.
+"""
+from __future__ import annotations
+
+import glob
+import io
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import fsspec
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import IterableDataset, get_worker_info
+from webdataset.shardlists import expand_urls
+from webdataset.tariterators import group_by_keys, tar_file_expander
+
+from pipeline.layout import Layout
+from pipeline.taxonomy import Taxonomy
+
+IMAGE_EXTS = ("jpg", "jpeg", "png")
+TEXT_EXTS = ("txt", "caption")
+DECODED = frozenset(IMAGE_EXTS + TEXT_EXTS + ("json",))
+LORA_TAG = re.compile(r"--lora_up_cur\s+(\d+)")
+GRID_CAPTION = re.compile(r"(\d+)\s*\*\s*(\d+)\s+of\s+\d+\s+sub-images")
+
+
+class DataError(ValueError):
+    """A shard spec or sample that cannot be used; the message names it."""
+
+
+def expand_shards(specs: list[str]) -> list[str]:
+    """Shard URLs from build folders, tar paths, globs, brace patterns and remote URLs, in a stable order."""
+    out: list[str] = []
+    for spec in specs:
+        for url in expand_urls(spec):
+            if "://" in url and not url.startswith("file://"):
+                proto = url.split("://", 1)[0]
+                if any(c in url for c in "*?["):
+                    fs = fsspec.filesystem(proto)
+                    found = sorted(f"{proto}://{p}" for p in fs.glob(url))
+                else:
+                    found = [url]
+            else:
+                path = Path(url.removeprefix("file://")).expanduser()
+                if path.is_dir():
+                    folder = path / "shards" if (path / "shards").is_dir() else path
+                    found = sorted(str(p) for p in folder.glob("*.tar"))
+                elif any(c in url for c in "*?["):
+                    found = sorted(glob.glob(str(path)))
+                else:
+                    found = [str(path)] if path.is_file() else []
+            if not found:
+                raise DataError(f"shard spec {spec!r}: {url!r} matches no shard")
+            out.extend(found)
+    if not out:
+        raise DataError("no shards given (data.shards in the config or --data)")
+    return out
+
+
+def open_shard(url: str):
+    """A readable binary stream for a local path or any fsspec URL (https, s3, ...)."""
+    return fsspec.open(url, "rb").open()
+
+
+@dataclass(frozen=True)
+class HeadResolver:
+    """Finds a sample's task head and layout: from our json, else the caption tag, else the config mapping."""
+
+    taxonomy: Taxonomy
+    head_map: dict[str, int]
+
+    def __call__(self, key: str, url: str, caption: str, meta: dict | None) -> tuple[int, Layout]:
+        if meta is not None:
+            try:
+                head = int(meta["task"]["head"])
+                layout = Layout(**{k: meta["layout"][k] for k in ("rows", "cols", "cell", "order", "separator")})
+            except (KeyError, TypeError, ValueError) as e:
+                raise DataError(f"sample {key} in {url}: json lacks a valid task.head / layout ({e})") from e
+            return head, layout
+        tag = LORA_TAG.search(caption)
+        if tag:
+            head = int(tag.group(1))
+        else:
+            hits = {h for s, h in self.head_map.items() if s in caption or s in key or s in url}
+            if len(hits) != 1:
+                raise DataError(f"sample {key} in {url}: no --lora_up_cur tag and "
+                                f"{'no' if not hits else 'several'} data.head_map entries match "
+                                f"(caption {caption[:80]!r})")
+            head = hits.pop()
+        try:
+            layout = self.taxonomy.by_head(head).layout
+        except KeyError as e:
+            raise DataError(f"sample {key} in {url}: head {head} is not in the task taxonomy") from e
+        grid = GRID_CAPTION.search(caption)
+        if grid and (int(grid.group(1)), int(grid.group(2))) != (layout.rows, layout.cols):
+            raise DataError(f"sample {key} in {url}: caption says {grid.group(0)!r} but head {head} "
+                            f"uses a {layout.rows}x{layout.cols} layout")
+        return head, layout
+
+
+def clean_caption(caption: str) -> str:
+    """The caption without the authors' head tag."""
+    return " ".join(LORA_TAG.sub(" ", caption).split())
+
+
+def resize_grid(img: Image.Image, layout: Layout, cell: int) -> Image.Image:
+    """Resize a grid so every cell becomes ``cell`` x ``cell`` px, cell by cell (boundaries never shift)."""
+    out = Image.new("RGB", (layout.cols * cell, layout.rows * cell))
+    for step, (r, c) in enumerate(layout.positions):
+        box = layout.cell_box(step, img.size)
+        out.paste(img.crop(box).resize((cell, cell), Image.Resampling.BICUBIC), (c * cell, r * cell))
+    return out
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB image -> float tensor [3, H, W] in [-1, 1] (the VAE's input range)."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def decode(raw: dict, resolve: HeadResolver, cell: int | None, token: int) -> dict:
+    """One raw tar sample -> {key, image, caption, head, layout}; only image/json/text members are read."""
+    key, url = raw["__key__"], raw.get("__url__", "?")
+    image_ext = next((e for e in IMAGE_EXTS if e in raw), None)
+    text_ext = next((e for e in TEXT_EXTS if e in raw), None)
+    if image_ext is None or text_ext is None:
+        raise DataError(f"sample {key} in {url} needs an image (jpg/png) and a caption (txt/caption); "
+                        f"has {sorted(k for k in raw if not k.startswith('__'))}")
+    meta = json.loads(raw["json"]) if "json" in raw else None
+    caption = raw[text_ext].decode("utf-8").strip()
+    head, layout = resolve(key, url, caption, meta)
+    side = cell or layout.cell
+    if side % token:
+        raise DataError(f"cell size {side}px is not a multiple of the model's {token}px token "
+                        f"(sample {key}): set data.cell to a multiple of {token}")
+    with Image.open(io.BytesIO(raw[image_ext])) as im:
+        img = resize_grid(im.convert("RGB"), layout, side)
+    return {"key": key, "image": to_tensor(img), "caption": clean_caption(caption), "head": head,
+            "layout": layout, "cell": side}
+
+
+def collate(samples: list[dict]) -> dict:
+    return {"key": [s["key"] for s in samples], "caption": [s["caption"] for s in samples],
+            "image": torch.stack([s["image"] for s in samples]),
+            "head": [s["head"] for s in samples], "layout": [s["layout"] for s in samples],
+            "cell": samples[0]["cell"]}
+
+
+def _seed(*parts: int) -> int:
+    return int.from_bytes(random.Random(repr(parts)).randbytes(8), "little")
+
+
+class ShardStream(IterableDataset):
+    """Endless batches for one rank: shards split by rank and worker (or resampled), shuffled, bucketed by size.
+
+    Every random choice is seeded from (seed, epoch, rank, worker), so the stream is reproducible and a
+    resumed run can skip exactly the batches it already consumed.
+    """
+
+    def __init__(self, urls: list[str], resolve: HeadResolver, *, batch_size: int, shuffle_buffer: int,
+                 cell: int | None, token: int, seed: int, rank: int = 0, world: int = 1, workers: int = 0,
+                 resampled: bool = False) -> None:
+        super().__init__()
+        parts = world * max(workers, 1)
+        if not resampled and len(urls) < parts:
+            raise DataError(f"{len(urls)} shard(s) cannot be split between {world} rank(s) x "
+                            f"{max(workers, 1)} worker(s): write more shards or set data.resampled: true")
+        self.urls, self.resolve, self.batch_size = urls, resolve, batch_size
+        self.shuffle_buffer, self.cell, self.token, self.seed = shuffle_buffer, cell, token, seed
+        self.rank, self.world, self.resampled = rank, world, resampled
+
+    def shard_order(self, worker: int, workers: int) -> Iterator[str]:
+        """This rank's and worker's endless sequence of shard URLs."""
+        part, parts = self.rank * workers + worker, self.world * workers
+        epoch = 0
+        while True:
+            if self.resampled:
+                rng = random.Random(_seed(self.seed, epoch, part))
+                yield from (rng.choice(self.urls) for _ in range(len(self.urls)))
+            else:  # same permutation on every rank, then disjoint slices
+                order = list(self.urls)
+                random.Random(_seed(self.seed, epoch)).shuffle(order)
+                yield from order[part::parts]
+            epoch += 1
+
+    def samples(self, worker: int, workers: int) -> Iterator[dict]:
+        shards = ({"url": u, "stream": open_shard(u)} for u in self.shard_order(worker, workers))
+        for raw in group_by_keys(tar_file_expander(shards), suffixes=DECODED):
+            yield decode(raw, self.resolve, self.cell, self.token)
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        rng = random.Random(_seed(self.seed, self.rank, worker, -1))
+        buf: list[dict] = []
+        buckets: dict[tuple[int, int], list[dict]] = {}
+        for sample in self.samples(worker, workers):
+            buf.append(sample)
+            if len(buf) < self.shuffle_buffer:
+                continue
+            pick = buf.pop(rng.randrange(len(buf)))
+            bucket = buckets.setdefault(tuple(pick["image"].shape[1:]), [])
+            bucket.append(pick)
+            if len(bucket) == self.batch_size:
+                yield collate(bucket)
+                bucket.clear()
+
+
+def read_samples(urls: list[str], resolve: HeadResolver, n: int, cell: int | None, token: int) -> list[dict]:
+    """The first ``n`` samples of the shards in order (held-out validation samples)."""
+    out: list[dict] = []
+    shards = ({"url": u, "stream": open_shard(u)} for u in urls)
+    for raw in group_by_keys(tar_file_expander(shards), suffixes=DECODED):
+        out.append(decode(raw, resolve, cell, token))
+        if len(out) == n:
+            break
+    if not out:
+        raise DataError(f"validation shards {urls} hold no samples")
+    return out

@@ -1,0 +1,53 @@
+"""`export-lora`: one task's A + B_k as an ordinary LoRA file, or the base with that LoRA merged in."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from training import lora_files, run
+from training.flux_model import TINY_MARKER
+
+
+def export(run_dir: str | Path, task_id: str, out: str | Path, merge: bool = False, step: int | None = None,
+           dtype: torch.dtype = torch.float32) -> Path:
+    """Write ``out`` (a .safetensors LoRA, or with ``merge`` a diffusers folder) and return its path."""
+    run_dir, out = Path(run_dir), Path(out)
+    flux, lora, info, step = run.load(run_dir, step=step)
+    taxonomy = info.tasks()
+    if task_id not in taxonomy:
+        raise ValueError(f"unknown task {task_id!r}; known: {', '.join(sorted(taxonomy.tasks))}")
+    head = 1 if info.recraft_task else taxonomy[task_id].head
+    if info.recraft_task and task_id != info.recraft_task:
+        raise ValueError(f"{run_dir} is a ReCraft run for task {info.recraft_task!r}, not {task_id!r}")
+    if head > info.heads:
+        raise ValueError(f"task {task_id} uses head {head} but the run trained {info.heads} heads")
+    single = lora.head_lora(head)
+    if not merge:
+        meta = {"base": str(Path(info.base_source(run_dir)).resolve()) if (run_dir / info.base).exists()
+                else info.base, "task": task_id, "head": head, "cell": info.cell, "taxonomy": info.taxonomy,
+                "rank": info.rank, "step": step, "run": str(run_dir.resolve()), "merged": info.merged}
+        if info.merged:
+            meta["note"] = "load on the base with the listed LoRA files merged in (a ReCraft run)"
+        lora_files.write(single, out, meta, dtype)
+        return out
+    if out.exists():
+        raise FileExistsError(f"{out} already exists: remove it or choose another --out")
+    for name, m in lora.modules.items():  # put the plain Linear layers back, then merge into them
+        parent, _, child = name.rpartition(".")
+        setattr(flux.transformer.get_submodule(parent), child, m.base)
+    lora_files.merge(flux.transformer, single)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    flux.transformer.to(dtype).save_pretrained(tmp / "transformer")
+    for name in ("vae", "text_encoder", "text_encoder_2", "scheduler"):
+        getattr(flux, name).save_pretrained(tmp / name)
+    src = Path(info.base_source(run_dir))
+    for extra in ("tokenizer", "tokenizer_2", "model_index.json", TINY_MARKER):
+        if (src / extra).is_dir():
+            shutil.copytree(src / extra, tmp / extra)
+        elif (src / extra).is_file():
+            shutil.copy2(src / extra, tmp / extra)
+    tmp.replace(out)
+    return out

@@ -1,0 +1,90 @@
+"""Text-to-sequence generation: a grid from FluxPipeline, its frames in step order, and a GIF of the steps.
+
+Accepts a run directory (the asymmetric LoRA with the chosen task head) or an exported LoRA file, which is
+loaded the ordinary way, with diffusers' ``FluxPipeline.load_lora_weights``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import FluxPipeline
+from PIL import Image
+
+from pipeline.layout import Layout, split
+from pipeline.taxonomy import Task, Taxonomy
+from training import lora_files, run
+from training.flux_model import Flux, load_flux
+
+
+def grid_size(layout: Layout, cell: int | None) -> tuple[int, int]:
+    """(width, height) of a generated grid: the layout with cells of ``cell`` px (default: its own)."""
+    side = cell or layout.cell
+    return layout.cols * side, layout.rows * side
+
+
+@torch.no_grad()
+def sample(pipe: FluxPipeline, flux: Flux, prompt: str, size: tuple[int, int], steps: int, guidance: float,
+           seed: int, output_type: str = "pil", **kw):
+    """One image from the pipeline, text encoded by our encoder (works without tokenizer files)."""
+    device = pipe._execution_device
+    text, pooled = flux.encode_text([prompt], device)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(prompt_embeds=text.to(flux.transformer.dtype), pooled_prompt_embeds=pooled.to(flux.transformer.dtype),
+               width=size[0], height=size[1], num_inference_steps=steps, guidance_scale=guidance,
+               generator=torch.Generator("cpu").manual_seed(seed), output_type=output_type,
+               max_sequence_length=flux.text_length, **kw)
+    return out.images[0] if output_type == "pil" else out.images
+
+
+def save_sequence(grid: Image.Image, layout: Layout, out_dir: Path, frame_ms: int = 600) -> list[Path]:
+    """grid.png, frames/step-NN.png in step order, and steps.gif; returns the written paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "frames").mkdir(exist_ok=True)
+    paths = [out_dir / "grid.png"]
+    grid.save(paths[0])
+    frames = split(grid, layout)
+    for i, frame in enumerate(frames, 1):
+        paths.append(out_dir / "frames" / f"step-{i:02d}.png")
+        frame.save(paths[-1])
+    paths.append(out_dir / "steps.gif")
+    frames[0].save(paths[-1], save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    return paths
+
+
+def _task(taxonomy: Taxonomy, task_id: str | None, meta_task: str | None) -> Task:
+    task_id = task_id or meta_task
+    if task_id is None:
+        raise ValueError("--task is required (the LoRA file does not name its task)")
+    if task_id not in taxonomy:
+        raise ValueError(f"unknown task {task_id!r}; known: {', '.join(sorted(taxonomy.tasks))}")
+    return taxonomy[task_id]
+
+
+def pipeline_for(source: Path, task_id: str | None, base: str | None, device: torch.device,
+                 dtype: torch.dtype) -> tuple[FluxPipeline, Flux, Task, int | None]:
+    """(pipeline with the task's LoRA active, its Flux, the task, cell size) for a run directory or LoRA file."""
+    if source.is_dir():
+        flux, lora, info, _ = run.load(source, device, dtype)
+        if info.recraft_task:
+            raise ValueError(f"{source} is a ReCraft run: generate from it with --image")
+        task = _task(info.tasks(), task_id, None)
+        lora.use([task.head])
+        return flux.pipeline(), flux, task, info.cell
+    _, meta = lora_files.read(source)
+    base = base or meta.get("base")
+    if base is None:
+        raise ValueError(f"{source} does not name its base model: pass --base")
+    flux = load_flux(base, dtype=dtype)
+    pipe = flux.pipeline().to(device)
+    pipe.load_lora_weights(str(source))
+    return pipe, flux, _task(Taxonomy.load(meta.get("taxonomy")), task_id, meta.get("task")), meta.get("cell")
+
+
+def generate(source: str | Path, prompt: str, out_dir: str | Path, task_id: str | None = None, seed: int = 0,
+             steps: int = 28, guidance: float = 3.5, base: str | None = None,
+             device: torch.device = torch.device("cpu"), dtype: torch.dtype = torch.float32) -> list[Path]:
+    pipe, flux, task, cell = pipeline_for(Path(source), task_id, base, device, dtype)
+    grid = sample(pipe, flux, prompt, grid_size(task.layout, cell), steps, guidance, seed)
+    return save_sequence(grid, task.layout, Path(out_dir))
+

@@ -1,0 +1,83 @@
+"""A run directory: ``run.json`` says how to rebuild the model, ``checkpoints/`` holds the trained weights.
+
+Export, generation, resume and ReCraft all rebuild the model from ``run.json`` alone, so they cannot drift
+from what the trainer built.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel
+
+from pipeline.taxonomy import Taxonomy
+from training import checkpoint, lora_files
+from training.asymmetric_lora import AsymmetricLora
+from training.flux_model import Flux, load_flux
+
+RUN_FILE = "run.json"
+
+
+class RunInfo(BaseModel):
+    """What a run trained, on which base."""
+
+    base: str = "base"  # relative to the run directory, or an absolute path / hub id
+    heads: int
+    rank: int
+    alpha: float
+    targets: str | list[str]
+    freeze_a: bool = False
+    cell: int | None = None
+    taxonomy: str | None = None
+    text_length: int = 512
+    merged: list[str] = []  # LoRA files (relative to the run) merged into the base before training
+    recraft_task: str | None = None
+    condition: str | None = None
+
+    def write(self, run_dir: Path) -> None:
+        tmp = run_dir / f".{RUN_FILE}.tmp"
+        tmp.write_text(self.model_dump_json(indent=2))
+        tmp.replace(run_dir / RUN_FILE)
+
+    @classmethod
+    def read(cls, run_dir: Path) -> "RunInfo":
+        f = Path(run_dir) / RUN_FILE
+        if not f.is_file():
+            raise FileNotFoundError(f"{run_dir} is not a training run directory (no {RUN_FILE})")
+        return cls.model_validate_json(f.read_text())
+
+    def base_source(self, run_dir: Path) -> str:
+        local = run_dir / self.base
+        return str(local) if local.exists() else self.base
+
+    def tasks(self) -> Taxonomy:
+        return Taxonomy.load(self.taxonomy)
+
+
+def build(info: RunInfo, run_dir: Path, device: torch.device, dtype: torch.dtype = torch.float32
+          ) -> tuple[Flux, AsymmetricLora]:
+    """Base model (with any merged LoRA) on ``device`` plus freshly initialised LoRA layers."""
+    flux = load_flux(info.base_source(run_dir), dtype=dtype, text_length=info.text_length)
+    for rel in info.merged:
+        lora_files.merge(flux.transformer, lora_files.read(run_dir / rel)[0])
+    for part in (flux.transformer, flux.vae, flux.text_encoder, flux.text_encoder_2):
+        part.to(device)
+    lora = AsymmetricLora(flux.transformer, info.rank, info.alpha, info.heads, info.targets, info.freeze_a)
+    return flux, lora
+
+
+def load(run_dir: str | Path, device: torch.device = torch.device("cpu"), dtype: torch.dtype = torch.float32,
+         step: int | None = None) -> tuple[Flux, AsymmetricLora, RunInfo, int]:
+    """A trained run: model with the weights of checkpoint ``step`` (default: the latest)."""
+    run_dir = Path(run_dir)
+    info = RunInfo.read(run_dir)
+    found = dict(checkpoint.checkpoints(run_dir))
+    if not found:
+        raise FileNotFoundError(f"run {run_dir} has no complete checkpoint yet")
+    if step is None:
+        step = max(found)
+    elif step not in found:
+        raise FileNotFoundError(f"run {run_dir} has no checkpoint at step {step} (has {sorted(found)})")
+    flux, lora = build(info, run_dir, device, dtype)
+    lora.load_state_dict(checkpoint.load_lora(found[step]))
+    return flux, lora, info, step
