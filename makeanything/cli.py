@@ -7,9 +7,9 @@ import sys
 
 # Modules with `register(subparsers)`; each adds its subcommands with `set_defaults(func=...)`,
 # where func(args) returns the process exit code.
-COMMAND_MODULES = ["pipeline.cli"]
-
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
+
+COMMAND_MODULES = ["pipeline.cli", "training.cli", "evaluation.cli"]
 
 
 def parser() -> argparse.ArgumentParser:

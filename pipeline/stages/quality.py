@@ -64,6 +64,8 @@ class Quality:
 
     def __call__(self, work: Work) -> Work:
         for seg in work.segments:
+            if work.source.kind == "images" and len(seg.frames) <= work.source.task.frames:
+                continue  # a curated step set with no spare frames is taken as given
             seg.frames = self._filter(seg, work)
         return work
 

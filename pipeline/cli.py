@@ -1,0 +1,76 @@
+"""`makeanything build` and `makeanything demo`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from makeanything.cli import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
+from pipeline.config import BuildConfig
+from pipeline.manifest import ManifestError
+
+
+def _config(args: argparse.Namespace) -> BuildConfig:
+    cfg = BuildConfig.load(args.config)
+    cluster = cfg.cluster.model_copy(update={k: v for k, v in
+                                             (("workers", args.workers), ("scheduler", args.scheduler)) if v})
+    return cfg.model_copy(update={"cluster": cluster})
+
+
+def _summary(report: dict, out: Path) -> None:
+    t = report["totals"]
+    print(f"{t['samples']} sequences from {t['ok']}/{t['sources']} sources "
+          f"({t['rejected']} rejected, {t['failed']} failed) in {report['duration_s']:.1f}s -> {out}/shards; "
+          f"report: {out}/report.md")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from pipeline.build import build
+
+    try:
+        cfg = _config(args)
+        result = build(args.manifest, args.out, cfg, progress=not args.quiet)
+    except (ManifestError, ValidationError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # noqa: BLE001 - the run itself could not complete
+        print(f"error: build failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    _summary(result.report, result.out)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import write_demo
+
+    manifest = write_demo(Path(args.out) / "demo-sources")
+    print(f"demo sources and manifest written to {manifest.parent}")
+    args.manifest = str(manifest)
+    return cmd_build(args)
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=p.prog.endswith("build"), default="demo-out",
+                   help="output folder: shards/, report.json, report.md, contact sheets")
+    p.add_argument("--workers", type=int, help="local Dask worker processes (default 2)")
+    p.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    p.add_argument("--config", help="build config YAML (see docs/CONFIG.md); defaults otherwise")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser("build", help="build a corpus from a manifest",
+                       description="Read MANIFEST (YAML list of videos, URLs, folders of step images with task "
+                                   "labels), find the making process in each, select N steps, tile them into "
+                                   "grids and write WebDataset shards plus a run report.")
+    b.add_argument("manifest", help="manifest YAML")
+    _cluster_args(b)
+    b.set_defaults(func=cmd_build)
+    d = sub.add_parser("demo", help="make tutorial-like demo videos from bundled photos and build them",
+                       description="Generate a small demo corpus (videos from scikit-image's sample photos, "
+                                   "an image folder, and videos with no making process), write its manifest "
+                                   "and build it.")
+    _cluster_args(d)
+    d.set_defaults(func=cmd_demo)
