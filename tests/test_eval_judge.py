@@ -1,0 +1,157 @@
+"""The VLM-judge client against a real HTTP server on loopback, started by the test.
+
+This checks OUR protocol (the exact chat-completions request we send, retries, timeouts, cache,
+replay, strict parsing of answers), not any model: the server returns recorded answers.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from evaluation.config import JudgeConfig
+from evaluation.judge import Judge, Prompts
+
+IMAGE_A, IMAGE_B = b"\xff\xd8jpeg-A", b"\xff\xd8jpeg-B"
+
+
+class Recorder:
+    """Serves queued (status, body, delay) replies and records every request."""
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[int, dict | str, float]] = []
+        self.requests: list[dict] = []
+
+
+@pytest.fixture
+def server():
+    rec = Recorder()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            rec.requests.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
+            status, reply, delay = rec.replies.pop(0)
+            time.sleep(delay)
+            data = (reply if isinstance(reply, str) else json.dumps(reply)).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    rec.url = f"http://127.0.0.1:{httpd.server_port}/v1"
+    yield rec
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def answer(content: str) -> dict:
+    return {"id": "x", "object": "chat.completion", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}
+
+
+def make_judge(server, tmp_path, **kw) -> tuple[Judge, list[float]]:
+    sleeps: list[float] = []
+    cfg = JudgeConfig(url=server.url, model="judge-model", api_key_env="TEST_JUDGE_KEY",
+                      timeout_s=kw.pop("timeout_s", 5), retries=kw.pop("retries", 2), backoff_s=0.5, **kw)
+    return Judge(cfg, tmp_path / "cache", sleep=sleeps.append), sleeps
+
+
+def test_score_request_is_exactly_the_chat_completions_protocol(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_JUDGE_KEY", "sk-test")
+    server.replies.append((200, answer('{"alignment": 4, "coherence": 5, "usability": 3, "reason": "ok"}'), 0))
+    judge, _ = make_judge(server, tmp_path)
+    v = judge.score(IMAGE_A, "Portrait", "a girl", 9)
+    assert v.ok and v.value == {"alignment": 4, "coherence": 5, "usability": 3, "reason": "ok"}
+    assert not v.cached
+    (req,) = server.requests
+    assert req["path"] == "/v1/chat/completions"
+    assert req["headers"]["Authorization"] == "Bearer sk-test"
+    assert req["headers"]["Content-Type"] == "application/json"
+    prompts = Prompts("judge-v1")
+    user = prompts.score["user"].format(task="Portrait", prompt="a girl", frames=9)
+    assert req["body"] == {
+        "model": "judge-model", "temperature": 0, "max_tokens": 300,
+        "messages": [
+            {"role": "system", "content": prompts.score["system"]},
+            {"role": "user", "content": [
+                {"type": "text", "text": user},
+                {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,"
+                                                           + base64.b64encode(IMAGE_A).decode()}}]}]}
+    assert '"a girl"' in user and "9 frames" in user and "{" in user  # the template was filled, braces kept
+
+
+def test_cache_answers_repeats_and_replay_needs_no_server(server, tmp_path, monkeypatch):
+    monkeypatch.delenv("TEST_JUDGE_KEY", raising=False)
+    server.replies.append((200, answer('{"alignment": 2, "coherence": 2, "usability": 1}'), 0))
+    judge, _ = make_judge(server, tmp_path)
+    first = judge.score(IMAGE_A, "Portrait", "a girl", 9)
+    assert "Authorization" not in server.requests[0]["headers"]  # no key in the env: no header
+    again = judge.score(IMAGE_A, "Portrait", "a girl", 9)
+    assert again.cached and again.value == first.value and len(server.requests) == 1
+
+    replay_cfg = JudgeConfig(url=None, model="judge-model", replay_only=True)
+    replay = Judge(replay_cfg, tmp_path / "cache")
+    assert replay.score(IMAGE_A, "Portrait", "a girl", 9).value == first.value
+    miss = replay.score(IMAGE_B, "Portrait", "a girl", 9)  # another image: another key
+    assert not miss.ok and "replay-only" in miss.error
+    other_model = Judge(JudgeConfig(url=None, model="other", replay_only=True), tmp_path / "cache")
+    assert not other_model.score(IMAGE_A, "Portrait", "a girl", 9).ok
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("The sequence is great, 5/5!", "malformed answer"),
+    ('{"alignment": 6, "coherence": 5, "usability": 3}', "alignment"),
+    ('{"alignment": 4.5, "coherence": 5, "usability": 3}', "alignment"),
+    ('{"alignment": 4, "coherence": 5}', "usability"),
+])
+def test_malformed_answers_are_recorded_never_guessed(server, tmp_path, content, problem):
+    server.replies.append((200, answer(content), 0))
+    judge, _ = make_judge(server, tmp_path)
+    v = judge.score(IMAGE_A, "Portrait", "a girl", 9)
+    assert not v.ok and v.value is None and v.raw == content and problem in v.error
+
+
+def test_fenced_json_is_accepted(server, tmp_path):
+    server.replies.append((200, answer('```json\n{"better": 2}\n```'), 0))
+    judge, _ = make_judge(server, tmp_path)
+    assert judge.compare(IMAGE_A, IMAGE_B, "Portrait", "a girl").value == {"better": 2}
+    content = server.requests[0]["body"]["messages"][1]["content"]
+    assert [c["type"] for c in content] == ["text", "image_url", "image_url"]
+    assert content[1]["image_url"]["url"].endswith(base64.b64encode(IMAGE_A).decode())  # first = first
+
+
+def test_server_errors_are_retried_with_backoff_client_errors_are_not(server, tmp_path):
+    server.replies += [(500, "boom", 0), (429, "slow down", 0),
+                       (200, answer('{"alignment": 3, "coherence": 3, "usability": 3}'), 0)]
+    judge, sleeps = make_judge(server, tmp_path)
+    assert judge.score(IMAGE_A, "Portrait", "a girl", 9).ok
+    assert len(server.requests) == 3 and sleeps == [0.5, 1.0]
+
+    server.replies.append((400, '{"error": "bad image"}', 0))
+    v = judge.score(IMAGE_B, "Portrait", "a girl", 9)
+    assert not v.ok and "HTTP 400" in v.error and len(server.requests) == 4
+
+
+def test_timeouts_give_up_after_the_configured_retries(server, tmp_path):
+    server.replies += [(200, answer("{}"), 1.0)] * 2
+    judge, sleeps = make_judge(server, tmp_path, timeout_s=0.2, retries=1)
+    v = judge.score(IMAGE_A, "Portrait", "a girl", 9)
+    assert not v.ok and "failed after 2 attempts" in v.error and v.raw is None
+    assert len(server.requests) == 2 and sleeps == [0.5]
+    assert not any((tmp_path / "cache").rglob("*.json"))  # nothing cached from a failure
