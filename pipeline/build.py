@@ -16,6 +16,7 @@ from distributed import Client, LocalCluster, as_completed
 from tqdm import tqdm
 
 from pipeline import __version__
+from pipeline.clip import plan_clip
 from pipeline.config import BuildConfig
 from pipeline.fetch import prepare
 from pipeline.manifest import load_manifest
@@ -73,7 +74,9 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cache = config.cache_dir or str(out / "cache")
-    stages = build_stages(config)
+    clip = plan_clip(config.clip)  # raises ClipUnavailable before any work when clip.require is set
+    print(clip.message, file=sys.stderr)
+    stages = build_stages(config, clip.spec)
     report = RunReport()
     with dask_client(config) as client:
         print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
@@ -100,6 +103,6 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
                 if nxt is not None:
                     futures.add(client.submit(run_source, nxt[0], nxt[1], stages, config, pure=False))
             shards = writer.close()
-    header = {"version": __version__, "manifest": str(manifest), "config_sha": config.sha(),
+    header = {"version": __version__, "manifest": str(manifest), "config_sha": config.sha(), "clip": clip.message,
               "config": config.model_dump(mode="json")}
     return BuildResult(report=report.write(out, header, shards, time.perf_counter() - t0), out=out)

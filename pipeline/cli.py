@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from makeanything.cli import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
+from pipeline.clip import ClipUnavailable
 from pipeline.config import BuildConfig
 from pipeline.manifest import ManifestError
 
@@ -16,7 +17,8 @@ def _config(args: argparse.Namespace) -> BuildConfig:
     cfg = BuildConfig.load(args.config)
     cluster = cfg.cluster.model_copy(update={k: v for k, v in
                                              (("workers", args.workers), ("scheduler", args.scheduler)) if v})
-    return cfg.model_copy(update={"cluster": cluster})
+    clip = cfg.clip.model_copy(update={"require": True}) if args.require_clip else cfg.clip
+    return cfg.model_copy(update={"cluster": cluster, "clip": clip})
 
 
 def _summary(report: dict, out: Path) -> None:
@@ -32,7 +34,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     try:
         cfg = _config(args)
         result = build(args.manifest, args.out, cfg, progress=not args.quiet)
-    except (ManifestError, ValidationError, FileNotFoundError) as e:
+    except (ManifestError, ValidationError, FileNotFoundError, ClipUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as e:  # noqa: BLE001 - the run itself could not complete
@@ -57,6 +59,9 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="local Dask worker processes (default 2)")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
     p.add_argument("--config", help="build config YAML (see docs/CONFIG.md); defaults otherwise")
+    p.add_argument("--require-clip", action="store_true",
+                   help="stop (exit 2) before any work when the CLIP model cannot be loaded, "
+                        "instead of falling back to pixel-based selection")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

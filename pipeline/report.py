@@ -67,6 +67,7 @@ def _markdown(r: dict, sheets: dict[str, str]) -> str:
     lines = [f"# Build report", "",
              f"{t['sources']} sources: {t['ok']} ok, {t['rejected']} rejected, {t['failed']} failed; "
              f"{t['samples']} sequences in {t['shards']} shards; {r['duration_s']:.1f} s.", "",
+             f"{r.get('clip', '')}", "",
              "## Sequences per task", "", "| task | sequences |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in r["per_task"].items()]
     lines += ["", "## Why frames were dropped", "", "| reason | frames |", "|---|---|"]
