@@ -64,18 +64,23 @@ class ProgressOrder:
 
     order: np.ndarray       # input indices, start first, finished last
     progress: np.ndarray    # per input index, 0 at the start frame, 1 at the finished frame
-    confidence: float       # 0..1: do distance-from-start and closeness-to-finish agree on the order?
+    confidence: float       # 0..1: do nearest neighbours sit next to each other in the order (above chance)?
     direction: float        # >= 0: how much better the finished end matches the `toward` hint
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    return np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(np.float64)
+def _path_consistency(sim: np.ndarray, order: np.ndarray) -> float:
+    """0..1: how often a frame's most similar frame sits right next to it in `order`, above chance.
 
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = _ranks(a) - (len(a) - 1) / 2, _ranks(b) - (len(b) - 1) / 2
-    denom = float(np.sqrt((ra @ ra) * (rb @ rb)))
-    return float(ra @ rb) / denom if denom > 0 else 0.0
+    On a real progression nearest neighbours are adjacent steps (1.0); for frames with no common
+    path they land anywhere, which happens by chance for 2/n of frames (0.0).
+    """
+    n = len(order)
+    pos = np.empty(n, dtype=int)
+    pos[order] = np.arange(n)
+    sim = sim - 2.0 * np.eye(n)  # a frame is not its own neighbour
+    hits = np.abs(pos[np.argmax(sim, axis=1)] - pos) == 1
+    chance = 2.0 / n
+    return max(0.0, (float(hits.mean()) - chance) / (1.0 - chance))
 
 
 def progress_order(emb: np.ndarray, toward: np.ndarray) -> ProgressOrder:
@@ -83,9 +88,8 @@ def progress_order(emb: np.ndarray, toward: np.ndarray) -> ProgressOrder:
 
     The ends of a making process are its most different states (empty start, finished work); the
     end closer to the `toward` hint (finished-minus-start text embedding) is the finished one.
-    Progress is the relative cosine distance from start vs. to finish. Confidence is the Spearman
-    agreement, clipped at 0, of the two one-sided orders (distance from start, closeness to finish):
-    near 1 when frames lie on one path, near 0 for a cloud with no progression.
+    Progress is the relative cosine distance from start vs. to finish. Confidence is
+    `_path_consistency`: near 1 when the frames lie on one path, near 0 for a cloud with no progression.
     """
     n = len(emb)
     if n == 0:
@@ -100,7 +104,7 @@ def progress_order(emb: np.ndarray, toward: np.ndarray) -> ProgressOrder:
     to_end = 1.0 - sim[:, end]
     progress = from_start / np.maximum(from_start + to_end, 1e-12)
     order = np.argsort(progress, kind="stable")
-    confidence = max(0.0, _spearman(from_start, -to_end)) if n >= 3 else 0.0
+    confidence = _path_consistency(sim, order) if n >= 3 else 0.0
     return ProgressOrder(order=order, progress=progress, confidence=confidence, direction=abs(hint))
 
 

@@ -1,0 +1,149 @@
+"""The open_clip path with a tiny random model: weights plan, determinism, batching, per-process caching.
+
+Random weights make cosines meaningless, so these tests check the machinery, never decisions.
+"""
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.clip import ClipUnavailable, plan_clip
+from pipeline.clip.model import ClipModel, ClipSpec, load
+from pipeline.clip.testing import register_tiny, write_random_model
+from pipeline.config import ClipConfig
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("tiny-clip")
+    arch = register_tiny(root / "configs")
+    return {"arch": arch, "seed0": write_random_model(root / "seed0", arch, seed=0),
+            "seed0b": write_random_model(root / "seed0b", arch, seed=0),
+            "seed1": write_random_model(root / "seed1", arch, seed=1), "root": root}
+
+
+def frames(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (48 + 8 * (i % 3), 80, 3), dtype=np.uint8) for i in range(n)]
+
+
+def test_local_dir_plan_is_ready_and_loads_real_weights(tiny):
+    plan = plan_clip(ClipConfig(model=tiny["seed0"]))
+    assert plan.ready and plan.spec.model == tiny["seed0"] and plan.spec.checkpoint is None
+    assert tiny["seed0"] in plan.message
+
+
+def test_checkpoint_file_and_local_dir_load_the_same_weights(tiny):
+    weights = Path(tiny["seed0"].removeprefix("local-dir:")) / "open_clip_pytorch_model.bin"
+    plan = plan_clip(ClipConfig(model=tiny["arch"], pretrained=str(weights)))
+    assert plan.ready and plan.spec.checkpoint == str(weights)
+    imgs = frames(3)
+    np.testing.assert_array_equal(load(plan.spec).embed_images(imgs, 8),
+                                  load(ClipSpec(tiny["seed0"], None)).embed_images(imgs, 8))
+
+
+def test_loader_refuses_to_build_a_random_model(tiny):
+    with pytest.raises(RuntimeError, match="pretrained"):
+        ClipModel(ClipSpec(tiny["arch"], None))
+
+
+def test_missing_weights_skip_says_which_model_where_and_how(tmp_path):
+    plan = plan_clip(ClipConfig(cache_dir=str(tmp_path)))
+    assert not plan.ready
+    for part in ("skipped", "ViT-B-32", "laion2b_s34b_b79k", str(tmp_path), "clip.download",
+                 "clip.pretrained", "local-dir:", "pixel-based"):
+        assert part in plan.message, part
+
+
+def test_require_turns_the_skip_into_an_error(tmp_path):
+    with pytest.raises(ClipUnavailable, match=r"laion2b_s34b_b79k.*" + str(tmp_path)):
+        plan_clip(ClipConfig(cache_dir=str(tmp_path), require=True))
+    with pytest.raises(ClipUnavailable, match="clip.enabled: false"):
+        plan_clip(ClipConfig(enabled=False, require=True))
+
+
+@pytest.mark.parametrize("setup, expected", [
+    (lambda d: None, "does not exist"),
+    (lambda d: d.mkdir(), "no open_clip_config.json"),
+    (lambda d: (d.mkdir(), (d / "open_clip_config.json").write_text("{}")), "no weights file"),
+])
+def test_bad_local_dir_is_named(tmp_path, setup, expected):
+    folder = tmp_path / "model"
+    setup(folder)
+    plan = plan_clip(ClipConfig(model=f"local-dir:{folder}"))
+    assert not plan.ready and expected in plan.message and str(folder) in plan.message
+
+
+def test_corrupt_checkpoint_is_caught_before_work(tiny, tmp_path):
+    bad = tmp_path / "broken.bin"
+    bad.write_bytes(b"not a checkpoint")
+    plan = plan_clip(ClipConfig(model=tiny["arch"], pretrained=str(bad)))
+    assert not plan.ready and "could not be loaded" in plan.message and str(bad) in plan.message
+
+
+def test_unknown_tag_and_architecture_are_named():
+    assert "'nope'" in plan_clip(ClipConfig(pretrained="nope")).message
+    assert "openai" in plan_clip(ClipConfig(pretrained="nope")).message  # lists the real tags
+    assert "'ViT-Nope'" in plan_clip(ClipConfig(model="ViT-Nope")).message
+
+
+def test_embeddings_are_deterministic_for_a_seed(tiny):
+    imgs = frames(5)
+    a = ClipModel(ClipSpec(tiny["seed0"], None)).embed_images(imgs, 4)
+    b = ClipModel(ClipSpec(tiny["seed0b"], None)).embed_images(imgs, 4)
+    c = ClipModel(ClipSpec(tiny["seed1"], None)).embed_images(imgs, 4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+
+
+def test_batched_equals_unbatched(tiny):
+    model = load(ClipSpec(tiny["seed0"], None))
+    imgs = frames(7)
+    one = model.embed_images(imgs, 1)
+    np.testing.assert_allclose(model.embed_images(imgs, 3), one, atol=1e-5)
+    np.testing.assert_allclose(model.embed_images(iter(imgs), 64), one, atol=1e-5)
+    texts = ["a painting in progress", "a blank screen", "a title card"]
+    np.testing.assert_allclose(model.embed_texts(texts)[1:], model.embed_texts(texts[1:]), atol=1e-5)
+
+
+def test_load_is_cached_per_process(tiny):
+    spec = ClipSpec(tiny["seed0"], None)
+    assert load(spec) is load(spec)
+    assert load(spec) is not load(replace(spec, device="cpu"))  # a different spec is a different model
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_runs_fp16_and_agrees_with_cpu(tiny):
+    gpu = ClipModel(ClipSpec(tiny["seed0"], None, device="auto"))
+    assert gpu.device.type == "cuda" and next(gpu.model.parameters()).dtype == torch.float16
+    imgs = frames(6)
+    cpu = ClipModel(ClipSpec(tiny["seed0"], None, device="cpu")).embed_images(imgs, 4)
+    np.testing.assert_allclose(gpu.embed_images(imgs, 4), cpu, atol=2e-2)
+
+
+def _model_identity(spec: ClipSpec) -> tuple[int, int]:
+    return os.getpid(), id(load(spec))
+
+
+def _models_loaded() -> int:
+    from pipeline.clip import model
+    return len(model._LOADED)
+
+
+def test_each_dask_worker_process_loads_the_model_once(tiny):
+    from distributed import Client, LocalCluster
+
+    spec = ClipSpec(tiny["seed0"], None, device="cpu")
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        futures = [client.submit(_model_identity, spec, pure=False) for _ in range(8)]
+        identities = set(client.gather(futures))
+        cached = client.run(_models_loaded)
+    assert len(identities) == 1  # one worker process, one model object for all 8 tasks
+    (pid, _), = identities
+    assert pid != os.getpid()
+    assert list(cached.values()) == [1]
