@@ -155,3 +155,24 @@ def test_timeouts_give_up_after_the_configured_retries(server, tmp_path):
     assert not v.ok and "failed after 2 attempts" in v.error and v.raw is None
     assert len(server.requests) == 2 and sleeps == [0.5]
     assert not any((tmp_path / "cache").rglob("*.json"))  # nothing cached from a failure
+
+
+def test_side_by_side_in_both_orders_reports_agreement(server, tmp_path):
+    from evaluation.report import pair_table
+    from evaluation.run import compare_pairs
+    from pipeline.taxonomy import Taxonomy
+
+    (tmp_path / "a.jpg").write_bytes(IMAGE_A)
+    (tmp_path / "b.jpg").write_bytes(IMAGE_B)
+    images = {("emoji", "p1"): {"a": tmp_path / "a.jpg", "b": tmp_path / "b.jpg"},
+              ("emoji", "p2"): {"b": tmp_path / "b.jpg", "a": tmp_path / "a.jpg"}}
+    # p1: 'a' wins in both orders; p2 (other cache keys: other prompt): the judge always says "first"
+    server.replies += [(200, answer('{"better": 1}'), 0), (200, answer('{"better": 2}'), 0),
+                       (200, answer('{"better": 1}'), 0), (200, answer('{"better": 1}'), 0)]
+    judge, _ = make_judge(server, tmp_path)
+    pairs = compare_pairs(judge, images, Taxonomy.load())
+    assert [(p["prompt"], p["consistent"], p["winner"]) for p in pairs] == [("p1", True, "a"), ("p2", False, None)]
+    firsts = [r["body"]["messages"][1]["content"][1]["image_url"]["url"][-8:] for r in server.requests]
+    assert firsts[0] != firsts[1] and firsts[2] != firsts[3]  # each pair was really asked in both orders
+    (row,) = pair_table(pairs).rows
+    assert row == ["a vs b", "2", "1/2 (50%)", "1", "0", "1", "3/4"]
