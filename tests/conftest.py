@@ -1,0 +1,31 @@
+"""Shared fixtures: tutorial-like videos (generated once per session) and manifests for them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import skimage.data
+import yaml
+
+from pipeline.synthetic import Script, Truth, make_tutorial
+
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+SMALL = (320, 180)
+SHORT = Script(intro=1.0, talk=2.0, process=10.0, hold=1.5, outro=1.5, hand_bursts=3, hand_seconds=1.0)
+
+
+@pytest.fixture(scope="session")
+def tutorials(tmp_path_factory) -> dict[str, tuple[Path, Truth]]:
+    """Three short tutorials of real photos: {name: (path, ground truth)}."""
+    folder = tmp_path_factory.mktemp("tutorials")
+    out = {}
+    for seed, name in enumerate(["astronaut", "coffee", "chelsea"]):
+        path = folder / f"{name}.mp4"
+        out[name] = (path, make_tutorial(path, getattr(skimage.data, name)(), size=SMALL, script=SHORT, seed=seed))
+    return out
+
+
+def write_manifest(folder: Path, sources: list[dict]) -> Path:
+    path = folder / "manifest.yaml"
+    path.write_text(yaml.safe_dump({"sources": sources}, sort_keys=False))
+    return path

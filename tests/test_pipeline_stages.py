@@ -1,0 +1,61 @@
+"""Stages on generated tutorials (intro card, talking head, a process with a hand, a finished hold, outro)
+and on real footage with no making process (OpenCV's sample trailer and street camera)."""
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import BuildConfig
+from pipeline.result import run_source
+from pipeline.stages.chain import build_stages
+from pipeline.stages.select import pick_steps
+from pipeline.taxonomy import Taxonomy
+from pipeline.work import Source
+from tests.conftest import OPENCV_DATA
+
+TAXONOMY = Taxonomy.load()
+CONFIG = BuildConfig()
+
+
+def _run(path, task="painting"):
+    src = Source(uri=str(path), path=str(path), task=TAXONOMY[task], kind="video")
+    return run_source(src, "0" * 64, build_stages(CONFIG), CONFIG)
+
+
+@pytest.mark.parametrize("task", ["painting", "oil-painting"])  # 9 and 4 steps
+def test_chosen_frames_come_from_the_process_in_order_without_the_hand(tutorials, task):
+    for name, (path, truth) in tutorials.items():
+        res = _run(path, task)
+        assert res.status == "ok", (name, res.reason)
+        frames = res.samples[0].meta["frames"]
+        idx = [f["source_frame"] for f in frames]
+        assert len(idx) == TAXONOMY[task].frames
+        assert idx == sorted(idx) and len(set(idx)) == len(idx), f"{name}: steps not in time order: {idx}"
+        assert all(truth.process[0] <= i < truth.process[1] for i in idx), f"{name}: a step outside the process: {idx}"
+        assert not set(idx) & truth.hand, f"{name}: the hand covers steps {sorted(set(idx) & truth.hand)}"
+        assert truth.finished[0] <= idx[-1] < truth.finished[1], f"{name}: last step {idx[-1]} is not the finished work"
+        painted = [truth.progress[i] for i in idx]
+        assert painted[0] < 0.35, f"{name}: first step is not an early stage ({painted[0]:.2f} painted)"
+        assert all(b > a for a, b in zip(painted, painted[1:])), f"{name}: progress does not rise: {painted}"
+
+
+def test_frame_times_match_source_frames(tutorials):
+    path, truth = tutorials["astronaut"]
+    for f in _run(path).samples[0].meta["frames"]:
+        assert f["time"] == pytest.approx(f["source_frame"] / truth.fps, abs=0.5 / truth.fps)
+
+
+@pytest.mark.parametrize("name,why", [("Megamind.avi", "no making process"), ("vtest.avi", "no making process")])
+def test_real_footage_without_a_process_is_rejected(name, why):
+    path = OPENCV_DATA / name
+    if not path.exists():
+        pytest.skip("Debian's opencv-doc is not installed (apt-get install opencv-doc)")
+    res = _run(path)
+    assert res.status == "rejected" and why in res.reason, res.reason
+    assert not res.samples
+
+
+def test_pick_steps_spreads_over_progress_and_keeps_ends():
+    progress = [0.0, 0.01, 0.1, 0.2, 0.26, 0.3, 0.5, 0.52, 0.7, 0.75, 0.9, 1.0]
+    assert pick_steps(progress, 4, 0.02) == [0, 5, 8, 11]  # nearest to 0, 1/3, 2/3, 1
+    assert pick_steps([0.0, 0.5, 0.5, 1.0], 4, 0.02) is None  # two alike cannot both be steps
+    assert pick_steps([0.0, 1.0], 3, 0.0) is None
