@@ -1,0 +1,120 @@
+"""CLIP stage throughput vs. a bare encode_image loop (issue 3's benchmark; prints figures, not a test).
+
+    .venv/bin/python bench/clip.py [--arch ViT-B-32] [--frames 128] [--batch 64] [--device auto]
+
+Both sides use the same model object, device, dtype and batch size in the same run:
+  stage: ClipFilter on a Work item holding analysis frames (uint8 RGB, 512x288 by default):
+         array -> PIL, open_clip preprocessing, batching, encode, normalise, relevance/dedup logic;
+         `--jpeg` also decodes the candidates from JPEG files first (an image-folder source).
+  bare:  model.encode_image on already-preprocessed tensors, batch by batch.
+The model has random weights (open_clip `pretrained=None`, saved as a local-dir folder): speed
+does not depend on weight values, and no pretrained weights are available offline.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline.clip.model import ClipModel, ClipSpec, load
+from pipeline.clip.stages import ClipFilter
+from pipeline.clip.testing import write_random_model
+from pipeline.config import ClipConfig
+from pipeline.taxonomy import Taxonomy
+from pipeline.work import Frame, Segment, Source, Work
+
+
+def sync(model: ClipModel) -> None:
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_frames(n: int, width: int, height: int) -> list[np.ndarray]:
+    """Smooth images with structure (a gradient plus shapes), so JPEG sizes and resize costs are realistic."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:height, 0:width]
+    out = []
+    for _ in range(n):
+        img = np.stack([(xx * rng.uniform(0.2, 0.5) + yy * rng.uniform(0.2, 0.5) + rng.uniform(0, 80)) % 256
+                        for _ in range(3)], axis=-1)
+        cx, cy, r = rng.integers(0, width), rng.integers(0, height), rng.integers(10, height // 2)
+        img[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.integers(0, 256, 3)
+        out.append(img.astype(np.uint8))
+    return out
+
+
+def stage_run(stage: ClipFilter, task, images: list[np.ndarray] | None, files: list[Path] | None) -> float:
+    """Seconds for one ClipFilter pass over all frames (decoding the JPEG files first when given)."""
+    t0 = time.perf_counter()
+    if files is not None:
+        images = [np.asarray(Image.open(p).convert("RGB")) for p in files]
+    source = Source(uri="bench", path="bench", task=task, kind="images")
+    work = Work(source=source, segments=[Segment(frames=[Frame(i, None, img) for i, img in enumerate(images)])])
+    stage(work)
+    sync(load(stage.spec))
+    return time.perf_counter() - t0
+
+
+def bare_run(model: ClipModel, batches: list[torch.Tensor]) -> float:
+    """Seconds for encode_image over preprocessed batches: the ceiling the stage is measured against."""
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for b in batches:
+            model.model.encode_image(b.to(model.device, model.dtype))
+    sync(model)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="ViT-B-32")
+    ap.add_argument("--frames", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--size", default="512x288", help="analysis frame WxH")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--jpeg", action="store_true", help="decode the candidates from JPEG files inside the timing")
+    args = ap.parse_args()
+    width, height = map(int, args.size.split("x"))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = ClipSpec(write_random_model(Path(tmp) / "model", args.arch), None, args.device)
+        t0 = time.perf_counter()
+        model = load(spec)
+        load_s = time.perf_counter() - t0
+        task = Taxonomy.load()["painting"]
+        stage = ClipFilter(spec, ClipConfig(batch_size=args.batch, relevance_margin=2.0, duplicate_similarity=1.0))
+        images = make_frames(args.frames, width, height)
+        files = None
+        if args.jpeg:
+            files = [Path(tmp) / f"{i:04d}.jpg" for i in range(len(images))]
+            for p, img in zip(files, images):
+                Image.fromarray(img).save(p, quality=95)
+        pre = torch.stack([model.preprocess(Image.fromarray(img)) for img in images])
+        batches = list(pre.split(args.batch))
+
+        stage_run(stage, task, images[: args.batch], None)  # warm-up: text prompts, allocator, kernels
+        bare_run(model, batches[:1])
+        stage_s, bare_s = [], []
+        for _ in range(args.repeats):  # interleaved so drift (thermal, other load) hits both sides
+            stage_s.append(stage_run(stage, task, None if args.jpeg else images, files))
+            bare_s.append(bare_run(model, batches))
+
+    n = args.frames
+    stage_ips, bare_ips = n / statistics.median(stage_s), n / statistics.median(bare_s)
+    device = torch.cuda.get_device_name() if model.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"model {args.arch} (random weights), {model.dtype}, device {device}, batch {args.batch}, "
+          f"{n} frames {width}x{height}{' from JPEG' if args.jpeg else ''}, model load {load_s:.1f} s")
+    print(f"stage  {stage_ips:8.1f} images/s  (median of {args.repeats}: {', '.join(f'{s:.2f}' for s in stage_s)} s)")
+    print(f"bare   {bare_ips:8.1f} images/s  (median of {args.repeats}: {', '.join(f'{s:.2f}' for s in bare_s)} s)")
+    print(f"ratio  {stage_ips / bare_ips:.3f}  (target >= 0.8)")
+
+
+if __name__ == "__main__":
+    main()
