@@ -1,7 +1,7 @@
 """Benchmark: build wall time vs. a plain OpenCV loop that only decodes every frame; worker memory on a
 10-minute vs. a 1-minute video. Prints ratios measured in the same run (CLIP off).
 
-    .venv/bin/python bench/pipeline.py [--videos 3] [--seconds 60] [--workers 2]
+    .venv/bin/python -m bench.pipeline [--videos 3] [--seconds 60] [--workers 2]   (from the repo root)
 """
 from __future__ import annotations
 
