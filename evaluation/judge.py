@@ -22,7 +22,7 @@ from typing import Callable
 
 import yaml
 
-from evaluation.atomic import write_json
+from pipeline.atomic import write_json
 from evaluation.config import JudgeConfig
 
 SCORES = ("alignment", "coherence", "usability")

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from evaluation.atomic import write_bytes, write_json, write_jsonl, write_png, write_text  # noqa: E402
+from pipeline.atomic import write_bytes, write_json, write_jsonl, write_png, write_text  # noqa: E402
 from evaluation.run import RunResult  # noqa: E402
 from evaluation.stats import bootstrap_mean  # noqa: E402
 from pipeline.taxonomy import Taxonomy  # noqa: E402

@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 from PIL import Image, ImageDraw
-
-from pipeline.atomic import write_bytes
 
 THUMB, LABEL, COLS = 256, 14, 6
 
@@ -26,9 +23,3 @@ def contact_sheet(items: list[tuple[str, bytes]], title: str, max_items: int = 6
         sheet.paste(img, (x, y))
         draw.text((x + 2, y + THUMB), key[:40], fill="black")
     return sheet
-
-
-def save_png(img: Image.Image, path: Path) -> None:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    write_bytes(path, buf.getvalue())

@@ -6,8 +6,8 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from pipeline.atomic import write_text
-from pipeline.contact_sheet import contact_sheet, save_png
+from pipeline.atomic import write_png, write_text
+from pipeline.contact_sheet import contact_sheet
 from pipeline.result import SourceResult
 from pipeline.shards import ShardInfo
 
@@ -55,7 +55,7 @@ class RunReport:
         sheets = {}
         for task, items in sorted(self.sheets.items()):
             name = f"contact-{task}.png"
-            save_png(contact_sheet(items, f"{task}: {self.per_task[task]} sequences"), out / name)
+            write_png(out / name, contact_sheet(items, f"{task}: {self.per_task[task]} sequences"))
             sheets[task] = name
         write_text(out / "report.json", json.dumps(report, indent=2, default=str))
         write_text(out / "report.md", _markdown(report, sheets))
