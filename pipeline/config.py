@@ -37,6 +37,7 @@ class ProcessConfig(_Section):
     min_seconds: float = Field(4.0, description="shorter shots cannot hold a process")
     min_gain: float = Field(0.2, description="completion must rise by at least this much (0..1)")
     min_monotonic: float = Field(0.7, description="Spearman rho of completion vs time, at least")
+    max_step_change: float = Field(0.15, description="at most this fraction of the work may change per analysis step")
     pixel_tolerance: float = Field(0.08, description="a pixel 'matches' the final state within this (0..1)")
     merge_similarity: float = Field(0.85, description="adjacent process shots continue one work above this")
 

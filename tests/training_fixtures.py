@@ -59,3 +59,38 @@ def write_released(path: Path, heads: dict[str, int], tagged: bool, cell: int = 
             tile(frames(layout.frames, i), layout).save(buf, format="PNG")
             caption = TASKS[t_id].caption("a cat") + (f" --lora_up_cur {head}" if tagged else "")
             w.write({"__key__": f"rel{i:04d}", "png": buf.getvalue(), "caption": caption.encode()})
+
+
+def tiny_config(shards: list[str], **train):
+    """training/configs/tiny.yaml, shortened for tests."""
+    from training.config import Config
+
+    cfg = Config.load(Path(__file__).parents[1] / "training" / "configs" / "tiny.yaml")
+    cfg.data.shards = shards
+    cfg.data.shuffle_buffer = 4
+    cfg.sample.every = 0
+    cfg.train.steps, cfg.train.ckpt_every, cfg.train.warmup, cfg.train.log_every = 8, 4, 2, 1
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    return cfg
+
+
+def ddp_worker(rank: int, world: int, port: int, cfg_json: str, run_dir: str, out: str) -> None:
+    """One rank of a gloo DDP run (tests/test_train_e2e.py); writes its records and LoRA weights to ``out``."""
+    import json
+    import os
+
+    import torch
+    from safetensors.torch import save_file
+
+    from training.config import Config
+    from training.loop import Trainer
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    trainer = Trainer(Config.model_validate_json(cfg_json), run_dir)
+    records = trainer.fit()
+    Path(out, f"rank{rank}.json").write_text(json.dumps(records))
+    save_file({k: v.contiguous() for k, v in trainer.lora.state_dict().items()}, Path(out, f"rank{rank}.safetensors"))
+    torch.distributed.destroy_process_group()

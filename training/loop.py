@@ -126,8 +126,9 @@ class Trainer:
             tr.enable_gradient_checkpointing()
         tr.train()
         self.denoiser = Denoiser(tr, self.lora)
-        self.model = DistributedDataParallel(self.denoiser, find_unused_parameters=True,
-                                             broadcast_buffers=False) if self.d.world > 1 else self.denoiser
+        # find_unused_parameters: heads not in this rank's batch get no gradient (and stay None if no rank used them)
+        self.model = DistributedDataParallel(self.denoiser, find_unused_parameters=True) \
+            if self.d.world > 1 else self.denoiser
         self.params = self.lora.trainable()
         t = cfg.train
         self.opt = torch.optim.AdamW(self.params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
@@ -224,9 +225,10 @@ class Trainer:
         self.d.barrier()
 
     # --- the loop ------------------------------------------------------------------------------------
-    def fit(self) -> list[dict]:
-        """Train to ``train.steps``; returns the logged records of this process's run."""
+    def fit(self, until: int | None = None) -> list[dict]:
+        """Train to ``until`` (default ``train.steps``); returns this process's records (with its batch keys)."""
         t = self.cfg.train
+        until = min(until or t.steps, t.steps)
         for name in self.cfg.sample.prompts:
             if name not in self.taxonomy:
                 raise ConfigError(f"sample.prompts names unknown task {name!r}")
@@ -236,10 +238,10 @@ class Trainer:
         for _ in range(self.step * t.grad_accum):  # replay the data stream up to the checkpoint
             next(batches)
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.is_main, dynamic_ncols=True)
-        while self.step < t.steps:
+        while self.step < until:
             t0 = time.perf_counter()
             self.opt.zero_grad(set_to_none=True)
-            total, seen = 0.0, 0
+            total, keys = 0.0, []
             for micro in range(t.grad_accum):
                 batch = next(batches)
                 last = micro == t.grad_accum - 1
@@ -247,7 +249,7 @@ class Trainer:
                     loss = self.batch_loss(batch) / t.grad_accum
                     loss.backward()
                 total += loss.item()
-                seen += len(batch["key"])
+                keys += batch["key"]
             if t.clip:
                 torch.nn.utils.clip_grad_norm_(self.params, t.clip)
             lr = self.sched.get_last_lr()[0]
@@ -255,7 +257,7 @@ class Trainer:
             self.sched.step()
             self.step += 1
             rec = {"step": self.step, "loss": self.d.mean(total), "lr": lr,
-                   "samples_per_s": seen * self.d.world / (time.perf_counter() - t0)}
+                   "samples_per_s": len(keys) * self.d.world / (time.perf_counter() - t0), "keys": keys}
             if t.val_every and self.step % t.val_every == 0:
                 rec["val_loss"] = self.val_loss()
             log.add(rec)
@@ -263,11 +265,11 @@ class Trainer:
             bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{lr:.2e}", sps=f"{rec['samples_per_s']:.1f}")
             if tb and (self.step % t.log_every == 0 or "val_loss" in rec):
                 for k, v in rec.items():
-                    if k != "step":
+                    if k not in ("step", "keys"):
                         tb.add_scalar(f"train/{k}" if k != "val_loss" else "val/loss", v, self.step)
             if self.is_main and self.cfg.sample.every and self.step % self.cfg.sample.every == 0:
                 self.save_samples()
-            if self.step % t.ckpt_every == 0 or self.step == t.steps:
+            if self.step % t.ckpt_every == 0 or self.step == until:
                 self.save_checkpoint()
         bar.close()
         if tb:
@@ -318,10 +320,10 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(str(run_dir / "tb"))
 
 
-def train(cfg: Config, run_dir: str | Path, resume: bool = False) -> list[dict]:
+def train(cfg: Config, run_dir: str | Path, resume: bool = False, until: int | None = None) -> list[dict]:
     trainer = Trainer(cfg, run_dir, resume)
     try:
-        return trainer.fit()
+        return trainer.fit(until)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
