@@ -33,16 +33,34 @@ def _state(thumbs: np.ndarray) -> np.ndarray:
     return np.median(thumbs, axis=0)
 
 
+def work_region(thumbs: np.ndarray, tol: float) -> np.ndarray:
+    """Pixels that differ between the start and the final state (medians of a few frames each)."""
+    k = max(1, min(5, len(thumbs) // 5))
+    return ~_match(_state(thumbs[:k]), _state(thumbs[-k:]), tol)
+
+
 def completion_curve(thumbs: np.ndarray, tol: float) -> tuple[np.ndarray, float]:
     """Per-frame fraction of the work region that already matches the final state, and the region's area."""
-    k = max(1, min(5, len(thumbs) // 5))
-    start, final = _state(thumbs[:k]), _state(thumbs[-k:])
-    region = ~_match(start, final, tol)
+    region = work_region(thumbs, tol)
     area = float(region.mean())
     if area == 0:
         return np.ones(len(thumbs)), 0.0
+    final = _state(thumbs[-max(1, min(5, len(thumbs) // 5)):])
     diffs = np.abs(thumbs - final[None]).max(axis=-1) <= tol
     return diffs[:, region].mean(axis=1), area
+
+
+def step_change(thumbs: np.ndarray, tol: float) -> float:
+    """Median fraction of the work region that changes between consecutive frames.
+
+    A making process changes a small part of the work at a time; camera motion and live action
+    (trailers, talking heads) change most of it at every step.
+    """
+    region = work_region(thumbs, tol)
+    if len(thumbs) < 2 or not region.any():
+        return 0.0
+    changed = np.abs(np.diff(thumbs, axis=0)).max(axis=-1) > tol
+    return float(np.median(changed[:, region].mean(axis=1)))
 
 
 class FindProcess:
@@ -79,10 +97,14 @@ class FindProcess:
             k = max(1, min(5, len(curve) // 5))
             gain = float(np.median(curve[-k:]) - np.median(curve[:k]))
             rho = float(spearmanr(np.arange(len(curve)), curve).statistic) if np.ptp(curve) > 0 else 0.0
+            change = step_change(thumbs[a:b], self.cfg.pixel_tolerance)
             scores = {"gain": round(gain, 4), "monotonic": round(rho, 4), "area": round(area, 4),
-                      "start": frames[0].time, "end": frames[-1].time}
+                      "step_change": round(change, 4), "start": frames[0].time, "end": frames[-1].time}
             if area < 0.01 or gain < self.cfg.min_gain:
                 rejected.append(f"{where}: static, nothing accumulates (gain {gain:.2f}, changed area {area:.1%})")
+            elif change > self.cfg.max_step_change:
+                rejected.append(f"{where}: everything moves at once ({change:.0%} of the view changes per step): "
+                                "camera motion or live action, not work accumulating")
             elif rho < self.cfg.min_monotonic:
                 rejected.append(f"{where}: changes without accumulating (rho {rho:.2f})")
             else:
