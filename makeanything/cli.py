@@ -7,9 +7,9 @@ import sys
 
 # Modules with `register(subparsers)`; each adds its subcommands with `set_defaults(func=...)`,
 # where func(args) returns the process exit code.
-EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 
-COMMAND_MODULES = ["pipeline.cli", "training.cli", "evaluation.cli"]
+COMMAND_MODULES = ["pipeline.cli", "pipeline.cli_refresh", "training.cli", "evaluation.cli"]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -20,7 +20,8 @@ def parser() -> argparse.ArgumentParser:
         description="Build MakeAnything procedural-sequence corpora from tutorial videos and image "
                     "folders, train models on the shards, and evaluate generated sequences.",
         epilog="Exit codes: 0 run completed (per-source failures are in the report), "
-               "1 the run itself could not complete, 2 usage or manifest/config error.")
+               "1 the run itself could not complete (inspect --verify: a problem found), "
+               "2 usage or manifest/config error, 3 another job holds the output's lock.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:

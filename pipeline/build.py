@@ -1,48 +1,65 @@
-"""The build driver: resolve the manifest, fan sources out to Dask workers, stream results into shards.
+"""The build driver: resolve the manifest, skip what the ledger says is done, fan the rest out to Dask
+workers, stream results into shards, then write the run report and ``dataset.json`` (last).
 
-Sources are independent Dask tasks; at most ``workers x in_flight_per_worker`` run or wait at once,
-so the driver's memory stays bounded however long the manifest is. Only the driver writes shards.
+`build` and `refresh` are the same job: on an empty output everything is new. Sources are independent
+Dask tasks; at most ``workers x in_flight_per_worker`` run or wait at once, so the driver's memory stays
+bounded however long the manifest is. Only the driver writes shards, under the output's lock.
 """
 from __future__ import annotations
 
 import contextlib
+import math
+import re
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from distributed import Client, LocalCluster, as_completed
+from distributed import Client, Future, LocalCluster, as_completed
 from tqdm import tqdm
 
 from pipeline import __version__
 from pipeline.clip import plan_clip
 from pipeline.config import BuildConfig
+from pipeline.failpoint import failpoint
 from pipeline.fetch import prepare
+from pipeline.index import make_index, read_index, write_index
+from pipeline.ledger import Ledger
+from pipeline.lock import OutputLock
 from pipeline.manifest import load_manifest
 from pipeline.report import RunReport
 from pipeline.result import SourceResult, run_source
-from pipeline.shards import ShardWriter
+from pipeline.shard_commit import ShardCommitter
 from pipeline.stages.chain import build_stages
+from pipeline.storage import Storage
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
+
+OUR_SHARD = re.compile(r"^(train|val)-r\d{4}-\d{6}\.tar$")
+
+
+class ConfigChanged(ValueError):
+    """The output was built under another config; reprocessing everything needs an explicit --rebuild."""
 
 
 @dataclass
 class BuildResult:
     report: dict
-    out: Path
+    out: Path | str
+    summary: dict = field(default_factory=dict)
 
 
 @contextlib.contextmanager
 def dask_client(config: BuildConfig) -> Iterator[Client]:
-    """Connect to ``cluster.scheduler`` if given, else start a LocalCluster of single-threaded processes."""
+    """Connect to ``cluster.scheduler`` if given, else start a LocalCluster of single-threaded workers."""
     c = config.cluster
     if c.scheduler:
         with Client(c.scheduler) as client:
             yield client
     else:
-        with LocalCluster(n_workers=c.workers, threads_per_worker=1, processes=True,
+        with LocalCluster(n_workers=c.workers, threads_per_worker=1, processes=c.processes,
                           dashboard_address=":0") as cluster, Client(cluster) as client:
             yield client
 
@@ -66,43 +83,150 @@ def _dedupe(prepared: list[tuple[Source, str, str]]) -> tuple[list[tuple[Source,
     return keep, dropped
 
 
-def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: bool = True) -> BuildResult:
-    """Build the corpus of ``manifest`` into ``out``. Manifest errors raise before any work starts."""
-    t0 = time.perf_counter()
+def _select(keep: list[tuple[Source, str]], ledger: Ledger, config_sha: str,
+            retry_failed: bool) -> tuple[list[tuple[Source, str]], int]:
+    """Sources to process now: new to this config, or failed before when ``retry_failed``. Returns (todo, skipped)."""
+    todo = []
+    for src, sha in keep:
+        row = ledger.lookup(sha, src.uri, config_sha)
+        if row is None or (row["status"] == "failed" and retry_failed):
+            todo.append((src, sha))
+    return todo, len(keep) - len(todo)
+
+
+def _reconcile(storage: Storage, ledger: Ledger) -> list[str]:
+    """Delete shards a crashed run published but never recorded (their sources are redone, same keys)."""
+    orphans = [n for n in storage.list("shards") if OUR_SHARD.match(n) and n not in ledger.shards]
+    for name in orphans:
+        storage.remove(f"shards/{name}")
+    return orphans
+
+
+def _retire_old_config(storage: Storage, ledger: Ledger, run: int, config_sha: str) -> list[str]:
+    """After a --rebuild under a new config is indexed, delete the shards of the old one."""
+    old = sorted(n for n, s in ledger.shards.items() if s["config_sha"] != config_sha)
+    for name in old:
+        storage.remove(f"shards/{name}")
+    if old:
+        ledger.commit(run, config_sha, retired=old)
+    return old
+
+
+def _shard_target(config: BuildConfig, ledger: Ledger, todo: int) -> int:
+    """Samples per shard this run: the configured target, smaller while the dataset has fewer train
+    shards than ``min_shards`` (so ranks x dataloader workers never starve)."""
+    s = config.shards
+    need = s.min_shards - sum(1 for x in ledger.live_shards() if x["split"] == "train")
+    if need <= 0:
+        return s.samples_per_shard
+    expected = todo * config.select.sequences_per_source * (1 - s.val_fraction)
+    return max(1, min(s.samples_per_shard, math.floor(expected / need)))
+
+
+def _lost(src: Source, sha: str, err: BaseException) -> SourceResult:
+    """A task Dask gave up on (e.g. its worker died on it repeatedly) is a failed source, not a failed run."""
+    return SourceResult(entry=src.entry, uri=src.uri, task=src.task.id, sha256=sha, status="failed",
+                        reason=f"worker lost: {type(err).__name__}: {err}")
+
+
+def _process(client: Client, todo: list[tuple[Source, str]], stages: list, config: BuildConfig,
+             committer: ShardCommitter, report: RunReport, bar: tqdm) -> None:
+    """Bounded-window submit; results stream into the committer as they finish."""
+    window = max(1, len(client.scheduler_info()["workers"])) * config.cluster.in_flight_per_worker
+    pending = iter(todo)
+    futures, owner = as_completed(), {}
+
+    def submit(item: tuple[Source, str] | None) -> None:
+        if item is not None:
+            fut: Future = client.submit(run_source, item[0], item[1], stages, config, pure=False)
+            owner[fut.key] = item
+            futures.add(fut)
+
+    for _ in range(min(window, len(todo))):
+        submit(next(pending))
+    for fut in futures:
+        src, sha = owner.pop(fut.key)
+        try:
+            res: SourceResult = fut.result()
+        except Exception as e:  # noqa: BLE001 - KilledWorker and the like: record and go on
+            res = _lost(src, sha, e)
+        fut.release()
+        committer.add(res)
+        report.add(res)
+        bar.update(1)
+        bar.set_postfix(samples=sum(report.per_task.values()))
+        submit(next(pending, None))
+
+
+def _write_report(storage: Storage, report: RunReport, header: dict, shards: list, wall: float) -> dict:
+    if storage.local:
+        return report.write(Path(storage.root), header, shards, wall)
+    with tempfile.TemporaryDirectory(prefix="makeanything-report-") as tmp:
+        data = report.write(Path(tmp), header, shards, wall)
+        storage.upload_folder(Path(tmp), sorted(p.name for p in Path(tmp).iterdir()))
+    return data
+
+
+def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: bool = True, *,
+          retry_failed: bool = False, rebuild: bool = False) -> BuildResult:
+    """Build or refresh the corpus of ``manifest`` in ``out`` (a folder or an fsspec URL such as s3://b/p).
+
+    Manifest and config errors raise before any work starts; a second job on the same output raises LockBusy.
+    """
+    t0, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     taxonomy = Taxonomy.load(config.taxonomy)
     sources = load_manifest(manifest, taxonomy)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = config.cache_dir or str(out / "cache")
+    storage = Storage(out)
+    cache = config.cache_dir or (f"{storage.root}/cache" if storage.local
+                                 else str(Path(tempfile.gettempdir()) / "makeanything-cache"))
+    config_sha = config.sha()
     clip = plan_clip(config.clip)  # raises ClipUnavailable before any work when clip.require is set
     print(clip.message, file=sys.stderr)
     stages = build_stages(config, clip.spec)
-    report = RunReport()
-    with dask_client(config) as client:
-        print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
-        prepared = client.gather(client.map(prepare, sources, cache_dir=cache, pure=False))
-        todo, dropped = _dedupe(prepared)
-        for row in dropped:
-            report.add(row)
-        window = max(1, len(client.scheduler_info()["workers"])) * config.cluster.in_flight_per_worker
-        pending = iter(todo)
-        futures = as_completed()
-        for src, sha in [next(pending) for _ in range(min(window, len(todo)))]:
-            futures.add(client.submit(run_source, src, sha, stages, config, pure=False))
-        with ShardWriter(out / "shards", samples_per_shard=config.shards.samples_per_shard) as writer, \
-                tqdm(total=len(sources), initial=len(dropped), desc="sources", unit="src", disable=not progress) as bar:
-            for fut in futures:
-                res: SourceResult = fut.result()
-                fut.release()
-                for sample in res.samples:
-                    writer.write(sample)
-                report.add(res)
-                bar.update(1)
-                bar.set_postfix(samples=sum(report.per_task.values()))
-                nxt = next(pending, None)
-                if nxt is not None:
-                    futures.add(client.submit(run_source, nxt[0], nxt[1], stages, config, pure=False))
-            shards = writer.close()
-    header = {"version": __version__, "manifest": str(manifest), "config_sha": config.sha(), "clip": clip.message,
-              "config": config.model_dump(mode="json")}
-    return BuildResult(report=report.write(out, header, shards, time.perf_counter() - t0), out=out)
+    with OutputLock(storage) as lock:
+        if lock.took_over:
+            print(f"took over a stale lock of pid {lock.took_over.get('pid')} (no longer running)", file=sys.stderr)
+        ledger = Ledger.load(storage)
+        if ledger.config_sha not in (None, config_sha) and not rebuild:
+            raise ConfigChanged(f"{storage}: built under config {ledger.config_sha[:12]}, this config is "
+                                f"{config_sha[:12]}; pass --rebuild to reprocess every listed source under it "
+                                f"(the old config's shards are retired when that run completes)")
+        orphans = _reconcile(storage, ledger)
+        run = ledger.last_run + 1
+        staging = storage.staging()
+        report = RunReport()
+        try:
+            with dask_client(config) as client:
+                print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+                prepared = client.gather(client.map(prepare, sources, cache_dir=cache, pure=False))
+                keep, dropped = _dedupe(prepared)
+                todo, skipped = _select(keep, ledger, config_sha, retry_failed)
+                for row in dropped:
+                    report.add(row)
+                committer = ShardCommitter(storage, ledger, run, config, staging,
+                                           _shard_target(config, ledger, len(todo)))
+                with tqdm(total=len(dropped) + len(todo), initial=len(dropped), desc="sources", unit="src",
+                          disable=not progress) as bar:
+                    _process(client, todo, stages, config, committer, report, bar)
+                shards = committer.close()
+        finally:
+            storage.clear_staging(staging)
+        header = {"version": __version__, "manifest": str(manifest), "config_sha": config_sha, "clip": clip.message,
+                  "config": config.model_dump(mode="json"),
+                  "refresh": {"run": run, "skipped": skipped, "removed_orphan_shards": orphans}}
+        data = _write_report(storage, report, header, shards, time.perf_counter() - t0)
+        t = data["totals"]
+        counts = {"sources": len(sources), "processed": len(todo), "skipped": skipped,
+                  **{k: t[k] for k in ("ok", "rejected", "failed")}, "new_samples": t["samples"], "shards": len(shards)}
+        previous = read_index(storage) or {}
+        history = previous.get("history", []) + [{"run": run, "version": __version__, "config_sha": config_sha,
+                                                   "started": started, "duration_s": data["duration_s"],
+                                                   "manifest": str(manifest), "counts": counts}]
+        index = make_index(ledger, config.model_dump(mode="json", exclude={"cluster"}), history)
+        failpoint("before-index")
+        write_index(storage, index)
+        retired = _retire_old_config(storage, ledger, run, config_sha)
+    summary = {"status": "ok", "out": str(storage), "run": run, **counts, "total_samples": index["samples"],
+               "removed_orphan_shards": len(orphans), "retired_shards": len(retired),
+               "duration_s": round(time.perf_counter() - t0, 3)}
+    return BuildResult(report=data, out=Path(out) if storage.local else storage.url, summary=summary)

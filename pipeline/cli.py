@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from makeanything.cli import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
+from makeanything.cli import EXIT_LOCKED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
 from pipeline.clip import ClipUnavailable
 from pipeline.config import BuildConfig
 from pipeline.manifest import ManifestError
@@ -28,19 +29,32 @@ def _summary(report: dict, out: Path) -> None:
           f"report: {out}/report.md")
 
 
+def _error(args: argparse.Namespace, code: int, msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    if getattr(args, "json", False):  # cron wants one parseable line either way
+        print(json.dumps({"status": "error", "exit_code": code, "error": msg}))
+    return code
+
+
 def cmd_build(args: argparse.Namespace) -> int:
-    from pipeline.build import build
+    """`build` and `refresh` (the same job; refresh adds --retry-failed, --rebuild and --json)."""
+    from pipeline.build import ConfigChanged, build
+    from pipeline.lock import LockBusy
 
     try:
         cfg = _config(args)
-        result = build(args.manifest, args.out, cfg, progress=not args.quiet)
-    except (ManifestError, ValidationError, FileNotFoundError, ClipUnavailable) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        result = build(args.manifest, args.out, cfg, progress=not args.quiet,
+                       retry_failed=getattr(args, "retry_failed", False), rebuild=getattr(args, "rebuild", False))
+    except (ManifestError, ValidationError, FileNotFoundError, ClipUnavailable, ConfigChanged) as e:
+        return _error(args, EXIT_USAGE, str(e))
+    except LockBusy as e:
+        return _error(args, EXIT_LOCKED, str(e))
     except Exception as e:  # noqa: BLE001 - the run itself could not complete
-        print(f"error: build failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return EXIT_RUN_FAILED
-    _summary(result.report, result.out)
+        return _error(args, EXIT_RUN_FAILED, f"build failed: {type(e).__name__}: {e}")
+    if getattr(args, "json", False):
+        print(json.dumps(result.summary))
+    else:
+        _summary(result.report, result.out)
     return EXIT_OK
 
 
@@ -54,7 +68,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=p.prog.endswith("build"), default="demo-out",
+    p.add_argument("--out", required=not p.prog.endswith("demo"), default="demo-out",
                    help="output folder: shards/, report.json, report.md, contact sheets")
     p.add_argument("--workers", type=int, help="local Dask worker processes (default 2)")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")

@@ -94,7 +94,12 @@ class ClipConfig(_Section):
 
 
 class ShardConfig(_Section):
-    samples_per_shard: int = Field(100, ge=1)
+    """Shard sizing for training: ranks x dataloader workers each need shards to read."""
+
+    samples_per_shard: int = Field(100, ge=1, description="target samples per shard (one source never spans two)")
+    min_shards: int = Field(1, ge=1, description="a run writes smaller shards when fewer train shards than "
+                            "this would exist otherwise (set to ranks x dataloader workers)")
+    val_fraction: float = Field(0.05, ge=0, le=1, description="fraction of sources (not samples) in the val split")
     jpeg_quality: int = Field(95, ge=50, le=100)
 
 
@@ -104,6 +109,7 @@ class ClusterConfig(_Section):
     workers: int = Field(2, ge=1)
     scheduler: str | None = Field(None, description="address of an existing Dask scheduler")
     in_flight_per_worker: int = Field(2, ge=1, description="bounds memory: sources submitted ahead")
+    processes: bool = Field(True, description="local workers as processes (False: threads in the driver)")
 
 
 class BuildConfig(_Section):

@@ -1,0 +1,74 @@
+"""Streams source results into per-split shards; a shard and the ledger rows of its sources commit together.
+
+Order per shard: tar complete in staging -> published under ``shards/`` -> one ledger record naming the
+shard and its sources. Sources without samples (rejected, failed) need no shard and are recorded at once.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from pipeline.config import BuildConfig
+from pipeline.failpoint import failpoint
+from pipeline.index import split_of
+from pipeline.ledger import Ledger
+from pipeline.result import SourceResult
+from pipeline.shards import ShardInfo, ShardWriter
+from pipeline.storage import Storage
+
+
+class ShardCommitter:
+    def __init__(self, storage: Storage, ledger: Ledger, run: int, config: BuildConfig, staging: Path,
+                 samples_per_shard: int) -> None:
+        self.storage, self.ledger, self.run, self.staging = storage, ledger, run, staging
+        self.config_sha, self.val_fraction = config.sha(), config.shards.val_fraction
+        self.per_shard = samples_per_shard
+        self.writers: dict[str, ShardWriter] = {}
+        self.pending: dict[str, list[dict]] = {}
+
+    def _publish(self, tmp: Path, name: str) -> None:
+        self.storage.put(tmp, f"shards/{name}")
+        failpoint("shard-published")
+
+    def _row(self, res: SourceResult) -> dict:
+        return {"sha256": res.sha256, "uri": res.uri, "task": res.task, "config_sha": self.config_sha,
+                "status": res.status, "reason": res.reason, "run": self.run,
+                "keys": [s.key for s in res.samples] if res.status == "ok" else []}
+
+    def _commit(self, rows: list[dict], shard: dict | None = None) -> None:
+        self.ledger.commit(self.run, self.config_sha, rows=rows, shards=[shard] if shard else [])
+        failpoint("committed")
+
+    def _writer(self, split: str) -> ShardWriter:
+        if split not in self.writers:
+            self.writers[split] = ShardWriter(self.staging, prefix=f"{split}-r{self.run:04d}",
+                                              samples_per_shard=self.per_shard, publish=self._publish)
+        return self.writers[split]
+
+    def _shard_done(self, split: str, info: ShardInfo) -> None:
+        rows = self.pending.pop(split)
+        tasks = Counter(r["task"] for r in rows for _ in r["keys"])
+        self._commit(rows, {"name": info.name, "split": split, "run": self.run, "samples": info.samples,
+                            "bytes": info.bytes, "sha256": info.sha256, "keys": info.keys, "tasks": dict(tasks),
+                            "config_sha": self.config_sha})
+
+    def add(self, res: SourceResult) -> None:
+        if res.status != "ok" or not res.samples:
+            self._commit([self._row(res)])
+            return
+        split = split_of(res.sha256, self.val_fraction)
+        self.pending.setdefault(split, []).append(self._row(res))
+        info = self._writer(split).write_group(res.samples)
+        if info is not None:
+            self._shard_done(split, info)
+
+    def close(self) -> list[ShardInfo]:
+        """Publish and record the partly filled shards; returns every shard written in this run."""
+        done: list[ShardInfo] = []
+        for split, writer in sorted(self.writers.items()):
+            before = len(writer.finished)
+            writer.close()
+            if len(writer.finished) > before:
+                self._shard_done(split, writer.finished[-1])
+            done += writer.finished
+        return done
