@@ -43,7 +43,7 @@ def _ready_spec(cfg: ClipConfig) -> ClipSpec:
         from pipeline.clip.model import ClipModel
     except ImportError as e:
         raise _Skip(f"open_clip_torch / torch are not installed ({e}); "
-                          "install them with pip install 'makeanything[ml]'.") from e
+                    "install them with pip install 'makeanything[ml]'.") from e
     try:
         spec = locate(cfg)
     except WeightsNotFound as e:

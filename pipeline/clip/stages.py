@@ -72,7 +72,8 @@ class ClipFilter:
             return False
 
         groups = duplicate_groups(emb, self.cfg.duplicate_similarity, work.source.ordered)
-        work.drops["clip: near-duplicate"] += len(frames) - len(groups)
+        if len(groups) < len(frames):
+            work.drops["clip: near-duplicate"] += len(frames) - len(groups)
         idx = sorted(_keeper(frames, g) for g in groups)
 
         if not work.source.ordered:
