@@ -38,7 +38,7 @@ def test_our_format_gives_head_layout_caption_and_cell_sized_tensor(tmp_path):
     assert by_task["clay-toys"]["image"].shape == (3, 32, 32)
     assert by_task["painting"]["caption"].startswith("3*3 of 9 sub-images")
     img = by_task["painting"]["image"]
-    assert img.min() >= -1 and img.max() <= 1
+    assert img.dtype == torch.uint8 and img.float().std() > 10  # a real picture, not a blank
 
 
 def test_released_format_head_from_tag_and_from_mapping(tmp_path):

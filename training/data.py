@@ -114,6 +114,8 @@ def clean_caption(caption: str) -> str:
 
 def resize_grid(img: Image.Image, layout: Layout, cell: int) -> Image.Image:
     """Resize a grid so every cell becomes ``cell`` x ``cell`` px, cell by cell (boundaries never shift)."""
+    if img.size == (layout.cols * cell, layout.rows * cell):
+        return img  # already the training size: every cell is exactly in place
     out = Image.new("RGB", (layout.cols * cell, layout.rows * cell))
     for step, (r, c) in enumerate(layout.positions):
         box = layout.cell_box(step, img.size)
@@ -122,9 +124,13 @@ def resize_grid(img: Image.Image, layout: Layout, cell: int) -> Image.Image:
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
-    """RGB image -> float tensor [3, H, W] in [-1, 1] (the VAE's input range)."""
-    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    """RGB image -> uint8 tensor [3, H, W] (4x cheaper than float to pass between worker processes)."""
+    return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).contiguous()
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1], the VAE's input range (done on the training device)."""
+    return images.float() / 127.5 - 1.0
 
 
 def decode(raw: dict, resolve: HeadResolver, cell: int | None, token: int) -> dict:

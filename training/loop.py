@@ -23,7 +23,7 @@ from tqdm import tqdm
 from pipeline.taxonomy import Taxonomy
 from training import checkpoint, flow_matching as fm, run
 from training.config import Config, ConfigError
-from training.data import HeadResolver, ShardStream, expand_shards, read_samples
+from training.data import HeadResolver, ShardStream, expand_shards, read_samples, to_model_range
 from training.denoiser import Denoiser
 from training.flux_model import build_tiny, image_ids, pack, save_base
 from training.generate import grid_size, sample
@@ -171,7 +171,7 @@ class Trainer:
         g = torch.Generator().manual_seed(self.cfg.train.seed + 7919)
         out = []
         for s in samples:
-            x0 = pack(self.flux.encode_images(s["image"][None]))
+            x0 = pack(self.flux.encode_images(to_model_range(s["image"][None].to(self.device))))
             text, pooled = self.text([s["key"]], [s["caption"]])
             for t in self.cfg.train.val_timesteps:
                 out.append({"x0": x0, "eps": torch.randn(x0.shape, generator=g), "t": torch.tensor([t]),
@@ -186,7 +186,7 @@ class Trainer:
                          pooled.to(self.dtype), ids, heads, self.cfg.train.guidance)
 
     def batch_loss(self, batch: dict) -> torch.Tensor:
-        x0 = pack(self.flux.encode_images(batch["image"], self.gen))
+        x0 = pack(self.flux.encode_images(to_model_range(batch["image"].to(self.device)), self.gen))
         text, pooled = self.text(batch["key"], batch["caption"])
         t = self.cfg.train
         s = fm.shift_for(x0.shape[1]) if t.shift == "auto" else t.shift
