@@ -32,14 +32,15 @@ class AsymLoraLinear(nn.Module):
         out = self.base(x)
         if self.heads is None:
             raise RuntimeError("AsymLoraLinear called before AsymmetricLora.use(heads)")
-        a = self.lora_A.to(x.dtype)
-        low = x @ a.t()
+        # under autocast the matmuls cast (and cache) the float32 LoRA weights themselves
+        cast = (lambda w: w) if torch.is_autocast_enabled(x.device.type) else (lambda w: w.to(x.dtype))
+        low = x @ cast(self.lora_A).t()
         if len(set(self.heads)) == 1:
-            delta = low @ self.lora_B[self.heads[0]].to(x.dtype).t()
+            delta = low @ cast(self.lora_B[self.heads[0]]).t()
         else:
             if len(self.heads) != x.shape[0]:
                 raise RuntimeError(f"{len(self.heads)} heads for a batch of {x.shape[0]}")
-            b = torch.stack([self.lora_B[h] for h in self.heads]).to(x.dtype)  # [batch, out, r]
+            b = cast(torch.stack([self.lora_B[h] for h in self.heads]))  # [batch, out, r]
             delta = torch.bmm(low.reshape(x.shape[0], -1, low.shape[-1]), b.transpose(1, 2))
             delta = delta.reshape(*x.shape[:-1], -1)
         return out + self.scale * delta
