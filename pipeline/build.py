@@ -8,7 +8,6 @@ bounded however long the manifest is. Only the driver writes shards, under the o
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from pipeline.storage import Storage
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
 
-OUR_SHARD = re.compile(r"^(train|val)-r\d{4}-\d{6}\.tar$")
+OUR_SHARD = re.compile(r"^(train|val)-r\d{4}-\d{3}-\d{6}\.tar$")
 
 
 class ConfigChanged(ValueError):
@@ -112,15 +111,11 @@ def _retire_old_config(storage: Storage, ledger: Ledger, run: int, config_sha: s
     return old
 
 
-def _shard_target(config: BuildConfig, ledger: Ledger, todo: int) -> int:
-    """Samples per shard this run: the configured target, smaller while the dataset has fewer train
-    shards than ``min_shards`` (so ranks x dataloader workers never starve)."""
-    s = config.shards
-    need = s.min_shards - sum(1 for x in ledger.live_shards() if x["split"] == "train")
-    if need <= 0:
-        return s.samples_per_shard
-    expected = todo * config.select.sequences_per_source * (1 - s.val_fraction)
-    return max(1, min(s.samples_per_shard, math.floor(expected / need)))
+def _train_lanes(config: BuildConfig, ledger: Ledger) -> int:
+    """Train shards written side by side this run: enough to reach ``min_shards`` (so ranks x dataloader
+    workers never starve), sources dealt round-robin so the shards come out balanced."""
+    have = sum(1 for x in ledger.live_shards() if x["split"] == "train")
+    return max(1, config.shards.min_shards - have)
 
 
 def _lost(src: Source, sha: str, err: BaseException) -> SourceResult:
@@ -203,8 +198,7 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
                 todo, skipped = _select(keep, ledger, config_sha, retry_failed)
                 for row in dropped:
                     report.add(row)
-                committer = ShardCommitter(storage, ledger, run, config, staging,
-                                           _shard_target(config, ledger, len(todo)))
+                committer = ShardCommitter(storage, ledger, run, config, staging, _train_lanes(config, ledger))
                 with tqdm(total=len(dropped) + len(todo), initial=len(dropped), desc="sources", unit="src",
                           disable=not progress) as bar:
                     _process(client, todo, stages, config, committer, report, bar)

@@ -97,8 +97,8 @@ class ShardConfig(_Section):
     """Shard sizing for training: ranks x dataloader workers each need shards to read."""
 
     samples_per_shard: int = Field(100, ge=1, description="target samples per shard (one source never spans two)")
-    min_shards: int = Field(1, ge=1, description="a run writes smaller shards when fewer train shards than "
-                            "this would exist otherwise (set to ranks x dataloader workers)")
+    min_shards: int = Field(1, ge=1, description="while the dataset has fewer train shards than this, a run "
+                            "fills the missing number side by side (set to ranks x dataloader workers)")
     val_fraction: float = Field(0.05, ge=0, le=1, description="fraction of sources (not samples) in the val split")
     jpeg_quality: int = Field(95, ge=50, le=100)
 

@@ -1,4 +1,5 @@
-"""Fetch URL sources into a local cache (atomic: a partial download never has the final name)."""
+"""Fetch URL sources (http, https, s3 through fsspec) into a local cache; a partial download never has
+the final name."""
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +9,8 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
+
+import fsspec
 
 from pipeline.fingerprint import fingerprint
 from pipeline.work import Source
@@ -24,7 +27,9 @@ def download(url: str, cache_dir: str | Path) -> Path:
         return final
     tmp = final.with_name(f"{final.name}.{os.getpid()}.part")
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT) as r, open(tmp, "wb") as f:
+        opener = (urllib.request.urlopen(url, timeout=TIMEOUT) if urlparse(url).scheme in ("http", "https")
+                  else fsspec.open(url, "rb").open())  # s3:// and other fsspec URLs: AWS_* env, fsspec config
+        with opener as r, open(tmp, "wb") as f:
             shutil.copyfileobj(r, f)
         os.replace(tmp, final)
     finally:

@@ -36,8 +36,8 @@ class Entry(BaseModel):
         given = [k for k in ("path", "glob", "dir", "url") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(f"give exactly one of path, glob, dir, url (got {', '.join(given) or 'none'})")
-        if self.url and urlparse(self.url).scheme not in ("http", "https"):
-            raise ValueError(f"url {self.url!r} must be http:// or https://")
+        if self.url and urlparse(self.url).scheme not in ("http", "https", "s3"):
+            raise ValueError(f"url {self.url!r} must be http://, https:// or s3://")
         if self.id is not None and not self.id.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"id {self.id!r} may only hold letters, digits, '-' and '_'")
         return self

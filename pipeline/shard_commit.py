@@ -18,13 +18,18 @@ from pipeline.storage import Storage
 
 
 class ShardCommitter:
+    """Shard names ``{split}-r{run:04d}-{lane:03d}-{n:06d}.tar`` never collide across runs; ``train_lanes``
+    train shards are filled side by side (sources dealt round-robin) so a run can reach ``min_shards``."""
+
     def __init__(self, storage: Storage, ledger: Ledger, run: int, config: BuildConfig, staging: Path,
-                 samples_per_shard: int) -> None:
+                 train_lanes: int = 1) -> None:
         self.storage, self.ledger, self.run, self.staging = storage, ledger, run, staging
         self.config_sha, self.val_fraction = config.sha(), config.shards.val_fraction
-        self.per_shard = samples_per_shard
-        self.writers: dict[str, ShardWriter] = {}
-        self.pending: dict[str, list[dict]] = {}
+        self.per_shard = config.shards.samples_per_shard
+        self.lanes = {"train": train_lanes, "val": 1}
+        self.dealt: Counter = Counter()
+        self.writers: dict[tuple[str, int], ShardWriter] = {}
+        self.pending: dict[tuple[str, int], list[dict]] = {}
 
     def _publish(self, tmp: Path, name: str) -> None:
         self.storage.put(tmp, f"shards/{name}")
@@ -39,14 +44,14 @@ class ShardCommitter:
         self.ledger.commit(self.run, self.config_sha, rows=rows, shards=[shard] if shard else [])
         failpoint("committed")
 
-    def _writer(self, split: str) -> ShardWriter:
-        if split not in self.writers:
-            self.writers[split] = ShardWriter(self.staging, prefix=f"{split}-r{self.run:04d}",
-                                              samples_per_shard=self.per_shard, publish=self._publish)
-        return self.writers[split]
+    def _writer(self, lane: tuple[str, int]) -> ShardWriter:
+        if lane not in self.writers:
+            self.writers[lane] = ShardWriter(self.staging, prefix=f"{lane[0]}-r{self.run:04d}-{lane[1]:03d}",
+                                             samples_per_shard=self.per_shard, publish=self._publish)
+        return self.writers[lane]
 
-    def _shard_done(self, split: str, info: ShardInfo) -> None:
-        rows = self.pending.pop(split)
+    def _shard_done(self, lane: tuple[str, int], info: ShardInfo) -> None:
+        split, rows = lane[0], self.pending.pop(lane)
         tasks = Counter(r["task"] for r in rows for _ in r["keys"])
         self._commit(rows, {"name": info.name, "split": split, "run": self.run, "samples": info.samples,
                             "bytes": info.bytes, "sha256": info.sha256, "keys": info.keys, "tasks": dict(tasks),
@@ -57,18 +62,20 @@ class ShardCommitter:
             self._commit([self._row(res)])
             return
         split = split_of(res.sha256, self.val_fraction)
-        self.pending.setdefault(split, []).append(self._row(res))
-        info = self._writer(split).write_group(res.samples)
+        lane = (split, self.dealt[split] % self.lanes[split])
+        self.dealt[split] += 1
+        self.pending.setdefault(lane, []).append(self._row(res))
+        info = self._writer(lane).write_group(res.samples)
         if info is not None:
-            self._shard_done(split, info)
+            self._shard_done(lane, info)
 
     def close(self) -> list[ShardInfo]:
         """Publish and record the partly filled shards; returns every shard written in this run."""
         done: list[ShardInfo] = []
-        for split, writer in sorted(self.writers.items()):
+        for lane, writer in sorted(self.writers.items()):
             before = len(writer.finished)
             writer.close()
             if len(writer.finished) > before:
-                self._shard_done(split, writer.finished[-1])
+                self._shard_done(lane, writer.finished[-1])
             done += writer.finished
         return done
