@@ -63,3 +63,32 @@ def test_pick_steps_spreads_over_progress_and_keeps_ends():
     assert pick_steps(progress, 4, 0.02) == [0, 5, 8, 11]  # nearest to 0, 1/3, 2/3, 1
     assert pick_steps([0.0, 0.5, 0.5, 1.0], 4, 0.02) is None  # two alike cannot both be steps
     assert pick_steps([0.0, 1.0], 3, 0.0) is None
+
+
+def test_display_rotation_is_applied_to_frames(tmp_path):
+    """A phone video stored landscape with a 90-degree display matrix is analysed as players show it."""
+    import av
+    import numpy as np
+
+    from pipeline.stages.decode import Decode
+    from pipeline.stages.probe import Probe
+    from pipeline.work import Work
+
+    path = tmp_path / "rotated.mp4"
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+        s.set_display_rotation(90)  # counter-clockwise, as VideoFrame.rotation reads it back
+        for _ in range(30):
+            f = np.full((180, 320, 3), 255, np.uint8)
+            f[:40, :60] = (255, 0, 0)  # a red mark in the stored top-left corner
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    work = Work(Source(uri=str(path), path=str(path), task=TAXONOMY["painting"], kind="video"))
+    Decode(CONFIG.analysis)(Probe()(work))
+    assert work.probe["rotation"] == 90
+    img = work.frames[0].image
+    assert img.shape[:2] == (320, 180)  # portrait after rotation
+    assert img[-5, 5, 1] < 50 and img[5, 5, 1] > 200  # the mark turned to the bottom-left
