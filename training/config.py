@@ -118,7 +118,9 @@ class RecraftConfig(_Strict):
 
     base_lora: str = Field(description="run directory or exported LoRA file whose task LoRA is merged in")
     task: str = Field(description="task id whose head is merged and whose layout is used")
-    condition: Literal["inpaint", "tokens"] = "inpaint"
+    mode: Literal["final", "interpolate"] = Field(
+        default="final", description="condition on the final frame, or on the first and final frames "
+                                     "(frame interpolation: the model fills in the steps between)")
 
 
 class Config(_Strict):

@@ -174,7 +174,7 @@ class ShardStream(IterableDataset):
 
     def __init__(self, urls: list[str], resolve: HeadResolver, *, batch_size: int, shuffle_buffer: int,
                  cell: int | None, token: int, seed: int, rank: int = 0, world: int = 1, workers: int = 0,
-                 resampled: bool = False) -> None:
+                 resampled: bool = False, only_head: int | None = None) -> None:
         super().__init__()
         parts = world * max(workers, 1)
         if not resampled and len(urls) < parts:
@@ -182,7 +182,7 @@ class ShardStream(IterableDataset):
                             f"{max(workers, 1)} worker(s): write more shards or set data.resampled: true")
         self.urls, self.resolve, self.batch_size = urls, resolve, batch_size
         self.shuffle_buffer, self.cell, self.token, self.seed = shuffle_buffer, cell, token, seed
-        self.rank, self.world, self.resampled = rank, world, resampled
+        self.rank, self.world, self.resampled, self.only_head = rank, world, resampled, only_head
 
     def shard_order(self, worker: int, workers: int) -> Iterator[str]:
         """This rank's and worker's endless sequence of shard URLs."""
@@ -199,9 +199,7 @@ class ShardStream(IterableDataset):
             epoch += 1
 
     def samples(self, worker: int, workers: int) -> Iterator[dict]:
-        shards = ({"url": u, "stream": open_shard(u)} for u in self.shard_order(worker, workers))
-        for raw in group_by_keys(tar_file_expander(shards), suffixes=DECODED):
-            yield decode(raw, self.resolve, self.cell, self.token)
+        yield from decoded(self.shard_order(worker, workers), self.resolve, self.cell, self.token, self.only_head)
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -221,12 +219,22 @@ class ShardStream(IterableDataset):
                 bucket.clear()
 
 
-def read_samples(urls: list[str], resolve: HeadResolver, n: int, cell: int | None, token: int) -> list[dict]:
-    """The first ``n`` samples of the shards in order (held-out validation samples)."""
-    out: list[dict] = []
+def decoded(urls, resolve: HeadResolver, cell: int | None, token: int, only_head: int | None = None
+            ) -> Iterator[dict]:
+    """Decoded samples of the shards in order (optionally only one task head's)."""
     shards = ({"url": u, "stream": open_shard(u)} for u in urls)
     for raw in group_by_keys(tar_file_expander(shards), suffixes=DECODED):
-        out.append(decode(raw, resolve, cell, token))
+        sample = decode(raw, resolve, cell, token)
+        if only_head is None or sample["head"] == only_head:
+            yield sample
+
+
+def read_samples(urls: list[str], resolve: HeadResolver, n: int, cell: int | None, token: int,
+                 only_head: int | None = None) -> list[dict]:
+    """The first ``n`` samples of the shards in order (held-out validation samples)."""
+    out: list[dict] = []
+    for sample in decoded(urls, resolve, cell, token, only_head):
+        out.append(sample)
         if len(out) == n:
             break
     if not out:

@@ -119,6 +119,8 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(cfg.dump())
         self.d.barrier()
         self.info = info
+        # ReCraft learns one task: only that task's samples
+        self.only_head = self.taxonomy[info.recraft_task].head if info.recraft_task else None
 
         self.flux, self.lora = run.build(info, self.run_dir, self.device, self.dtype)
         tr = self.flux.transformer
@@ -159,7 +161,7 @@ class Trainer:
         stream = ShardStream(expand_shards(c.shards), self.resolve, batch_size=c.batch_size,
                              shuffle_buffer=c.shuffle_buffer, cell=c.cell, token=self.flux.token_px,
                              seed=self.cfg.train.seed, rank=self.d.rank, world=self.d.world, workers=c.workers,
-                             resampled=c.resampled)
+                             resampled=c.resampled, only_head=self.only_head)
         return DataLoader(stream, batch_size=None, num_workers=c.workers, persistent_workers=c.workers > 0)
 
     def _val_batches(self) -> list[dict]:
@@ -167,15 +169,18 @@ class Trainer:
         c = self.cfg.data
         if not c.val_shards:
             raise ConfigError("train.val_every is set but data.val_shards is empty")
-        samples = read_samples(expand_shards(c.val_shards), self.resolve, c.val_samples, c.cell, self.flux.token_px)
+        samples = read_samples(expand_shards(c.val_shards), self.resolve, c.val_samples, c.cell, self.flux.token_px,
+                               self.only_head)
         g = torch.Generator().manual_seed(self.cfg.train.seed + 7919)
         out = []
         for s in samples:
             x0 = pack(self.flux.encode_images(to_model_range(s["image"][None].to(self.device))))
             text, pooled = self.text([s["key"]], [s["caption"]])
             for t in self.cfg.train.val_timesteps:
-                out.append({"x0": x0, "eps": torch.randn(x0.shape, generator=g), "t": torch.tensor([t]),
-                            "text": text, "pooled": pooled, "head": [s["head"]], "hw": s["image"].shape[1:]})
+                out.append({"x0": x0, "eps": torch.randn(x0.shape, generator=g).to(x0.device),
+                            "t": torch.tensor([t], device=x0.device), "text": text, "pooled": pooled,
+                            "head": self.heads({"head": [s["head"]]}), "layout": [s["layout"]],
+                            "hw": s["image"].shape[1:]})
         return out
 
     # --- one step ------------------------------------------------------------------------------------
@@ -185,23 +190,43 @@ class Trainer:
             return model(x_t.to(self.device, self.dtype), t.to(self.device), text.to(self.dtype),
                          pooled.to(self.dtype), ids, heads, self.cfg.train.guidance)
 
-    def batch_loss(self, batch: dict) -> torch.Tensor:
+    def condition(self, x0: torch.Tensor, x_t: torch.Tensor, layouts: list, hw
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """ReCraft: clean condition-cell tokens in x_t, and the mask of the tokens the loss sees."""
+        if not self.info.recraft_task:
+            return x_t, None
+        from training.recraft import batch_mask
+        cond = batch_mask(layouts, self.info.condition, tuple(hw), self.flux.token_px).to(x0.device)
+        return torch.where(cond[..., None], x0, x_t), ~cond
+
+    def heads(self, batch: dict) -> list[int]:
+        return [1] * len(batch["head"]) if self.info.recraft_task else batch["head"]
+
+    def prepare(self, batch: dict) -> dict:
+        """Model inputs and target for one batch (draws timesteps, noise and the VAE sample from self.gen)."""
         x0 = pack(self.flux.encode_images(to_model_range(batch["image"].to(self.device)), self.gen))
         text, pooled = self.text(batch["key"], batch["caption"])
         t = self.cfg.train
         s = fm.shift_for(x0.shape[1]) if t.shift == "auto" else t.shift
         ts = fm.sample_timesteps(x0.shape[0], s, self.gen, t.logit_mean, t.logit_std)
-        x_t, v = fm.noisy(x0, torch.randn(x0.shape, generator=self.gen), ts)
-        pred = self.predict(self.model, x_t, ts, text, pooled, batch["image"].shape[2:], batch["head"])
-        return fm.loss(pred, v.to(self.device))
+        x_t, v = fm.noisy(x0, torch.randn(x0.shape, generator=self.gen).to(x0.device), ts.to(x0.device))
+        x_t, mask = self.condition(x0, x_t, batch["layout"], batch["image"].shape[2:])
+        return {"x0": x0, "x_t": x_t, "t": ts, "v": v, "mask": mask, "text": text, "pooled": pooled,
+                "hw": batch["image"].shape[2:], "heads": self.heads(batch)}
+
+    def batch_loss(self, batch: dict) -> torch.Tensor:
+        p = self.prepare(batch)
+        pred = self.predict(self.model, p["x_t"], p["t"], p["text"], p["pooled"], p["hw"], p["heads"])
+        return fm.loss(pred, p["v"], p["mask"])
 
     @torch.no_grad()
     def val_loss(self) -> float:
         losses = []
         for b in self.val:
             x_t, v = fm.noisy(b["x0"], b["eps"], b["t"])
+            x_t, mask = self.condition(b["x0"], x_t, b["layout"], b["hw"])
             pred = self.predict(self.denoiser, x_t, b["t"], b["text"], b["pooled"], b["hw"], b["head"])
-            losses.append(fm.loss(pred, v.to(self.device)).item())
+            losses.append(fm.loss(pred, v, mask).item())
         return sum(losses) / len(losses)
 
     def save_samples(self) -> None:
@@ -229,6 +254,9 @@ class Trainer:
         """Train to ``until`` (default ``train.steps``); returns this process's records (with its batch keys)."""
         t = self.cfg.train
         until = min(until or t.steps, t.steps)
+        if self.info.recraft_task and self.cfg.sample.every:
+            raise ConfigError("sample.every: sample grids are for text-to-sequence runs; ReCraft generates "
+                              "from an image (makeanything generate RUN --image)")
         for name in self.cfg.sample.prompts:
             if name not in self.taxonomy:
                 raise ConfigError(f"sample.prompts names unknown task {name!r}")
