@@ -20,6 +20,7 @@ class AnalysisConfig(_Section):
     max_side: int = Field(512, ge=64, description="analysis frames are downscaled to this long side")
     rate: float = Field(4.0, gt=0, description="analysis frames per second of video")
     max_frames: int = Field(480, ge=16, description="cap on analysis frames per video (bounds memory)")
+    skip_nonref: bool = Field(True, description="do not decode non-reference (B) frames; they are never sampled")
 
 
 class SegmentConfig(_Section):

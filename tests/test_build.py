@@ -144,7 +144,7 @@ def test_shards_read_back_with_hf_datasets(built):
 @pytest.mark.parametrize("entry,message", [
     ({"path": "a.mp4", "task": "watercolor"}, "sources[0].task: unknown task 'watercolor'"),
     ({"path": "a.mp4", "dir": "x", "task": "lego"}, "give exactly one of path, glob, dir, url"),
-    ({"url": "ftp://host/a.mp4", "task": "lego"}, "must be http:// or https://"),
+    ({"url": "ftp://host/a.mp4", "task": "lego"}, "url 'ftp://host/a.mp4' must be http://"),
     ({"path": "a.mp4", "task": "lego", "colour": "red"}, "sources[0].colour"),
 ])
 def test_manifest_errors_exit_2_before_any_work(tmp_path, capsys, entry, message):
