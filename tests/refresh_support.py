@@ -19,7 +19,7 @@ import yaml
 
 from makeanything.cli import main
 from pipeline.synthetic import _talking_head, make_tutorial, write_video
-from tests.conftest import SHORT, SMALL, write_manifest
+from tests.conftest import SHORT, SMALL
 
 BIN = Path(sys.executable).parent
 # One single-threaded worker thread: a killed driver takes its workers with it, and starts fast.
