@@ -3,7 +3,8 @@
 Full-size Flux-dev transformer architecture with random bf16 weights (speed does not depend on weight values),
 rank 64 on every Linear of the double and single blocks (as the authors), 21 task heads; 1056 px 3x3 and
 1024 px 2x2 grids. Both variants run in the same process on the same base weights, so the printed ratio is
-like for like. Target: ours / peft <= 1.10 s/step.
+like for like. Target: ours / peft <= 1.10 s/step. Then the ReCraft step (one LoRA of the same rank, the
+final-frame cell kept clean and out of the loss) on the same setup.
 
     .venv/bin/python -m bench.train_gpu                     # on an H100/H200 (about 5 minutes)
     .venv/bin/python -m bench.train_gpu --tiny --steps 3    # CPU smoke test of this script
@@ -23,10 +24,12 @@ from diffusers import FluxTransformer2DModel
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
+from pipeline.taxonomy import Taxonomy
 from training import flow_matching as fm
 from training.asymmetric_lora import AsymmetricLora, select_targets
 from training.denoiser import Denoiser
 from training.flux_model import image_ids
+from training.recraft import condition_mask
 
 FLUX_DEV = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
                 num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
@@ -67,8 +70,10 @@ def add_peft(model: nn.Module, names: list[str], rank: int) -> list[nn.Parameter
 
 
 def measure(forward, params: list[nn.Parameter], tokens: int, batch: int, text_len: int, spec: dict,
-            device: torch.device, steps: int, warmup: int, grid_px: int) -> tuple[float, float]:
-    """(median s/step, peak GiB) of forward + backward + AdamW on random inputs."""
+            device: torch.device, steps: int, warmup: int, grid_px: int,
+            cond: torch.Tensor | None = None) -> tuple[float, float]:
+    """(median s/step, peak GiB) of forward + backward + AdamW on random inputs; ``cond`` [tokens] marks
+    ReCraft condition tokens (kept clean in the input, left out of the loss)."""
     opt = torch.optim.AdamW(params, lr=1e-4)
     g = torch.Generator().manual_seed(0)
     side = grid_px // 16
@@ -87,9 +92,13 @@ def measure(forward, params: list[nn.Parameter], tokens: int, batch: int, text_l
         t0 = time.perf_counter()
         t = fm.sample_timesteps(batch, fm.shift_for(tokens), g)
         x_t, v = fm.noisy(x0, torch.randn(x0.shape, generator=g).to(device), t.to(device))
+        mask = None
+        if cond is not None:
+            x_t = torch.where(cond[None, :, None], x0, x_t)
+            mask = ~cond[None].expand(batch, -1)
         with torch.autocast("cuda", torch.bfloat16) if cuda else nullcontext():
             pred = forward(x_t.to(dt), t.to(device), text, pooled, ids)
-        fm.loss(pred, v).backward()
+        fm.loss(pred, v, mask).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         if cuda:
@@ -153,6 +162,19 @@ def main() -> None:
         print(f"{label} {px}px ({tokens} tokens): peft single LoRA {base_s:.3f} s/step {base_gib:.1f} GiB | "
               f"asymmetric ({a.heads} heads) {ours_s:.3f} s/step {ours_gib:.1f} GiB | "
               f"ratio {ours_s / base_s:.3f} (target <= 1.10) | A {a_params / 1e6:.0f}M, B/head {b_params / 1e6:.0f}M")
+
+        # ReCraft step: one ordinary LoRA of the same rank on the (merged) base, final cell clean and unscored
+        layout = Taxonomy.load()["painting" if label == "3x3" else "clay-toys"].layout
+        side = px // 16
+        cond = condition_mask(layout, "final", side, side).to(device)
+        lora = AsymmetricLora(model, a.rank, 1.0, 1, names)
+        den = Denoiser(model, lora)
+        rc_s, rc_gib = measure(lambda x, t, te, po, ids: den(x, t, te, po, ids, [1] * a.batch), lora.trainable(),
+                               tokens, a.batch, text_len, spec, device, a.steps, a.warmup, px, cond)
+        unwrap(model, names)
+        del lora, den
+        print(f"{label} {px}px ReCraft step (final cell {layout.final_cell} clean): {rc_s:.3f} s/step "
+              f"{rc_gib:.1f} GiB | ratio to peft {rc_s / base_s:.3f}")
 
 
 if __name__ == "__main__":
