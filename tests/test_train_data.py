@@ -17,7 +17,7 @@ from PIL import Image
 from pipeline.layout import Layout
 from pipeline.taxonomy import Taxonomy
 from training.data import (DataError, HeadResolver, ShardStream, expand_shards, read_samples, resize_grid)
-from training_fixtures import TASKS, write_released, write_shards
+from training_fixtures import one_thread, TASKS, write_released, write_shards  # noqa: F401 (one_thread: autouse)
 
 RESOLVE = HeadResolver(Taxonomy.load(), {})
 

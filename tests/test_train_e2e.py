@@ -17,7 +17,7 @@ from training.export import export
 from training.flux_model import load_flux
 from training.generate import sample
 from training.loop import Trainer, train
-from training_fixtures import TASKS, ddp_worker, tiny_config, write_shards
+from training_fixtures import one_thread, TASKS, ddp_worker, tiny_config, write_shards  # noqa: F401 (one_thread: autouse)
 
 TRAIN_TASKS = ["painting", "clay-toys", "lego"]
 

@@ -10,6 +10,7 @@ from training import flow_matching as fm
 from training.config import TinyModel
 from training.flux_model import build_tiny
 from training.text_cache import TextEncoder
+from training_fixtures import one_thread  # noqa: F401 (autouse)
 
 
 def test_shift_matches_flux_schedule():

@@ -7,6 +7,7 @@ from torch import nn
 from training.asymmetric_lora import AsymmetricLora, select_targets
 from training.config import TinyModel
 from training.flux_model import build_tiny
+from training_fixtures import one_thread  # noqa: F401 (autouse)
 
 
 class Toy(nn.Module):

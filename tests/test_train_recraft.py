@@ -17,7 +17,7 @@ from training.flux_model import load_flux
 from training.generate import sample
 from training.loop import Trainer, train
 from training.recraft import condition_mask, run_recraft
-from training_fixtures import frames, tiny_config, write_shards
+from training_fixtures import one_thread, frames, tiny_config, write_shards  # noqa: F401 (one_thread: autouse)
 
 
 def cell_block(layout: Layout, cell: tuple[int, int], tok: int) -> torch.Tensor:

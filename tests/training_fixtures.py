@@ -5,6 +5,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 import webdataset as wds
 from PIL import Image, ImageDraw
 
@@ -94,3 +95,14 @@ def ddp_worker(rank: int, world: int, port: int, cfg_json: str, run_dir: str, ou
     Path(out, f"rank{rank}.json").write_text(json.dumps(records))
     save_file({k: v.contiguous() for k, v in trainer.lora.state_dict().items()}, Path(out, f"rank{rank}.safetensors"))
     torch.distributed.destroy_process_group()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run far faster on one thread than on two contended ones (restored afterwards)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
