@@ -110,6 +110,19 @@ def test_batched_equals_unbatched(tiny):
     np.testing.assert_allclose(model.embed_texts(texts)[1:], model.embed_texts(texts[1:]), atol=1e-5)
 
 
+def test_frames_embed_as_open_clip_preprocessing_would(tiny):
+    """The per-batch ToTensor + Normalize in ClipModel gives open_clip's own eval transform's result."""
+    import open_clip
+    from PIL import Image
+
+    imgs = frames(5)  # non-square, mixed sizes: resize and centre crop matter
+    model, _, preprocess = open_clip.create_model_and_transforms(tiny["seed0"])
+    with torch.no_grad():
+        direct = model.encode_image(torch.stack([preprocess(Image.fromarray(i)) for i in imgs]))
+    direct = torch.nn.functional.normalize(direct, dim=-1).numpy()
+    np.testing.assert_allclose(load(ClipSpec(tiny["seed0"], None)).embed_images(imgs, 2), direct, atol=1e-5)
+
+
 def test_load_is_cached_per_process(tiny):
     spec = ClipSpec(tiny["seed0"], None)
     assert load(spec) is load(spec)
