@@ -100,6 +100,8 @@ class TrainConfig(_Strict):
                                                                          "mu linear in image tokens (0.5@256, 1.15@4096)")
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"
     gradient_checkpointing: bool | Literal["auto"] = "auto"
+    cpu_threads: int | None = Field(default=None, ge=1, description="torch threads when training on the CPU "
+                                                                      "(tiny models run fastest on 1)")
     log_every: int = Field(default=10, ge=1)
     ckpt_every: int = Field(default=500, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)

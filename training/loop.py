@@ -101,6 +101,8 @@ class Trainer:
         self.is_main = self.d.rank == 0
         cuda = torch.cuda.is_available()
         self.device = torch.device(f"cuda:{self.d.local_rank}" if cuda else "cpu")
+        if not cuda and cfg.train.cpu_threads:
+            torch.set_num_threads(cfg.train.cpu_threads)
         if cuda:
             torch.cuda.set_device(self.device)
             torch.backends.cuda.enable_cudnn_sdp(False)  # crashed in Flux's backward on this stack (reference.md 5)
