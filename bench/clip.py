@@ -103,8 +103,7 @@ def main() -> None:
             files = [Path(tmp) / f"{i:04d}.jpg" for i in range(len(images))]
             for p, img in zip(files, images):
                 Image.fromarray(img).save(p, quality=95)
-        resized = [np.asarray(model.resize(Image.fromarray(img))) for img in images]
-        batches = [model.to_input(resized[i:i + args.batch]) for i in range(0, len(resized), args.batch)]
+        batches = [model.to_input(images[i:i + args.batch]) for i in range(0, len(images), args.batch)]
 
         stage_run(stage, task, images[: args.batch], None)  # warm-up: text prompts, allocator, kernels
         bare_run(model, batches[:1])

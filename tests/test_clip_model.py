@@ -123,6 +123,20 @@ def test_frames_embed_as_open_clip_preprocessing_would(tiny):
     np.testing.assert_allclose(load(ClipSpec(tiny["seed0"], None)).embed_images(imgs, 2), direct, atol=1e-5)
 
 
+def test_resizing_on_the_device_matches_pil_resizing(tiny):
+    """The GPU route (open_clip's resize steps on uint8 batch tensors), exercised here on the CPU."""
+    from PIL import Image
+
+    spec = ClipSpec(tiny["seed0"], None, device="cpu")
+    on_device = ClipModel(spec, resize_on_device=True)
+    assert on_device.resize_on_device and not load(spec).resize_on_device
+    imgs = frames(6) + [Image.fromarray(frames(1, seed=3)[0])]  # mixed sizes and a PIL image
+    a, b = on_device.embed_images(imgs, 4), load(spec).embed_images(imgs, 4)
+    assert np.min(np.sum(a * b, axis=1)) > 0.999
+    with pytest.raises(ValueError, match=r"RGB uint8 .*\(4, 4\)"):
+        on_device.embed_images([np.zeros((4, 4), np.uint8)], 1)
+
+
 def test_load_is_cached_per_process(tiny):
     spec = ClipSpec(tiny["seed0"], None)
     assert load(spec) is load(spec)
