@@ -8,6 +8,7 @@ bounded however long the manifest is. Only the driver writes shards, under the o
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 import re
 import sys
 import tempfile
@@ -61,6 +62,16 @@ def dask_client(config: BuildConfig) -> Iterator[Client]:
         with LocalCluster(n_workers=c.workers, threads_per_worker=1, processes=c.processes,
                           dashboard_address=":0") as cluster, Client(cluster) as client:
             yield client
+
+
+def _prepare(config: BuildConfig, sources: list[Source], cache: str) -> list[tuple[Source, str, str]]:
+    """Fetch and hash every source: on the given cluster (its workers may see paths the driver does not),
+    else in driver threads (I/O-bound), so that a LocalCluster is started only when there is work."""
+    if config.cluster.scheduler:
+        with Client(config.cluster.scheduler) as client:
+            return client.gather(client.map(prepare, sources, cache_dir=cache, pure=False))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda src: prepare(src, cache), sources))
 
 
 def _dedupe(prepared: list[tuple[Source, str, str]]) -> tuple[list[tuple[Source, str]], list[SourceResult]]:
@@ -191,18 +202,19 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
         staging = storage.staging()
         report = RunReport()
         try:
-            with dask_client(config) as client:
-                print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
-                prepared = client.gather(client.map(prepare, sources, cache_dir=cache, pure=False))
-                keep, dropped = _dedupe(prepared)
-                todo, skipped = _select(keep, ledger, config_sha, retry_failed)
-                for row in dropped:
-                    report.add(row)
-                committer = ShardCommitter(storage, ledger, run, config, staging, _train_lanes(config, ledger))
-                with tqdm(total=len(dropped) + len(todo), initial=len(dropped), desc="sources", unit="src",
-                          disable=not progress) as bar:
-                    _process(client, todo, stages, config, committer, report, bar)
-                shards = committer.close()
+            prepared = _prepare(config, sources, cache)
+            keep, dropped = _dedupe(prepared)
+            todo, skipped = _select(keep, ledger, config_sha, retry_failed)
+            for row in dropped:
+                report.add(row)
+            committer = ShardCommitter(storage, ledger, run, config, staging, _train_lanes(config, ledger))
+            with tqdm(total=len(dropped) + len(todo), initial=len(dropped), desc="sources", unit="src",
+                      disable=not progress) as bar:
+                if todo:  # a refresh with nothing new never starts a cluster
+                    with dask_client(config) as client:
+                        print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+                        _process(client, todo, stages, config, committer, report, bar)
+            shards = committer.close()
         finally:
             storage.clear_staging(staging)
         header = {"version": __version__, "manifest": str(manifest), "config_sha": config_sha, "clip": clip.message,

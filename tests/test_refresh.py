@@ -66,6 +66,19 @@ def test_refresh_does_only_the_new_source_and_never_touches_finished_shards(firs
     assert inspect_verify(str(out)).returncode == 0
 
 
+def test_a_refresh_with_nothing_new_starts_no_cluster_and_writes_no_shard(first, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(first[0], out)
+    before = _digests(out / "shards")
+    res = run_cli(["refresh", str(first[3] / "base.yaml"), "--out", str(out), "--config", str(first[1]),
+                   "--quiet", "--json"])
+    assert res.returncode == 0, res.stderr
+    s = json.loads(res.stdout)
+    assert (s["processed"], s["skipped"], s["new_samples"], s["shards"]) == (0, 5, 0, 0)
+    assert "dask dashboard" not in res.stderr  # printed whenever a Dask client is made
+    assert _digests(out / "shards") == before
+
+
 def test_failed_sources_are_retried_only_with_retry_failed(first, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(first[0], out)
