@@ -60,7 +60,8 @@ def dask_client(config: BuildConfig) -> Iterator[Client]:
             yield client
     else:
         with LocalCluster(n_workers=c.workers, threads_per_worker=1, processes=c.processes,
-                          dashboard_address=":0") as cluster, Client(cluster) as client:
+                          dashboard_address=":0", resources=config.clip.resources or None) as cluster, \
+                Client(cluster) as client:
             yield client
 
 
@@ -136,15 +137,17 @@ def _lost(src: Source, sha: str, err: BaseException) -> SourceResult:
 
 
 def _process(client: Client, todo: list[tuple[Source, str]], stages: list, config: BuildConfig,
-             committer: ShardCommitter, report: RunReport, bar: tqdm) -> None:
-    """Bounded-window submit; results stream into the committer as they finish."""
+             committer: ShardCommitter, report: RunReport, bar: tqdm, resources: dict | None) -> None:
+    """Bounded-window submit; results stream into the committer as they finish. ``resources``: Dask
+    resources every source task needs (the CLIP stage's, e.g. {"GPU": 1}, when CLIP runs)."""
     window = max(1, len(client.scheduler_info()["workers"])) * config.cluster.in_flight_per_worker
     pending = iter(todo)
     futures, owner = as_completed(), {}
 
     def submit(item: tuple[Source, str] | None) -> None:
         if item is not None:
-            fut: Future = client.submit(run_source, item[0], item[1], stages, config, pure=False)
+            fut: Future = client.submit(run_source, item[0], item[1], stages, config, pure=False,
+                                        resources=resources)
             owner[fut.key] = item
             futures.add(fut)
 
@@ -213,7 +216,8 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
                 if todo:  # a refresh with nothing new never starts a cluster
                     with dask_client(config) as client:
                         print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
-                        _process(client, todo, stages, config, committer, report, bar)
+                        _process(client, todo, stages, config, committer, report, bar,
+                                 (config.clip.resources or None) if clip.ready else None)
             shards = committer.close()
         finally:
             storage.clear_staging(staging)

@@ -30,6 +30,7 @@ class Entry(BaseModel):
     task: str
     subject: str | None = None
     id: str | None = None
+    ordered: bool = True  # dir only: False when file names say nothing about the step order
 
     @model_validator(mode="after")
     def _one_location(self) -> "Entry":
@@ -38,6 +39,8 @@ class Entry(BaseModel):
             raise ValueError(f"give exactly one of path, glob, dir, url (got {', '.join(given) or 'none'})")
         if self.url and urlparse(self.url).scheme not in ("http", "https", "s3"):
             raise ValueError(f"url {self.url!r} must be http://, https:// or s3://")
+        if not self.ordered and not self.dir:
+            raise ValueError("ordered: false applies to dir entries (folders of step images) only")
         if self.id is not None and not self.id.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"id {self.id!r} may only hold letters, digits, '-' and '_'")
         return self
@@ -102,4 +105,5 @@ def _resolve(manifest: Path, base: Path, i: int, e: Entry, taxonomy: Taxonomy) -
     images = tuple(sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS))
     if not images:
         raise _fail(manifest, i, "dir", f"{e.dir!r} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
-    return [Source(uri=e.dir, path=str(folder), kind="images", images=images, id=e.id, **common)]  # type: ignore[arg-type]
+    return [Source(uri=e.dir, path=str(folder), kind="images", images=images, id=e.id, ordered=e.ordered,
+                   **common)]  # type: ignore[arg-type]

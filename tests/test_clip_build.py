@@ -7,8 +7,11 @@ import json
 import shutil
 import tarfile
 
+import numpy as np
 import pytest
+import skimage.data
 import yaml
+from PIL import Image
 
 from makeanything.cli import main
 from pipeline.clip.testing import register_tiny, write_random_model
@@ -20,7 +23,15 @@ def built(tutorials, tmp_path_factory):
     d = tmp_path_factory.mktemp("clip-build")
     path, _ = tutorials["astronaut"]
     shutil.copy(path, d / "astronaut.mp4")
-    manifest = write_manifest(d, [{"path": "astronaut.mp4", "task": "portrait", "subject": "an astronaut"}])
+    steps = d / "unordered"
+    steps.mkdir()
+    photo = skimage.data.coffee()
+    for i, name in enumerate(["q", "c", "x", "a", "m", "f"]):  # file names say nothing about the order
+        img = np.full_like(photo, 255)
+        img[: photo.shape[0] * (i + 1) // 6] = photo[: photo.shape[0] * (i + 1) // 6]
+        Image.fromarray(img).save(steps / f"{name}.png")
+    manifest = write_manifest(d, [{"path": "astronaut.mp4", "task": "portrait", "subject": "an astronaut"},
+                                  {"dir": "unordered", "task": "emoji", "ordered": False}])
     model = write_random_model(d / "model", register_tiny(d / "configs"))
     # margin 2 keeps every frame: random weights must not decide anything here
     config = d / "config.yaml"
@@ -50,6 +61,17 @@ def test_build_with_clip_writes_clip_scores(built):
         assert 0.0 <= s["scores"]["clip"] <= 100.0
         assert all("clip_relevance" in f and "clip_margin" in f for f in s["frames"])
         assert "clip_relevance" in s["scores"]["process"]
+
+
+def test_unordered_folder_is_put_in_clip_progress_order(built):
+    out, _ = built
+    row = next(r for r in json.loads((out / "report.json").read_text())["sources"] if r["uri"] == "unordered")
+    assert row["status"] == "ok", row["reason"]
+    sample = next(s for s in _samples(out) if s["task"]["id"] == "emoji")
+    progress = [f["clip_progress"] for f in sample["frames"]]
+    assert len(progress) == 4 and progress == sorted(progress)  # steps follow the CLIP progress order
+    assert progress[0] == 0.0 and progress[-1] == 1.0  # the two ends of the progress path
+    assert 0.0 <= sample["scores"]["process"]["clip_order_confidence"] <= 1.0
 
 
 def test_require_clip_without_weights_exits_2_before_work(tutorials, tmp_path, capsys):

@@ -76,6 +76,26 @@ def test_folder_of_step_images_keeps_file_name_order(tmp_path):
     assert res.drops["unreadable image"] == 1 and any("e_broken.png" in n for n in res.notes)
 
 
+def test_unordered_folder_without_clip_is_rejected_with_the_reason(tmp_path):
+    steps = tmp_path / "steps"
+    steps.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(steps / f"{i}.png")
+    manifest = write_manifest(tmp_path, [{"dir": "steps", "task": "emoji", "ordered": False}])
+    out = tmp_path / "out"
+    config = tmp_path / "config.yaml"
+    config.write_text("clip: {enabled: false}\n")
+    assert main(["build", str(manifest), "--out", str(out), "--config", str(config), "--quiet"]) == 0
+    row = json.loads((out / "report.json").read_text())["sources"][0]
+    assert row["status"] == "rejected" and "needs the CLIP stage" in row["reason"]
+
+
+def test_ordered_false_is_refused_outside_folders(tmp_path, capsys):
+    manifest = write_manifest(tmp_path, [{"path": "a.mp4", "task": "emoji", "ordered": False}])
+    assert main(["build", str(manifest), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "sources[0]" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("allowed,expected", [(1, 1), (2, 2)])
 def test_a_long_video_with_two_works_gives_two_sequences(tmp_path, allowed, expected):
     path = tmp_path / "two_works.mp4"

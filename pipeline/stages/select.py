@@ -48,6 +48,11 @@ class Select:
 
     def __call__(self, work: Work) -> Work:
         n = work.source.task.frames
+        # Unordered folders are put in progress order by the CLIP stage; pixel progress assumes file order.
+        key = "progress" if work.source.ordered else "clip_progress"
+        if not work.source.ordered and not any(key in f.scores for s in work.segments for f in s.frames):
+            raise Reject("an unordered folder (ordered: false) needs the CLIP stage to order its steps, "
+                         "and CLIP did not run (see the report's CLIP line)")
         ranked = sorted(work.segments, key=lambda s: -s.scores.get("gain", 0.0))[: self.cfg.sequences_per_source]
         problems = []
         for seg in sorted(ranked, key=lambda s: s.scores.get("start", 0.0)):
@@ -55,7 +60,7 @@ class Select:
             if work.source.kind == "images" and len(frames) == n:
                 chosen = list(range(n))  # a folder of exactly N steps is the sequence as given
             else:
-                chosen = pick_steps([f.scores["progress"] for f in frames], n, self.cfg.min_progress_step)
+                chosen = pick_steps([f.scores[key] for f in frames], n, self.cfg.min_progress_step)
             if chosen is None:
                 problems.append(f"{len(frames)} usable frames cannot give {n} distinct rising steps")
                 continue
