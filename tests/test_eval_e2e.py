@@ -71,10 +71,12 @@ def test_clip_scorer_matches_open_clip_directly_and_flags_truncation(tiny_clip):
     emb, truncated = scorer.embed_texts([short, long])
     assert truncated == [False, True]
     tok = open_clip.get_tokenizer("eval-tiny")
+    # the reference is open_clip itself, loaded independently from the same checkpoint
+    ref, _, preprocess = open_clip.create_model_and_transforms("eval-tiny", pretrained=str(tiny_clip.pretrained))
+    ref.eval()
     with torch.no_grad():
-        expect_t = torch.nn.functional.normalize(scorer.model.encode_text(tok([short, long])), dim=-1)
-        expect_i = torch.nn.functional.normalize(
-            scorer.model.encode_image(scorer.preprocess(img).unsqueeze(0)), dim=-1)
+        expect_t = torch.nn.functional.normalize(ref.encode_text(tok([short, long])), dim=-1)
+        expect_i = torch.nn.functional.normalize(ref.encode_image(preprocess(img).unsqueeze(0)), dim=-1)
     assert emb == pytest.approx(expect_t.numpy(), abs=1e-5)  # long text: CLIP's own truncation
     assert scorer.embed_images([img]) == pytest.approx(expect_i.numpy(), abs=1e-5)  # square: letterbox is a no-op
 
