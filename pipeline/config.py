@@ -41,6 +41,8 @@ class ProcessConfig(_Section):
     max_step_change: float = Field(0.15, description="at most this fraction of the work may change per analysis step")
     pixel_tolerance: float = Field(0.08, description="a pixel 'matches' the final state within this (0..1)")
     merge_similarity: float = Field(0.85, description="adjacent process shots continue one work above this")
+    crop_to_work: bool = Field(True, description="crop frames to the part of the view where the work happens")
+    crop_margin: float = Field(0.04, ge=0, description="margin around the work, as a fraction of the frame side")
 
 
 class QualityConfig(_Section):

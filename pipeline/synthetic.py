@@ -31,6 +31,7 @@ class Truth:
     frames: int
     process: tuple[int, int]  # [start, end) frame indices of the process (hold included)
     finished: tuple[int, int]  # [start, end) of the finished hold
+    canvas: tuple[int, int, int, int]  # (x0, y0, x1, y1) of the work in the frame, pixels
     hand: set[int] = field(default_factory=set)  # frames where the hand covers the work
     progress: dict[int, float] = field(default_factory=dict)  # process frame -> fraction painted
 
@@ -108,7 +109,7 @@ def tutorial_frames(photo: np.ndarray, size: tuple[int, int] = (640, 360), fps: 
     n = {k: int(round(getattr(script, k) * fps)) for k in ("intro", "talk", "process", "hold", "outro")}
     start = n["intro"] + n["talk"]
     truth = Truth(fps=fps, frames=sum(n.values()), process=(start, start + n["process"] + n["hold"]),
-                  finished=(start + n["process"], start + n["process"] + n["hold"]))
+                  finished=(start + n["process"], start + n["process"] + n["hold"]), canvas=(x0, y0, x0 + cw, y0 + ch))
     bursts = sorted(rng.uniform(0.1, 0.85, script.hand_bursts) * n["process"])
     hand_len = int(script.hand_seconds * fps)
     title, outro = _card(h, w, "How to paint it", (40, 40, 90)), _card(h, w, "Thanks for watching!", (20, 20, 20))

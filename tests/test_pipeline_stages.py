@@ -92,3 +92,17 @@ def test_display_rotation_is_applied_to_frames(tmp_path):
     img = work.frames[0].image
     assert img.shape[:2] == (320, 180)  # portrait after rotation
     assert img[-5, 5, 1] < 50 and img[5, 5, 1] > 200  # the mark turned to the bottom-left
+
+
+def test_frames_are_cropped_to_the_work(tutorials):
+    """The grid shows the canvas, not the desk around it."""
+    path, truth = tutorials["coffee"]
+    res = _run(path)
+    box = res.samples[0].meta["scores"]["process"]["crop"]
+    w, h = 320, 180  # tests.conftest.SMALL
+    m = CONFIG.process.crop_margin
+    x0, y0, x1, y1 = truth.canvas[0] - m * w, truth.canvas[1] - m * h, truth.canvas[2] + m * w, truth.canvas[3] + m * h
+    got = (box[0] * w, box[1] * h, box[2] * w, box[3] * h)
+    inter = max(0, min(got[2], x1) - max(got[0], x0)) * max(0, min(got[3], y1) - max(got[1], y0))
+    union = (got[2] - got[0]) * (got[3] - got[1]) + (x1 - x0) * (y1 - y0) - inter
+    assert inter / union > 0.9, (got, (x0, y0, x1, y1))

@@ -50,6 +50,17 @@ def completion_curve(thumbs: np.ndarray, tol: float) -> tuple[np.ndarray, float]
     return diffs[:, region].mean(axis=1), area
 
 
+def work_box(region: np.ndarray, margin: float) -> list[float]:
+    """(x0, y0, x1, y1) as fractions of the frame: where the work happens, from the 1st to the 99th
+    percentile of the changed pixels (stray noise does not stretch it), plus a margin."""
+    ys, xs = np.nonzero(region)
+    h, w = region.shape
+    x0, x1 = np.percentile(xs, [1, 99]) / w
+    y0, y1 = np.percentile(ys, [1, 99]) / h
+    return [round(float(max(0.0, x0 - margin)), 4), round(float(max(0.0, y0 - margin)), 4),
+            round(float(min(1.0, x1 + 1 / w + margin)), 4), round(float(min(1.0, y1 + 1 / h + margin)), 4)]
+
+
 def step_change(thumbs: np.ndarray, tol: float) -> float:
     """Median fraction of the work region that changes between consecutive frames.
 
@@ -109,6 +120,8 @@ class FindProcess:
                 rejected.append(f"{where}: changes without accumulating (rho {rho:.2f})")
             else:
                 self._score(frames, thumbs[a:b], curve)
+                if self.cfg.crop_to_work:
+                    scores["crop"] = work_box(work_region(thumbs[a:b], self.cfg.pixel_tolerance), self.cfg.crop_margin)
                 work.segments.append(Segment(frames=list(frames), scores=scores))
         work.notes.extend(f"shot {r}" for r in rejected)
         if not work.segments:
