@@ -64,7 +64,7 @@ class RunReport:
 
 def _markdown(r: dict, sheets: dict[str, str]) -> str:
     t = r["totals"]
-    lines = [f"# Build report", "",
+    lines = ["# Build report", "",
              f"{t['sources']} sources: {t['ok']} ok, {t['rejected']} rejected, {t['failed']} failed; "
              f"{t['samples']} sequences in {t['shards']} shards; {r['duration_s']:.1f} s.", "",
              f"{r.get('clip', '')}", "",

@@ -2,7 +2,6 @@
 the shards read back with webdataset and with Hugging Face datasets."""
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
