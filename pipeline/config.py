@@ -78,6 +78,8 @@ class ClipConfig(_Section):
     cache_dir: str | None = Field(None, description="open_clip download cache; default: the Hugging Face cache")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA (fp16) when the worker has a GPU")
     batch_size: int = Field(64, ge=1, description="images per encode_image call")
+    store_embeddings: bool = Field(False, description="write each step's embedding into the sample json "
+                                   "(frames[i].clip_embedding), for dedup across the corpus later")
     resources: dict[str, float] = Field(default_factory=dict, description="Dask resources CLIP tasks "
                                         "ask for, e.g. {GPU: 1} with workers started `--resources GPU=1`")
     negatives: tuple[str, ...] = Field((

@@ -43,18 +43,22 @@ def source_key(source: Source, sha256: str) -> str:
     return source.id or sha256[:16]
 
 
-def _meta(work: Work, seq: Sequence, key: str, config_sha: str) -> dict:
+def _meta(work: Work, seq: Sequence, key: str, config: BuildConfig) -> dict:
     src, task = work.source, work.source.task
     p = work.probe
     frames = [{"step": i + 1, "source_frame": f.source_frame, "time": f.time,
                **{k: v for k, v in f.scores.items() if k != "phash"}} for i, f in enumerate(seq.frames)]
+    if config.clip.store_embeddings:
+        for d, f in zip(frames, seq.frames):
+            if f.embedding is not None:
+                d["clip_embedding"] = [round(float(x), 5) for x in f.embedding]
     return {
         "key": key, "task": task.describe(), "caption": seq.caption, "layout": task.layout.describe(),
         "frames": frames,
         "source": {"uri": src.uri, "id": src.id, "sha256": work.sha256, "kind": src.kind,
                    **{k: p.get(k) for k in ("fps", "frame_count", "width", "height", "duration", "codec", "rotation")}},
         "scores": {"process": seq.segment_scores, **seq.scores},
-        "pipeline": {"version": __version__, "config_sha": config_sha},
+        "pipeline": {"version": __version__, "config_sha": config.sha()},
     }
 
 
@@ -67,11 +71,11 @@ def run_source(source: Source, sha256: str, stages: list[Stage], config: BuildCo
             t0 = time.perf_counter()
             work = stage(work)
             res.seconds[stage.name] = round(time.perf_counter() - t0, 4)
-        base, config_sha = source_key(source, sha256), config.sha()
+        base = source_key(source, sha256)
         for n, seq in enumerate(work.sequences):
             key = f"{source.task.id}_{base}_s{n}"
             res.samples.append(Sample(key=key, jpg=encode_jpeg(seq.grid, config.shards.jpeg_quality),
-                                      caption=seq.caption, meta=_meta(work, seq, key, config_sha)))
+                                      caption=seq.caption, meta=_meta(work, seq, key, config)))
     except Reject as r:
         res.status, res.reason = "rejected", r.reason
     except Exception as e:  # noqa: BLE001 - one bad source must not stop the run

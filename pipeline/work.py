@@ -42,6 +42,7 @@ class Frame:
     time: float | None
     image: np.ndarray
     scores: dict[str, float] = field(default_factory=dict)
+    embedding: np.ndarray | None = None  # unit-length CLIP image embedding, when the CLIP stage ran
 
 
 @dataclass
@@ -50,7 +51,6 @@ class Segment:
 
     frames: list[Frame]
     scores: dict[str, float] = field(default_factory=dict)
-    embeddings: np.ndarray | None = None  # (len(frames), D) when the CLIP stage ran
 
 
 @dataclass

@@ -36,7 +36,7 @@ def built(tutorials, tmp_path_factory):
     # margin 2 keeps every frame: random weights must not decide anything here
     config = d / "config.yaml"
     config.write_text(yaml.safe_dump({"clip": {"model": model, "relevance_margin": 2.0,
-                                               "duplicate_similarity": 1.0}}))
+                                               "duplicate_similarity": 1.0, "store_embeddings": True}}))
     out = d / "out"
     assert main(["build", str(manifest), "--out", str(out), "--workers", "1", "--config", str(config),
                  "--quiet"]) == 0
@@ -61,6 +61,8 @@ def test_build_with_clip_writes_clip_scores(built):
         assert 0.0 <= s["scores"]["clip"] <= 100.0
         assert all("clip_relevance" in f and "clip_margin" in f for f in s["frames"])
         assert "clip_relevance" in s["scores"]["process"]
+        emb = np.array([f["clip_embedding"] for f in s["frames"]])  # clip.store_embeddings: true
+        assert emb.shape[0] == len(s["frames"]) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-3)
 
 
 def test_unordered_folder_is_put_in_clip_progress_order(built):

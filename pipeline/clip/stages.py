@@ -24,7 +24,7 @@ class ClipFilter:
     Writes per-frame `clip_relevance` (best cosine to a task prompt) and `clip_margin` (that minus
     the best negative cosine), per-segment the same for the shot's mean embedding, and for unordered
     sources `clip_progress` per frame plus `clip_order_confidence` / `clip_order_direction`.
-    Segment.embeddings holds the kept frames' embeddings, aligned with Segment.frames.
+    Each kept frame carries its embedding (Frame.embedding).
     """
 
     name = "clip"
@@ -87,7 +87,8 @@ class ClipFilter:
             seg.scores["clip_order_direction"] = round(po.direction, 4)
 
         seg.frames = [frames[i] for i in idx]
-        seg.embeddings = emb[idx]
+        for i in idx:
+            frames[i].embedding = emb[i]
         return True
 
 
