@@ -22,11 +22,11 @@ def _config(args: argparse.Namespace) -> BuildConfig:
     return cfg.model_copy(update={"cluster": cluster, "clip": clip})
 
 
-def _summary(report: dict, out: Path) -> None:
-    t = report["totals"]
-    print(f"{t['samples']} sequences from {t['ok']}/{t['sources']} sources "
-          f"({t['rejected']} rejected, {t['failed']} failed) in {report['duration_s']:.1f}s -> {out}/shards; "
-          f"report: {out}/report.md")
+def _summary(s: dict) -> None:
+    done = f"; {s['skipped']} sources already done" if s["skipped"] else ""
+    print(f"{s['new_samples']} new sequences from {s['ok']}/{s['processed']} processed sources "
+          f"({s['rejected']} rejected, {s['failed']} failed){done}; the corpus holds {s['total_samples']} "
+          f"sequences; {s['duration_s']:.1f}s -> {s['out']}/shards; report: {s['out']}/report.md")
 
 
 def _error(args: argparse.Namespace, code: int, msg: str) -> int:
@@ -54,7 +54,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if getattr(args, "json", False):
         print(json.dumps(result.summary))
     else:
-        _summary(result.report, result.out)
+        _summary(result.summary)
     return EXIT_OK
 
 
@@ -64,6 +64,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     manifest = write_demo(Path(args.out) / "demo-sources")
     print(f"demo sources and manifest written to {manifest.parent}")
     args.manifest = str(manifest)
+    args.rebuild = True  # the demo output is ours: after an upgrade that changes the config, build it anew
     return cmd_build(args)
 
 

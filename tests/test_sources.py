@@ -39,13 +39,14 @@ def http_root(tmp_path):
     server.shutdown()
 
 
-def test_url_sources_are_downloaded_then_built(tutorials, http_root, tmp_path):
+def test_url_sources_are_downloaded_then_built(tutorials, http_root, tmp_path, capsys):
     root, base = http_root
     (root / "coffee.mp4").write_bytes(Path(tutorials["coffee"][0]).read_bytes())
     manifest = write_manifest(tmp_path, [{"url": f"{base}/coffee.mp4", "task": "oil-painting"},
                                          {"url": f"{base}/missing.mp4", "task": "oil-painting"}])
     out = tmp_path / "out"
     assert main(["build", str(manifest), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert "1 new sequences from 1/2 processed sources (1 rejected, 0 failed)" in capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     ok, missing = report["sources"]
     assert ok["status"] == "ok" and len(ok["samples"]) == 1
