@@ -24,7 +24,8 @@ def _config(args: argparse.Namespace) -> BuildConfig:
 
 def _summary(s: dict) -> None:
     done = f"; {s['skipped']} sources already done" if s["skipped"] else ""
-    print(f"{s['new_samples']} new sequences from {s['ok']}/{s['processed']} processed sources "
+    handled = s["ok"] + s["rejected"] + s["failed"]
+    print(f"{s['new_samples']} new sequences from {s['ok']}/{handled} sources handled in this run "
           f"({s['rejected']} rejected, {s['failed']} failed){done}; the corpus holds {s['total_samples']} "
           f"sequences; {s['duration_s']:.1f}s -> {s['out']}/shards; report: {s['out']}/report.md")
 

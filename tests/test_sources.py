@@ -46,7 +46,7 @@ def test_url_sources_are_downloaded_then_built(tutorials, http_root, tmp_path, c
                                          {"url": f"{base}/missing.mp4", "task": "oil-painting"}])
     out = tmp_path / "out"
     assert main(["build", str(manifest), "--out", str(out), "--workers", "1", "--quiet"]) == 0
-    assert "1 new sequences from 1/2 processed sources (1 rejected, 0 failed)" in capsys.readouterr().out
+    assert "1 new sequences from 1/2 sources handled in this run (1 rejected, 0 failed)" in capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     ok, missing = report["sources"]
     assert ok["status"] == "ok" and len(ok["samples"]) == 1
