@@ -167,12 +167,13 @@ def _process(client: Client, todo: list[tuple[Source, str]], stages: list, confi
         submit(next(pending, None))
 
 
-def _write_report(storage: Storage, report: RunReport, header: dict, shards: list, wall: float) -> dict:
-    if storage.local:
-        return report.write(Path(storage.root), header, shards, wall)
+def _write_report(storage: Storage, report: RunReport, header: dict, shards: list, wall: float, run: int) -> dict:
+    """The run's report, contact sheets included, in ``reports/run-NNNN/`` (kept) and at the root (the latest)."""
     with tempfile.TemporaryDirectory(prefix="makeanything-report-") as tmp:
         data = report.write(Path(tmp), header, shards, wall)
-        storage.upload_folder(Path(tmp), sorted(p.name for p in Path(tmp).iterdir()))
+        names = sorted(p.name for p in Path(tmp).iterdir())
+        storage.upload_folder(Path(tmp), names, prefix=f"reports/run-{run:04d}")
+        storage.upload_folder(Path(tmp), names)
     return data
 
 
@@ -224,7 +225,7 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
         header = {"version": __version__, "manifest": str(manifest), "config_sha": config_sha, "clip": clip.message,
                   "config": config.model_dump(mode="json"),
                   "refresh": {"run": run, "skipped": skipped, "removed_orphan_shards": orphans}}
-        data = _write_report(storage, report, header, shards, time.perf_counter() - t0)
+        data = _write_report(storage, report, header, shards, time.perf_counter() - t0, run)
         t = data["totals"]
         counts = {"sources": len(sources), "processed": len(todo), "skipped": skipped,
                   **{k: t[k] for k in ("ok", "rejected", "failed")}, "new_samples": t["samples"], "shards": len(shards)}

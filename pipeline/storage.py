@@ -87,7 +87,7 @@ class Storage:
         except FileNotFoundError:
             pass
 
-    def upload_folder(self, local: Path, files: list[str]) -> None:
-        """Copy report files made in a local folder into the root (local outputs write them in place)."""
+    def upload_folder(self, local: Path, files: list[str], prefix: str = "") -> None:
+        """Copy files made in a local folder to ``prefix/`` (default: the root), each written whole."""
         for f in files:
-            self.write(f, (local / f).read_bytes())
+            self.write(f"{prefix}/{f}" if prefix else f, (local / f).read_bytes())

@@ -64,6 +64,12 @@ def test_refresh_does_only_the_new_source_and_never_touches_finished_shards(firs
     index = json.loads((out / "dataset.json").read_text())
     assert [h["counts"]["processed"] for h in index["history"]] == [5, 1]
     assert inspect_verify(str(out)).returncode == 0
+    # every run's report is kept; the root holds the latest
+    runs = {p.name: json.loads((p / "report.json").read_text()) for p in (out / "reports").iterdir()}
+    assert sorted(runs) == ["run-0001", "run-0002"]
+    assert [runs[r]["totals"]["sources"] for r in sorted(runs)] == [5, 1]
+    assert json.loads((out / "report.json").read_text()) == runs["run-0002"]
+    assert list((out / "reports" / "run-0001").glob("contact-*.png"))
 
 
 def test_a_refresh_with_nothing_new_starts_no_cluster_and_writes_no_shard(first, tmp_path):
