@@ -9,6 +9,9 @@ import yaml
 
 from pipeline.synthetic import Script, Truth, make_tutorial
 
+# The refresh/crash/S3/distributed tests share a corpus and a reference build (fixtures there).
+pytest_plugins = ["tests.refresh_support"]
+
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 SMALL = (320, 180)
 SHORT = Script(intro=1.0, talk=2.0, process=10.0, hold=1.5, outro=1.5, hand_bursts=3, hand_seconds=1.0)

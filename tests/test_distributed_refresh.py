@@ -12,9 +12,7 @@ import time
 from distributed import Client
 
 from makeanything.cli import main
-from tests.conftest import tutorials  # noqa: F401 - session fixture used by corpus
-from tests.refresh_support import (BIN, corpus, inspect_verify, kill_group, reference, shard_keys,  # noqa: F401
-                                   write_config)
+from tests.refresh_support import BIN, inspect_verify, kill_group, shard_keys, write_config
 
 
 def test_a_worker_killed_mid_build_neither_breaks_the_run_nor_duplicates_output(corpus, reference, tmp_path):

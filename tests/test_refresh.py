@@ -12,8 +12,7 @@ import time
 import pytest
 
 from makeanything.cli import main
-from tests.conftest import tutorials  # noqa: F401 - session fixture used by corpus
-from tests.refresh_support import corpus, inspect_verify, reference, run_cli, shard_keys, write_config  # noqa: F401
+from tests.refresh_support import inspect_verify, run_cli, shard_keys, write_config
 
 
 def _digests(folder) -> dict[str, tuple[str, int]]:

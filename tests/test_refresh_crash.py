@@ -7,9 +7,7 @@ import signal
 import subprocess
 import time
 
-from tests.conftest import tutorials  # noqa: F401 - session fixture used by corpus
-from tests.refresh_support import (BIN, corpus, inspect_verify, kill_group, no_temp_files, reference,  # noqa: F401
-                                   run_cli, shard_keys, write_config)
+from tests.refresh_support import BIN, inspect_verify, kill_group, no_temp_files, run_cli, shard_keys, write_config
 
 # Where each run dies, in order; the later ones find the debris of the earlier ones.
 FAILPOINTS = ["shard-staged", "shard-published", "committed:2", "before-index"]

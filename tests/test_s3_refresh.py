@@ -10,8 +10,7 @@ import s3fs
 import yaml
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import tutorials  # noqa: F401 - session fixture used by corpus
-from tests.refresh_support import corpus, reference, run_cli, write_config  # noqa: F401
+from tests.refresh_support import run_cli, write_config
 
 
 @pytest.fixture
