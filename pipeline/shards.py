@@ -1,7 +1,6 @@
 """WebDataset shard writer: KEY.jpg / KEY.txt / KEY.json members, tars renamed into place only when complete."""
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -14,6 +13,7 @@ from typing import Callable
 from PIL import Image
 
 from pipeline.failpoint import failpoint
+from pipeline.fingerprint import file_sha256
 
 KEY_OK = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -111,8 +111,8 @@ class ShardWriter:
         self._tar.close()
         tmp = self._tmp()
         with open(tmp, "rb+") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
             os.fsync(f.fileno())
+        digest = file_sha256(tmp)
         info = ShardInfo(self._name(), len(self._keys), tmp.stat().st_size, digest, self._keys)
         failpoint("shard-staged")
         self.publish(tmp, info.name)
