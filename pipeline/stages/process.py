@@ -33,21 +33,24 @@ def _state(thumbs: np.ndarray) -> np.ndarray:
     return np.median(thumbs, axis=0)
 
 
+def _ends(n: int) -> int:
+    """How many frames at each end of a run make its start and final states."""
+    return max(1, min(5, n // 5))
+
+
 def work_region(thumbs: np.ndarray, tol: float) -> np.ndarray:
     """Pixels that differ between the start and the final state (medians of a few frames each)."""
-    k = max(1, min(5, len(thumbs) // 5))
+    k = _ends(len(thumbs))
     return ~_match(_state(thumbs[:k]), _state(thumbs[-k:]), tol)
 
 
-def completion_curve(thumbs: np.ndarray, tol: float) -> tuple[np.ndarray, float]:
-    """Per-frame fraction of the work region that already matches the final state, and the region's area."""
-    region = work_region(thumbs, tol)
-    area = float(region.mean())
-    if area == 0:
-        return np.ones(len(thumbs)), 0.0
-    final = _state(thumbs[-max(1, min(5, len(thumbs) // 5)):])
+def completion_curve(thumbs: np.ndarray, region: np.ndarray, tol: float) -> np.ndarray:
+    """Per-frame fraction of the work region that already matches the final state."""
+    if not region.any():
+        return np.ones(len(thumbs))
+    final = _state(thumbs[-_ends(len(thumbs)):])
     diffs = np.abs(thumbs - final[None]).max(axis=-1) <= tol
-    return diffs[:, region].mean(axis=1), area
+    return diffs[:, region].mean(axis=1)
 
 
 def work_box(region: np.ndarray, margin: float) -> list[float]:
@@ -61,13 +64,12 @@ def work_box(region: np.ndarray, margin: float) -> list[float]:
             round(float(min(1.0, x1 + 1 / w + margin)), 4), round(float(min(1.0, y1 + 1 / h + margin)), 4)]
 
 
-def step_change(thumbs: np.ndarray, tol: float) -> float:
+def step_change(thumbs: np.ndarray, region: np.ndarray, tol: float) -> float:
     """Median fraction of the work region that changes between consecutive frames.
 
     A making process changes a small part of the work at a time; camera motion and live action
     (trailers, talking heads) change most of it at every step.
     """
-    region = work_region(thumbs, tol)
     if len(thumbs) < 2 or not region.any():
         return 0.0
     changed = np.abs(np.diff(thumbs, axis=0)).max(axis=-1) > tol
@@ -104,11 +106,14 @@ class FindProcess:
             if seconds < self.cfg.min_seconds:
                 rejected.append(f"{where}: too short ({seconds:.1f}s)")
                 continue
-            curve, area = completion_curve(thumbs[a:b], self.cfg.pixel_tolerance)
-            k = max(1, min(5, len(curve) // 5))
+            tol = self.cfg.pixel_tolerance
+            region = work_region(thumbs[a:b], tol)
+            area = float(region.mean())
+            curve = completion_curve(thumbs[a:b], region, tol)
+            k = _ends(len(curve))
             gain = float(np.median(curve[-k:]) - np.median(curve[:k]))
             rho = float(spearmanr(np.arange(len(curve)), curve).statistic) if np.ptp(curve) > 0 else 0.0
-            change = step_change(thumbs[a:b], self.cfg.pixel_tolerance)
+            change = step_change(thumbs[a:b], region, tol)
             scores = {"gain": round(gain, 4), "monotonic": round(rho, 4), "area": round(area, 4),
                       "step_change": round(change, 4), "start": frames[0].time, "end": frames[-1].time}
             if area < 0.01 or gain < self.cfg.min_gain:
@@ -121,7 +126,7 @@ class FindProcess:
             else:
                 self._score(frames, thumbs[a:b], curve)
                 if self.cfg.crop_to_work:
-                    scores["crop"] = work_box(work_region(thumbs[a:b], self.cfg.pixel_tolerance), self.cfg.crop_margin)
+                    scores["crop"] = work_box(region, self.cfg.crop_margin)
                 work.segments.append(Segment(frames=list(frames), scores=scores))
         work.notes.extend(f"shot {r}" for r in rejected)
         if not work.segments:
@@ -131,7 +136,8 @@ class FindProcess:
     def _score(self, frames: list[Frame], thumbs: np.ndarray, curve: np.ndarray | None = None) -> None:
         """Store each frame's progress toward the finished state, normalised to [0, 1]."""
         if curve is None:
-            curve, _ = completion_curve(thumbs, self.cfg.pixel_tolerance)
+            tol = self.cfg.pixel_tolerance
+            curve = completion_curve(thumbs, work_region(thumbs, tol), tol)
         lo, hi = float(curve.min()), float(curve.max())
         for f, c in zip(frames, curve):
             f.scores["completion"] = round(float(c), 4)
