@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from skimage import data as photos
 
+from pipeline.corpus.schema import made_meta
 from pipeline.layout import tile
 from pipeline.shards import Sample, ShardWriter, encode_jpeg
 from pipeline.taxonomy import Taxonomy
@@ -44,7 +45,8 @@ def write_demo(folder: Path, n: int) -> None:
                     frames.append(src[y:y + src.shape[0] * 2 // 3, x:x + src.shape[1] * 2 // 3])
                 key = f"{task.id}_bench_s{i}"
                 w.write(Sample(key, encode_jpeg(tile(frames, task.layout)), task.caption(),
-                               {"key": key, "task": task.describe(), "layout": task.layout.describe()}))
+                               made_meta(key, task.describe(), task.layout.describe(), task.caption(),
+                                         uri=f"bench/{i}", sha256=f"{i:064x}", kind="synthetic")))
 
 
 def decode_only(urls: list[str], n: int) -> float:

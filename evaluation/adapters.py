@@ -113,7 +113,7 @@ def _shard_sample(key: str, m: dict[str, bytes], method: str, taxonomy: Taxonomy
         lay = meta["layout"]
         layout = Layout(rows=lay["rows"], cols=lay["cols"], cell=lay["cell"], order=lay["order"],
                         separator=lay.get("separator", 0))
-        caption = m["txt"].decode() if "txt" in m else meta.get("caption", "")
+        caption = m["txt"].decode() if "txt" in m else meta["caption"]["text"]
     elif "caption" in m:
         caption = m["caption"].decode()
         head, size = AUTHORS_HEAD.search(caption), AUTHORS_GRID.search(caption)

@@ -10,13 +10,10 @@ from collections import Counter, defaultdict
 
 from PIL import Image
 
+from pipeline.corpus.schema import MEMBERS, SchemaError, conform
 from pipeline.index import split_of
 from pipeline.ledger import Ledger
 from pipeline.storage import Storage
-
-MEMBERS = {"jpg", "txt", "json"}
-REQUIRED = {"key": str, "task": dict, "caption": str, "layout": dict, "frames": list, "source": dict,
-            "scores": dict, "pipeline": dict}
 
 
 def describe(storage: Storage, index: dict) -> str:
@@ -33,21 +30,24 @@ def describe(storage: Storage, index: dict) -> str:
 
 def _check_sample(key: str, parts: dict[str, bytes], index: dict, split: str, where: str) -> tuple[list[str], str]:
     """Problems with one sample, and its task id."""
-    if set(parts) != MEMBERS:
+    if set(parts) != set(MEMBERS):
         return [f"{where}: sample {key} has members {sorted(parts)}, expected {sorted(MEMBERS)}"], ""
     try:
         meta = json.loads(parts["json"])
     except ValueError as e:
         return [f"{where}: {key}.json is not JSON: {e}"], ""
-    bad = [f"{where}: {key}.json field {f!r} missing or not {t.__name__}"
-           for f, t in REQUIRED.items() if not isinstance(meta.get(f), t)]
-    if bad:
-        return bad, ""
+    try:
+        if conform(meta) != meta:
+            return [f"{where}: {key}.json is not in the schema's form (a float field holds an int, or a "
+                    "nullable field is absent instead of null)"], ""
+    except SchemaError as e:
+        return [f"{where}: {e}"], ""
+    bad = []
     if meta["key"] != key:
         bad.append(f"{where}: {key}.json says key {meta['key']!r}")
     if meta["pipeline"].get("config_sha") != index["config_sha"]:
         bad.append(f"{where}: {key} was made under config {meta['pipeline'].get('config_sha')}, index says {index['config_sha']}")
-    if meta["caption"] != parts["txt"].decode("utf-8", "replace"):
+    if meta["caption"]["text"] != parts["txt"].decode("utf-8", "replace"):
         bad.append(f"{where}: {key}.txt differs from the caption in {key}.json")
     if split_of(meta["source"].get("sha256", ""), index["config"]["shards"]["val_fraction"]) != split:
         bad.append(f"{where}: {key} is in the {split} split but its source belongs to the other one")

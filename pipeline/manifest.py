@@ -31,6 +31,8 @@ class Entry(BaseModel):
     subject: str | None = None
     id: str | None = None
     ordered: bool = True  # dir only: False when file names say nothing about the step order
+    license: str | None = None  # e.g. an SPDX id; kept in every sample json and the dataset card
+    attribution: str | None = None  # who made the source, as its license asks to credit them
 
     @model_validator(mode="after")
     def _one_location(self) -> "Entry":
@@ -85,7 +87,7 @@ def load_manifest(path: str | Path, taxonomy: Taxonomy) -> list[Source]:
 
 def _resolve(manifest: Path, base: Path, i: int, e: Entry, taxonomy: Taxonomy) -> list[Source]:
     task = taxonomy[e.task]
-    common = dict(task=task, entry=i, subject=e.subject)
+    common = dict(task=task, entry=i, subject=e.subject, license=e.license, attribution=e.attribution)
     if e.url:
         return [Source(uri=e.url, path="", kind="video", id=e.id, **common)]
     if e.path:

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pipeline import __version__
 from pipeline.config import BuildConfig
+from pipeline.corpus.schema import conform
 from pipeline.shards import Sample, encode_jpeg
 from pipeline.stages.base import Stage
 from pipeline.work import Reject, Sequence, Source, Work
@@ -44,22 +45,24 @@ def source_key(source: Source, sha256: str) -> str:
 
 
 def _meta(work: Work, seq: Sequence, key: str, config: BuildConfig) -> dict:
+    """The sample json in the one schema (pipeline.corpus.schema): a field a source kind lacks is null."""
     src, task = work.source, work.source.task
     p = work.probe
-    frames = [{"step": i + 1, "source_frame": f.source_frame, "time": f.time,
+    frames = [{"step": i + 1, "source_frame": f.source_frame, "file": f.file, "time": f.time,
                **{k: v for k, v in f.scores.items() if k != "phash"}} for i, f in enumerate(seq.frames)]
     if config.clip.store_embeddings:
         for d, f in zip(frames, seq.frames):
             if f.embedding is not None:
                 d["clip_embedding"] = [round(float(x), 5) for x in f.embedding]
-    return {
-        "key": key, "task": task.describe(), "caption": seq.caption, "layout": task.layout.describe(),
+    return conform({
+        "key": key, "task": task.describe(), "caption": {"text": seq.caption}, "layout": task.layout.describe(),
         "frames": frames,
         "source": {"uri": src.uri, "id": src.id, "sha256": work.sha256, "kind": src.kind,
+                   "license": src.license, "attribution": src.attribution,
                    **{k: p.get(k) for k in ("fps", "frame_count", "width", "height", "duration", "codec", "rotation")}},
         "scores": {"process": seq.segment_scores, **seq.scores},
         "pipeline": {"version": __version__, "config_sha": config.sha()},
-    }
+    })
 
 
 def run_source(source: Source, sha256: str, stages: list[Stage], config: BuildConfig) -> SourceResult:

@@ -12,6 +12,7 @@ from typing import Callable
 
 from PIL import Image
 
+from pipeline.corpus.schema import SchemaError, conform
 from pipeline.failpoint import failpoint
 from pipeline.fingerprint import file_sha256
 
@@ -30,6 +31,11 @@ class Sample:
     def __post_init__(self) -> None:
         if not KEY_OK.match(self.key):
             raise ValueError(f"sample key {self.key!r} must match [A-Za-z0-9_-]+ (no dots)")
+        if conform(self.meta) != self.meta:  # raises SchemaError on a wrong key or type
+            raise SchemaError(f"sample {self.key}: json is not in its schema form (absent or int-valued "
+                              "float fields); build it with pipeline.corpus.schema.conform")
+        if self.meta["caption"]["text"] != self.caption:
+            raise SchemaError(f"sample {self.key}: json.caption.text differs from the .txt caption")
 
 
 def encode_jpeg(img: Image.Image, quality: int = 95) -> bytes:

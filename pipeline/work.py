@@ -32,17 +32,20 @@ class Source:
     id: str | None = None
     images: tuple[str, ...] = ()  # ordered file list for kind == "images"
     ordered: bool = True  # False: file order means nothing; the CLIP stage orders the frames by progress
+    license: str | None = None  # as the manifest gives them; copied into every sample and the dataset card
+    attribution: str | None = None
 
 
 @dataclass
 class Frame:
     """A decoded frame at analysis resolution (RGB uint8), with the value every filter computed for it."""
 
-    source_frame: int | str  # decoded-frame index in the video, or the image's file name
+    source_frame: int  # decoded-frame index in the video, or the image's position in the folder's file list
     time: float | None
     image: np.ndarray
     scores: dict[str, float] = field(default_factory=dict)
     embedding: np.ndarray | None = None  # unit-length CLIP image embedding, when the CLIP stage ran
+    file: str | None = None  # the image's file name (image folders)
 
 
 @dataclass

@@ -1,7 +1,12 @@
 """Shared fixtures: tutorial-like videos (generated once per session) and manifests for them."""
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import skimage.data
@@ -10,7 +15,7 @@ import yaml
 from pipeline.synthetic import Script, Truth, make_tutorial
 
 # The refresh/crash/S3/distributed tests share a corpus and a reference build (fixtures there).
-pytest_plugins = ["tests.refresh_support"]
+pytest_plugins = ["tests.refresh_support", "tests.mixed_corpus"]
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 SMALL = (320, 180)
@@ -32,3 +37,16 @@ def write_manifest(folder: Path, sources: list[dict]) -> Path:
     path = folder / "manifest.yaml"
     path.write_text(yaml.safe_dump({"sources": sources}, sort_keys=False))
     return path
+
+
+@contextlib.contextmanager
+def serve_folder(root: Path) -> Iterator[str]:
+    """A real HTTP server on a free loopback port serving ``root``; yields its base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

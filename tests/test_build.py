@@ -119,7 +119,7 @@ def test_shards_read_back_with_webdataset(built):
     for s in samples:
         meta = s["json"]
         assert "." not in s["__key__"] and meta["key"] == s["__key__"]
-        assert s["txt"] == meta["caption"]
+        assert s["txt"] == meta["caption"]["text"]
         lay = Layout(**{k: meta["layout"][k] for k in ("rows", "cols", "cell", "order", "separator")})
         assert s["jpg"].size == lay.size and len(split(s["jpg"], lay)) == len(meta["frames"])
         assert [f["step"] for f in meta["frames"]] == list(range(1, len(meta["frames"]) + 1))
@@ -136,7 +136,7 @@ def test_shards_read_back_with_hf_datasets(built):
     ds = load_dataset("webdataset", data_files={"train": str(out / "shards" / "*.tar")}, split="train")
     assert len(ds) == report["totals"]["samples"]
     row = ds[0]
-    assert isinstance(row["json"], dict) and row["json"]["caption"] == row["txt"]
+    assert isinstance(row["json"], dict) and row["json"]["caption"]["text"] == row["txt"]
     assert row["jpg"].size == tuple(row["json"]["layout"]["size"])
 
 

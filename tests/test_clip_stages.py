@@ -27,7 +27,7 @@ def spec(tmp_path_factory) -> ClipSpec:
 def make_work(images: list[np.ndarray], ordered: bool = True, segments: int = 1) -> Work:
     task = Taxonomy.load()["painting"]
     source = Source(uri="folder/steps", path="folder/steps", task=task, kind="images", ordered=ordered)
-    frames = [Frame(source_frame=f"{i:02d}.png", time=None, image=img, scores={"sharpness": 1.0})
+    frames = [Frame(source_frame=i, file=f"{i:02d}.png", time=None, image=img, scores={"sharpness": 1.0})
               for i, img in enumerate(images)]
     per = len(frames) // segments
     return Work(source=source, segments=[Segment(frames=frames[k * per:(k + 1) * per]) for k in range(segments)])
@@ -62,29 +62,29 @@ def test_exact_duplicates_merge_to_the_sharpest(spec):
     work.segments[0].frames[4].scores["sharpness"] = 9.0
     cfg = ClipConfig(relevance_margin=2.0, duplicate_similarity=0.99999)
     work = ClipFilter(spec, cfg)(work)
-    assert [f.source_frame for f in work.segments[0].frames] == ["01.png", "02.png", "04.png"]
+    assert [f.file for f in work.segments[0].frames] == ["01.png", "02.png", "04.png"]
     assert work.drops["clip: near-duplicate"] == 3
     assert np.stack([f.embedding for f in work.segments[0].frames]).shape == (3, 32)
 
 
 def test_unordered_source_is_put_in_progress_order(spec):
     work = make_work(distinct(7, seed=4), ordered=False)
-    before = {f.source_frame for f in work.segments[0].frames}
+    before = {f.file for f in work.segments[0].frames}
     work = ClipFilter(spec, ClipConfig(relevance_margin=2.0, duplicate_similarity=1.0))(work)
     seg = work.segments[0]
-    assert {f.source_frame for f in seg.frames} == before
+    assert {f.file for f in seg.frames} == before
     progress = [f.scores["clip_progress"] for f in seg.frames]
     assert progress == sorted(progress) and progress[0] == 0.0 and progress[-1] == 1.0
     assert 0.0 <= seg.scores["clip_order_confidence"] <= 1.0 and seg.scores["clip_order_direction"] >= 0.0
     # the embeddings follow the frames into their new order
     np.testing.assert_allclose(np.stack([f.embedding for f in seg.frames]), load(spec).embed_images([f.image for f in seg.frames], 8),
                                atol=1e-5)
-    assert [f.source_frame for f in seg.frames] != sorted(before)  # this seed's order is not the file order
+    assert [f.file for f in seg.frames] != sorted(before)  # this seed's order is not the file order
 
 
 def test_ordered_source_keeps_time_order(spec):
     work = ClipFilter(spec, ClipConfig(relevance_margin=2.0, duplicate_similarity=1.0))(make_work(distinct(5)))
-    assert [f.source_frame for f in work.segments[0].frames] == [f"{i:02d}.png" for i in range(5)]
+    assert [f.file for f in work.segments[0].frames] == [f"{i:02d}.png" for i in range(5)]
     assert "clip_progress" not in work.segments[0].frames[0].scores
 
 

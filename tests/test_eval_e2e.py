@@ -22,6 +22,7 @@ from evaluation.clip_model import WeightsUnavailable, load_clip
 from evaluation.config import ClipConfig
 from evaluation.inputs import load_inputs
 from evaluation.sequence import InputError
+from pipeline.corpus.schema import made_meta
 from pipeline.layout import Layout, tile
 from pipeline.shards import Sample, ShardWriter, encode_jpeg
 from pipeline.taxonomy import Taxonomy
@@ -125,15 +126,20 @@ def test_grid_reading_orders_frames_videos_and_bad_rows(tmp_path, taxonomy):
     assert "8" in problems  # the line that is not JSON
 
 
+SRC = {"uri": "emoji/src", "sha256": "e" * 64, "kind": "synthetic"}
+
+
 def write_shard(folder: Path, taxonomy: Taxonomy) -> None:
     task = taxonomy["emoji"]
     layout = Layout(rows=2, cols=2, cell=48, order="serpentine", separator=2)
     with ShardWriter(folder, samples_per_shard=10) as w:
         for n, frames in enumerate([fade(), fade()[::-1]]):
             caption = "Step-by-step emoji process, " + " ".join(f"<image-{i}> step {i}" for i in range(1, 5))
-            w.write(Sample(f"emoji_src_s{n}", encode_jpeg(tile(frames, layout), quality=100), caption,
-                           {"task": task.describe(), "layout": layout.describe(), "caption": caption}))
-        w.write(Sample("emoji_src_s9", b"not a jpeg", "x", {"task": task.describe(), "layout": layout.describe()}))
+            key = f"emoji_src_s{n}"
+            w.write(Sample(key, encode_jpeg(tile(frames, layout), quality=100), caption,
+                           made_meta(key, task.describe(), layout.describe(), caption, **SRC)))
+        w.write(Sample("emoji_src_s9", b"not a jpeg", "x",
+                       made_meta("emoji_src_s9", task.describe(), layout.describe(), "x", **SRC)))
 
 
 def run_cli(argv: list[str]) -> int:

@@ -2,11 +2,8 @@
 and long videos holding several works."""
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
-import threading
 from itertools import chain
 from pathlib import Path
 
@@ -22,7 +19,7 @@ from pipeline.stages.chain import build_stages
 from pipeline.synthetic import tutorial_frames, write_video
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
-from tests.conftest import SHORT, SMALL, write_manifest
+from tests.conftest import SHORT, SMALL, serve_folder, write_manifest
 
 TAXONOMY = Taxonomy.load()
 
@@ -32,11 +29,8 @@ def http_root(tmp_path):
     """A real HTTP server on a free loopback port serving tmp_path/www."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve_folder(root) as base:
+        yield root, base
 
 
 def test_url_sources_are_downloaded_then_built(tutorials, http_root, tmp_path, capsys):
@@ -72,7 +66,8 @@ def test_folder_of_step_images_keeps_file_name_order(tmp_path):
     res = run_source(src, "f" * 64, build_stages(BuildConfig()), BuildConfig())
     assert res.status == "ok", res.reason
     frames = res.samples[0].meta["frames"]
-    assert [f["source_frame"] for f in frames] == ["a_01.png", "b_02.png", "c_03.png", "d_04.png"]
+    assert [f["file"] for f in frames] == ["a_01.png", "b_02.png", "c_03.png", "d_04.png"]
+    assert [f["source_frame"] for f in frames] == [0, 1, 2, 3]  # positions in the folder's file list
     assert all(f["time"] is None for f in frames)
     assert res.drops["unreadable image"] == 1 and any("e_broken.png" in n for n in res.notes)
 

@@ -9,6 +9,7 @@ import pytest
 import webdataset as wds
 from PIL import Image, ImageDraw
 
+from pipeline.corpus.schema import made_meta
 from pipeline.layout import Layout, tile
 from pipeline.shards import Sample, ShardWriter, encode_jpeg
 from pipeline.taxonomy import Taxonomy
@@ -43,8 +44,8 @@ def write_shards(folder: Path, tasks: list[str], per_task: int, per_shard: int, 
                 task, layout = TASKS[t_id], small_layout(t_id, cell)
                 key = f"{t_id}_src{i:03d}_s0"
                 caption = task.caption(f"subject {i}")
-                meta = {"key": key, "task": task.describe(), "caption": caption, "layout": layout.describe(),
-                        "frames": [{"step": s + 1} for s in range(layout.frames)]}
+                meta = made_meta(key, task.describe(), layout.describe(), caption, uri=f"src{i:03d}",
+                                 sha256=f"{i:064x}", kind="synthetic")
                 w.write(Sample(key, encode_jpeg(tile(frames(layout.frames, hash(key) % 2**32), layout)),
                                caption, meta))
                 keys.append(key)

@@ -73,7 +73,7 @@ class Decode:
 
     def _images(self, work: Work) -> Work:
         frames = []
-        for path in work.source.images:
+        for n, path in enumerate(work.source.images):
             try:
                 with Image.open(path) as im:
                     img = ImageOps.exif_transpose(im).convert("RGB")
@@ -82,7 +82,7 @@ class Decode:
                 work.notes.append(f"{Path(path).name}: unreadable image ({e})")
                 continue
             img.thumbnail((self.cfg.max_side, self.cfg.max_side), Image.Resampling.LANCZOS)
-            frames.append(Frame(source_frame=Path(path).name, time=None, image=np.asarray(img)))
+            frames.append(Frame(source_frame=n, file=Path(path).name, time=None, image=np.asarray(img)))
         if len(frames) < 2:
             raise Reject(f"folder has {len(frames)} readable image(s); a sequence needs at least 2")
         work.frames = frames

@@ -95,7 +95,7 @@ class FindProcess:
     def __call__(self, work: Work) -> Work:
         if work.source.kind == "images":  # a folder of step images is the process, in order
             self._score(work.frames, np.stack([thumb(f.image) for f in work.frames]))
-            work.segments = [Segment(frames=list(work.frames), scores={"kind": "images"})]
+            work.segments = [Segment(frames=list(work.frames))]
             return work
         thumbs = np.stack([thumb(f.image) for f in work.frames])
         rejected = []

@@ -1,0 +1,1 @@
+"""What a built corpus is to its readers: the sample schema, the dataset card, curation decisions."""
