@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from makeanything.cli import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
+from makeanything.exit_codes import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
 
 log = logging.getLogger("evaluation")
 

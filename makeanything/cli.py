@@ -6,9 +6,7 @@ import importlib
 import sys
 
 # Modules with `register(subparsers)`; each adds its subcommands with `set_defaults(func=...)`,
-# where func(args) returns the process exit code.
-EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
-
+# where func(args) returns the process exit code (makeanything.exit_codes).
 COMMAND_MODULES = ["pipeline.cli", "pipeline.cli_refresh", "training.cli", "evaluation.cli"]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from makeanything.cli import EXIT_LOCKED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
+from makeanything.exit_codes import EXIT_LOCKED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
 from pipeline.clip import ClipUnavailable
 from pipeline.config import BuildConfig
 from pipeline.manifest import ManifestError

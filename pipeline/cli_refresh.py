@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from makeanything.cli import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
+from makeanything.exit_codes import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
 from pipeline.cli import _cluster_args, cmd_build
 
 

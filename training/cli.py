@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from makeanything.cli import EXIT_OK, EXIT_USAGE
+from makeanything.exit_codes import EXIT_OK, EXIT_USAGE
 
 
 def _train(args: argparse.Namespace) -> int:
