@@ -24,13 +24,15 @@ from pipeline import __version__
 from pipeline.clip import plan_clip
 from pipeline.config import BuildConfig
 from pipeline.failpoint import failpoint
-from pipeline.fetch import prepare
+from pipeline.fetch import Prepared, location, prepare, run_fetched
 from pipeline.index import make_index, read_index, write_index
 from pipeline.ledger import Ledger
 from pipeline.lock import OutputLock
 from pipeline.manifest import load_manifest
 from pipeline.report import RunReport
-from pipeline.result import SourceResult, run_source
+from pipeline.result import SourceResult
+from pipeline.retire import repack_stale
+from pipeline.scratch import ScratchCache
 from pipeline.shard_commit import ShardCommitter
 from pipeline.stages.chain import build_stages
 from pipeline.storage import Storage
@@ -65,44 +67,54 @@ def dask_client(config: BuildConfig) -> Iterator[Client]:
             yield client
 
 
-def _prepare(config: BuildConfig, sources: list[Source], cache: str) -> list[tuple[Source, str, str]]:
-    """Fetch and hash every source: on the given cluster (its workers may see paths the driver does not),
-    else in driver threads (I/O-bound), so that a LocalCluster is started only when there is work."""
+def _prepare(config: BuildConfig, sources: list[Source], ledger: Ledger, verify_content: bool) -> list[Prepared]:
+    """Signature of every source, content hash of the new and changed ones: on the given cluster (its
+    workers may see paths the driver does not), else in driver threads (I/O-bound), so that a
+    LocalCluster is started only when there is work."""
+    known = [ledger.known.get(location(src)) for src in sources]
     if config.cluster.scheduler:
         with Client(config.cluster.scheduler) as client:
-            return client.gather(client.map(prepare, sources, cache_dir=cache, pure=False))
+            return client.gather(client.map(prepare, sources, known, verify_content=verify_content, pure=False))
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(lambda src: prepare(src, cache), sources))
+        return list(pool.map(lambda sk: prepare(*sk, verify_content=verify_content), zip(sources, known)))
 
 
-def _dedupe(prepared: list[tuple[Source, str, str]]) -> tuple[list[tuple[Source, str]], list[SourceResult]]:
-    """Keep the first listing of each file (by path and by content); the rest are recorded as duplicates."""
+def _duplicate(src: Source, sha: str, first: Source) -> SourceResult:
+    return SourceResult(entry=src.entry, uri=src.uri, task=src.task.id, sha256=sha, status="rejected",
+                        reason=f"duplicate of sources[{first.entry}] ({first.uri}): same content, processed once")
+
+
+def _dedupe(prepared: list[Prepared]) -> tuple[list[Prepared], list[SourceResult]]:
+    """Keep the first listing of each file (by location and by content); the rest are recorded as duplicates."""
     keep, dropped, seen = [], [], {}
-    for src, sha, err in prepared:
-        row = SourceResult(entry=src.entry, uri=src.uri, task=src.task.id, sha256=sha, status="rejected")
-        if err:
-            row.reason = err
-            dropped.append(row)
+    for p in prepared:
+        src = p.source
+        if p.error:
+            dropped.append(SourceResult(entry=src.entry, uri=src.uri, task=src.task.id, sha256="",
+                                        status="rejected", reason=p.error))
             continue
-        ident = sha or src.path
+        ident = p.sha256 or p.loc
         if ident in seen:
-            row.reason = f"duplicate of sources[{seen[ident].entry}] ({seen[ident].uri}): same content, processed once"
-            dropped.append(row)
+            dropped.append(_duplicate(src, p.sha256, seen[ident]))
             continue
         seen[ident] = src
-        keep.append((src, sha))
+        keep.append(p)
     return keep, dropped
 
 
-def _select(keep: list[tuple[Source, str]], ledger: Ledger, config_sha: str,
-            retry_failed: bool) -> tuple[list[tuple[Source, str]], int]:
-    """Sources to process now: new to this config, or failed before when ``retry_failed``. Returns (todo, skipped)."""
-    todo = []
-    for src, sha in keep:
-        row = ledger.lookup(sha, src.uri, config_sha)
-        if row is None or (row["status"] == "failed" and retry_failed):
-            todo.append((src, sha))
-    return todo, len(keep) - len(todo)
+def _select(keep: list[Prepared], ledger: Ledger, config_sha: str,
+            retry_failed: bool) -> tuple[list[Prepared], int, list[dict]]:
+    """Sources to process now: new or changed under this config, or failed before when ``retry_failed``.
+    Returns (todo, skipped, rows whose signature must be updated: read again but found unchanged)."""
+    todo, restat = [], []
+    for p in keep:
+        row = ledger.lookup(p.sha256, p.source.uri, config_sha)
+        unhashed_remote = not p.sha256 and p.stat and (row is None or row.get("stat") != p.stat)
+        if row is None or unhashed_remote or (row["status"] == "failed" and retry_failed):
+            todo.append(p)
+        elif p.hashed and p.stat and (row.get("stat"), row.get("loc")) != (p.stat, p.loc):
+            restat.append({**row, "loc": p.loc, "stat": p.stat})
+    return todo, len(keep) - len(todo), restat
 
 
 def _reconcile(storage: Storage, ledger: Ledger) -> list[str]:
@@ -136,17 +148,42 @@ def _lost(src: Source, sha: str, err: BaseException) -> SourceResult:
                         reason=f"worker lost: {type(err).__name__}: {err}")
 
 
-def _process(client: Client, todo: list[tuple[Source, str]], stages: list, config: BuildConfig,
-             committer: ShardCommitter, report: RunReport, bar: tqdm, resources: dict | None) -> None:
+class _Run:
+    """What the driver learns while results stream in: content hashed on a worker (remote sources) may turn
+    out to be known already (unchanged bytes under a new signature) or a duplicate of this run's."""
+
+    def __init__(self, ledger: Ledger, committer: ShardCommitter, report: RunReport, config_sha: str) -> None:
+        self.ledger, self.committer, self.report, self.config_sha = ledger, committer, report, config_sha
+        self.seen: dict[str, Source] = {}
+        self.unchanged = 0
+
+    def add(self, p: Prepared, res: SourceResult) -> None:
+        if res.sha256 and not p.sha256:  # hashed on the worker
+            prior = self.ledger.lookup(res.sha256, res.uri, self.config_sha)
+            if prior is not None and prior["status"] == res.status:
+                self.committer.ledger.commit(self.committer.run, self.config_sha,
+                                             rows=[{**prior, "loc": p.loc, "stat": p.stat}])
+                self.unchanged += 1
+                return
+            if res.sha256 in self.seen:
+                self.report.add(_duplicate(p.source, res.sha256, self.seen[res.sha256]))
+                return
+        self.seen.setdefault(res.sha256, p.source)
+        self.committer.add(res, p.loc, p.stat)
+        self.report.add(res)
+
+
+def _process(client: Client, todo: list[Prepared], stages: list, config: BuildConfig, run: _Run,
+             bar: tqdm, resources: dict | None, cache: str) -> None:
     """Bounded-window submit; results stream into the committer as they finish. ``resources``: Dask
     resources every source task needs (the CLIP stage's, e.g. {"GPU": 1}, when CLIP runs)."""
     window = max(1, len(client.scheduler_info()["workers"])) * config.cluster.in_flight_per_worker
     pending = iter(todo)
     futures, owner = as_completed(), {}
 
-    def submit(item: tuple[Source, str] | None) -> None:
+    def submit(item: Prepared | None) -> None:
         if item is not None:
-            fut: Future = client.submit(run_source, item[0], item[1], stages, config, pure=False,
+            fut: Future = client.submit(run_fetched, item.source, item.sha256, stages, config, cache, pure=False,
                                         resources=resources)
             owner[fut.key] = item
             futures.add(fut)
@@ -154,16 +191,15 @@ def _process(client: Client, todo: list[tuple[Source, str]], stages: list, confi
     for _ in range(min(window, len(todo))):
         submit(next(pending))
     for fut in futures:
-        src, sha = owner.pop(fut.key)
+        item = owner.pop(fut.key)
         try:
             res: SourceResult = fut.result()
         except Exception as e:  # noqa: BLE001 - KilledWorker and the like: record and go on
-            res = _lost(src, sha, e)
+            res = _lost(item.source, item.sha256, e)
         fut.release()
-        committer.add(res)
-        report.add(res)
+        run.add(item, res)
         bar.update(1)
-        bar.set_postfix(samples=sum(report.per_task.values()))
+        bar.set_postfix(samples=sum(run.report.per_task.values()))
         submit(next(pending, None))
 
 
@@ -178,16 +214,18 @@ def _write_report(storage: Storage, report: RunReport, header: dict, shards: lis
 
 
 def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: bool = True, *,
-          retry_failed: bool = False, rebuild: bool = False) -> BuildResult:
+          retry_failed: bool = False, rebuild: bool = False, verify_content: bool = False) -> BuildResult:
     """Build or refresh the corpus of ``manifest`` in ``out`` (a folder or an fsspec URL such as s3://b/p).
 
-    Manifest and config errors raise before any work starts; a second job on the same output raises LockBusy.
+    Sources whose metadata signature matches the ledger are not read; ``verify_content`` hashes every
+    source again. Manifest and config errors raise before any work starts; a second job on the same
+    output raises LockBusy.
     """
     t0, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     taxonomy = Taxonomy.load(config.taxonomy)
     sources = load_manifest(manifest, taxonomy)
     storage = Storage(out)
-    cache = config.cache_dir or (f"{storage.root}/cache" if storage.local
+    cache = config.cache.dir or (f"{storage.root}/cache" if storage.local
                                  else str(Path(tempfile.gettempdir()) / "makeanything-cache"))
     config_sha = config.sha()
     clip = plan_clip(config.clip)  # raises ClipUnavailable before any work when clip.require is set
@@ -206,38 +244,48 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
         staging = storage.staging()
         report = RunReport()
         try:
-            prepared = _prepare(config, sources, cache)
-            keep, dropped = _dedupe(prepared)
-            todo, skipped = _select(keep, ledger, config_sha, retry_failed)
+            keep, dropped = _dedupe(_prepare(config, sources, ledger, verify_content))
+            todo, skipped, restat = _select(keep, ledger, config_sha, retry_failed)
+            if restat:  # read again (touched, moved, or --verify-content) but unchanged: remember the signature
+                ledger.commit(run, config_sha, rows=restat)
             for row in dropped:
                 report.add(row)
             committer = ShardCommitter(storage, ledger, run, config, staging, _train_lanes(config, ledger))
+            results = _Run(ledger, committer, report, config_sha)
             with tqdm(total=len(dropped) + len(todo), initial=len(dropped), desc="sources", unit="src",
                       disable=not progress) as bar:
                 if todo:  # a refresh with nothing new never starts a cluster
                     with dask_client(config) as client:
                         print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
-                        _process(client, todo, stages, config, committer, report, bar,
-                                 (config.clip.resources or None) if clip.ready else None)
+                        _process(client, todo, stages, config, results, bar,
+                                 (config.clip.resources or None) if clip.ready else None, cache)
             shards = committer.close()
+            skipped += results.unchanged
+            stale = repack_stale(storage, ledger, run, staging)
         finally:
             storage.clear_staging(staging)
+            if Path(cache).is_dir():
+                ScratchCache(cache, config.cache.max_bytes).clear()
         header = {"version": __version__, "manifest": str(manifest), "config_sha": config_sha, "clip": clip.message,
                   "config": config.model_dump(mode="json"),
-                  "refresh": {"run": run, "skipped": skipped, "removed_orphan_shards": orphans}}
+                  "refresh": {"run": run, "skipped": skipped, "removed_orphan_shards": orphans,
+                              "retired_stale_shards": stale}}
         data = _write_report(storage, report, header, shards, time.perf_counter() - t0, run)
         t = data["totals"]
-        counts = {"sources": len(sources), "processed": len(todo), "skipped": skipped,
+        counts = {"sources": len(sources), "processed": len(todo) - results.unchanged, "skipped": skipped,
                   **{k: t[k] for k in ("ok", "rejected", "failed")}, "new_samples": t["samples"], "shards": len(shards)}
         previous = read_index(storage) or {}
         history = previous.get("history", []) + [{"run": run, "version": __version__, "config_sha": config_sha,
                                                    "started": started, "duration_s": data["duration_s"],
                                                    "manifest": str(manifest), "counts": counts}]
-        index = make_index(ledger, config.model_dump(mode="json", exclude={"cluster"}), history)
+        index = make_index(ledger, config.model_dump(mode="json", exclude={"cluster", "cache"}), history)
         failpoint("before-index")
         write_index(storage, index)
+        for name in stale:  # no longer listed: the samples of changed sources are gone with them
+            storage.remove(f"shards/{name}")
         retired = _retire_old_config(storage, ledger, run, config_sha)
+        ledger.compact()
     summary = {"status": "ok", "out": str(storage), "run": run, **counts, "total_samples": index["samples"],
-               "removed_orphan_shards": len(orphans), "retired_shards": len(retired),
+               "removed_orphan_shards": len(orphans), "retired_shards": len(retired) + len(stale),
                "duration_s": round(time.perf_counter() - t0, 3)}
     return BuildResult(report=data, out=Path(out) if storage.local else storage.url, summary=summary)

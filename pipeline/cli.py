@@ -45,7 +45,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     try:
         cfg = _config(args)
         result = build(args.manifest, args.out, cfg, progress=not args.quiet,
-                       retry_failed=getattr(args, "retry_failed", False), rebuild=getattr(args, "rebuild", False))
+                       retry_failed=getattr(args, "retry_failed", False), rebuild=getattr(args, "rebuild", False),
+                       verify_content=args.verify_content)
     except (ManifestError, ValidationError, FileNotFoundError, ClipUnavailable, ConfigChanged) as e:
         return _error(args, EXIT_USAGE, str(e))
     except LockBusy as e:
@@ -79,6 +80,9 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
                    help="stop (exit 2) before any work when the CLIP model cannot be loaded, "
                         "instead of falling back to pixel-based selection")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--verify-content", action="store_true",
+                   help="hash every source's content again instead of trusting unchanged metadata "
+                        "(size, mtime, inode; ETag / version / Last-Modified for remote sources)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

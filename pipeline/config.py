@@ -117,9 +117,19 @@ class ClusterConfig(_Section):
     processes: bool = Field(True, description="local workers as processes (False: threads in the driver)")
 
 
+class CacheConfig(_Section):
+    """Scratch space for remote (http, https, s3) sources: each is downloaded just before it is processed
+    and deleted right after, so the output never holds a second copy of the corpus. Not part of the
+    config hash (it does not change the output)."""
+
+    dir: str | None = Field(None, description="scratch folder; default OUT/cache (a temp folder for remote outputs)")
+    max_bytes: int = Field(20 * 2**30, ge=1, description="at most this many bytes downloaded at once on one "
+                           "machine; a source larger than this fails with that reason")
+
+
 class BuildConfig(_Section):
     taxonomy: str | None = Field(None, description="tasks.yaml path; default: the bundled taxonomy")
-    cache_dir: str | None = Field(None, description="where URL sources are downloaded; default OUT/cache")
+    cache: CacheConfig = CacheConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     segment: SegmentConfig = SegmentConfig()
     process: ProcessConfig = ProcessConfig()
@@ -138,5 +148,5 @@ class BuildConfig(_Section):
 
     def sha(self) -> str:
         """Hash of everything that changes the output (not where it runs)."""
-        data = self.model_dump(exclude={"cluster", "cache_dir"})
+        data = self.model_dump(exclude={"cluster", "cache"})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

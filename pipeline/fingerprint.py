@@ -1,7 +1,9 @@
-"""Content hash of a source: keys, duplicate detection and (later) the refresh ledger use it."""
+"""What a source is: its content hash (keys, duplicate detection, the ledger) and a cheap metadata
+signature that tells a refresh whether the content can have changed without reading it."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from pipeline.work import Source
@@ -28,3 +30,22 @@ def fingerprint(source: Source) -> str:
         return file_sha256(source.path)
     except OSError:
         return ""  # the probe stage reports why the file cannot be read
+
+
+def _triple(path: str) -> str:
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+
+
+def stat_signature(source: Source) -> str:
+    """(size, mtime, inode) of a local file, or the ordered list of (name, triple) of an image folder;
+    '' when unreadable. Equal signatures mean unchanged content, as make and rsync assume."""
+    try:
+        if source.kind == "images":
+            h = hashlib.sha256()
+            for p in source.images:
+                h.update(f"{Path(p).name}\0{_triple(p)}\n".encode())
+            return "dir:" + h.hexdigest()
+        return "file:" + _triple(source.path)
+    except OSError:
+        return ""

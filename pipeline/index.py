@@ -36,7 +36,7 @@ def make_index(ledger: Ledger, config: dict, history: list[dict]) -> dict:
         splits.setdefault(s["split"], Counter()).update(shards=1, samples=s["samples"], bytes=s["bytes"])
         for task, n in s["tasks"].items():
             per_task.setdefault(task, Counter())[s["split"]] += n
-    status = Counter(r["status"] for r in ledger.rows.values() if r["config_sha"] == ledger.config_sha)
+    status = Counter(r["status"] for r in ledger.current_rows())
     return {
         "format": FORMAT, "version": __version__, "config_sha": ledger.config_sha, "config": config,
         "samples": sum(s["samples"] for s in shards),

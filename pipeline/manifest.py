@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from pipeline.remote import expand_glob, is_remote
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
 
@@ -93,6 +94,16 @@ def _resolve(manifest: Path, base: Path, i: int, e: Entry, taxonomy: Taxonomy) -
     if e.path:
         p = (base / e.path)
         return [Source(uri=e.path, path=str(p), kind="video", id=e.id, **common)]
+    if e.glob and is_remote(e.glob):
+        try:
+            listed = expand_glob(e.glob)
+        except Exception as err:  # noqa: BLE001 - unreachable store, no credentials...: a manifest error
+            raise _fail(manifest, i, "glob", f"cannot list {e.glob!r}: {type(err).__name__}: {err}") from None
+        if not listed:
+            raise _fail(manifest, i, "glob", f"{e.glob!r} matches no objects")
+        if e.id and len(listed) > 1:
+            raise _fail(manifest, i, "id", "an id names one source; this glob matches several")
+        return [Source(uri=url, path="", kind="video", id=e.id, remote=info, **common) for url, info in listed]
     if e.glob:
         matches = sorted(globlib.glob(str(base / e.glob), recursive=True))
         if not matches:

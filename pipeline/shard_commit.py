@@ -35,9 +35,9 @@ class ShardCommitter:
         self.storage.put(tmp, f"shards/{name}")
         failpoint("shard-published")
 
-    def _row(self, res: SourceResult) -> dict:
+    def _row(self, res: SourceResult, loc: str, stat: str) -> dict:
         return {"sha256": res.sha256, "uri": res.uri, "task": res.task, "config_sha": self.config_sha,
-                "status": res.status, "reason": res.reason, "run": self.run,
+                "status": res.status, "reason": res.reason, "run": self.run, "loc": loc, "stat": stat,
                 "keys": [s.key for s in res.samples] if res.status == "ok" else []}
 
     def _commit(self, rows: list[dict], shard: dict | None = None) -> None:
@@ -51,20 +51,21 @@ class ShardCommitter:
         return self.writers[lane]
 
     def _shard_done(self, lane: tuple[str, int], info: ShardInfo) -> None:
-        split, rows = lane[0], self.pending.pop(lane)
+        split, rows = lane[0], [{**r, "shard": info.name} for r in self.pending.pop(lane)]
         tasks = Counter(r["task"] for r in rows for _ in r["keys"])
         self._commit(rows, {"name": info.name, "split": split, "run": self.run, "samples": info.samples,
                             "bytes": info.bytes, "sha256": info.sha256, "keys": info.keys, "tasks": dict(tasks),
                             "config_sha": self.config_sha})
 
-    def add(self, res: SourceResult) -> None:
+    def add(self, res: SourceResult, loc: str = "", stat: str = "") -> None:
+        """``loc``, ``stat``: where the source was read and its metadata signature (see pipeline.fetch)."""
         if res.status != "ok" or not res.samples:
-            self._commit([self._row(res)])
+            self._commit([self._row(res, loc, stat)])
             return
         split = split_of(res.sha256, self.val_fraction)
         lane = (split, self.dealt[split] % self.lanes[split])
         self.dealt[split] += 1
-        self.pending.setdefault(lane, []).append(self._row(res))
+        self.pending.setdefault(lane, []).append(self._row(res, loc, stat))
         info = self._writer(lane).write_group(res.samples)
         if info is not None:
             self._shard_done(lane, info)

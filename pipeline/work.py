@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from pipeline.remote import RemoteInfo
 from pipeline.taxonomy import Task
 
 
@@ -21,7 +22,8 @@ class Reject(Exception):
 
 @dataclass(frozen=True)
 class Source:
-    """One resolved manifest source. ``path`` is local (URLs are downloaded before stages run)."""
+    """One resolved manifest source. ``path`` is local (URLs are fetched into the scratch cache just
+    before the stages run and removed after)."""
 
     uri: str
     path: str
@@ -34,6 +36,7 @@ class Source:
     ordered: bool = True  # False: file order means nothing; the CLIP stage orders the frames by progress
     license: str | None = None  # as the manifest gives them; copied into every sample and the dataset card
     attribution: str | None = None
+    remote: RemoteInfo | None = None  # a remote object's size and signature, from its listing or HEAD
 
 
 @dataclass
