@@ -265,7 +265,7 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
         finally:
             storage.clear_staging(staging)
             if Path(cache).is_dir():
-                ScratchCache(cache, config.cache.max_bytes).clear()
+                ScratchCache(cache, config.cache.max_bytes).close()
         header = {"version": __version__, "manifest": str(manifest), "config_sha": config_sha, "clip": clip.message,
                   "config": config.model_dump(mode="json"),
                   "refresh": {"run": run, "skipped": skipped, "removed_orphan_shards": orphans,

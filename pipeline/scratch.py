@@ -148,3 +148,11 @@ class ScratchCache:
             for p in self.folder.iterdir():  # debris without a record, e.g. a download of an older version
                 if p.name != ".lock" and p.name.split(".", 1)[0] not in held:
                     shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """End of a run: clear, and remove the folder when nothing else is in it."""
+        self.clear()
+        if [p.name for p in self.folder.iterdir()] == [".lock"]:
+            (self.folder / ".lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()

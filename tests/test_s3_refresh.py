@@ -2,8 +2,10 @@
 configured the way users do it: AWS_ENDPOINT_URL and credentials in the environment."""
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
+import urllib.request
 
 import pytest
 import s3fs
@@ -20,6 +22,8 @@ def s3(monkeypatch):
         port = s.getsockname()[1]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    # moto keeps its buckets in this process's memory: start each test from an empty store
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST"))
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     for k, v in env.items():
@@ -59,3 +63,29 @@ def test_refresh_writes_a_complete_dataset_to_s3_from_s3_sources(s3, corpus, ref
     assert verify.returncode == 0, verify.stdout + verify.stderr
     again = run_cli(args)
     assert again.returncode == 0 and json.loads(again.stdout)["skipped"] == 2
+
+
+def test_s3_glob_lists_a_prefix_and_an_object_replaced_under_its_key_is_rebuilt(s3, corpus, tmp_path):
+    for name in ("astronaut", "chelsea"):
+        s3.put_file(str(corpus / f"{name}.mp4"), f"corpus-bucket/videos/{name}/take1.mp4")
+    s3.pipe_file("corpus-bucket/videos/notes.txt", b"not a video")
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"sources": [{"glob": "s3://corpus-bucket/videos/**/*.mp4", "task": "painting"}]}))
+    out = tmp_path / "out"
+    args = ["refresh", str(manifest), "--out", str(out), "--config", str(write_config(tmp_path)), "--quiet", "--json"]
+    first = run_cli(args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (json.loads(first.stdout)["ok"], json.loads(first.stdout)["sources"]) == (2, 2)
+    assert not (out / "cache").exists()
+
+    again = json.loads(run_cli(args).stdout)
+    assert (again["processed"], again["skipped"]) == (0, 2)  # ETags unchanged: nothing downloaded
+
+    s3.put_file(str(corpus / "extra.mp4"), "corpus-bucket/videos/chelsea/take1.mp4")  # same key, new content
+    res = run_cli(args)
+    changed = json.loads(res.stdout)
+    assert (changed["processed"], changed["skipped"], changed["ok"], changed["retired_shards"]) == (1, 1, 1, 1)
+    report = json.loads((out / "report.json").read_text())
+    assert [r["uri"] for r in report["sources"]] == ["s3://corpus-bucket/videos/chelsea/take1.mp4"]
+    assert report["sources"][0]["sha256"] == hashlib.sha256((corpus / "extra.mp4").read_bytes()).hexdigest()
+    assert run_cli(["inspect", str(out), "--verify"]).returncode == 0
