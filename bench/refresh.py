@@ -1,8 +1,10 @@
 """Refresh benchmark (prints figures, not a test): a full build of N tutorial videos, then a refresh after
-adding 10% new ones (target: refresh <= 15% of the full build); and the full build with 1 vs 2 worker
-processes (target speed-up >= 1.7x on 2 cores).
+adding 10% new ones (target: refresh <= 15% of the full build); the full build with 1 vs 2 worker
+processes (target speed-up >= 1.7x on 2 cores); and a refresh with nothing changed over 10,000 sources,
+and over 1 GB vs 8 GB of source bytes (target: independent of bytes, <= 5 s for 10,000 sources), next
+to the same refresh with --verify-content (which reads every byte, as every refresh used to).
 
-    .venv/bin/python -m bench.refresh [--sources 20] [--work DIR]
+    .venv/bin/python -m bench.refresh [--sources 20] [--noop-sources 10000] [--gb 1 8] [--work DIR]
 """
 from __future__ import annotations
 
@@ -37,20 +39,48 @@ def _videos(folder: Path, n: int) -> list[dict]:
     return entries
 
 
-def _timed(manifest: Path, out: Path, workers: int) -> tuple[float, dict]:
+def _timed(manifest: Path, out: Path, workers: int, **kw: bool) -> tuple[float, dict]:
     cfg = BuildConfig().model_copy(update={"cluster": BuildConfig().cluster.model_copy(update={"workers": workers})})
     t0 = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):
-        res = build(manifest, out, cfg, progress=False)
+        res = build(manifest, out, cfg, progress=False, **kw)
     return time.perf_counter() - t0, res.summary
+
+
+def _noop(work: Path, n: int, total_bytes: int) -> tuple[float, float, dict]:
+    """``n`` files adding up to ``total_bytes`` (sparse: they take no disk), built once (each is rejected
+    at once as not a video, which records it in the ledger), then refreshed with nothing changed.
+    Returns (no-op refresh s, the same with --verify-content s, the no-op's summary)."""
+    folder = work / f"noop-{n}-{total_bytes >> 20}M"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "src").mkdir(parents=True)
+    for i in range(n):
+        with open(folder / "src" / f"f{i:06d}.mp4", "wb") as f:
+            f.truncate(total_bytes // n)
+    manifest = folder / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"sources": [{"glob": "src/*.mp4", "task": "painting"}]}))
+    _timed(manifest, folder / "out", 2)
+    noop, summary = _timed(manifest, folder / "out", 2)
+    verify, _ = _timed(manifest, folder / "out", 2, verify_content=True)
+    shutil.rmtree(folder)
+    return noop, verify, summary
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sources", type=int, default=20)
+    ap.add_argument("--noop-sources", type=int, default=10_000)
+    ap.add_argument("--gb", type=int, nargs=2, default=[1, 8])
     ap.add_argument("--work", default=None)
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-refresh-"))
+    many, _, s_many = _noop(work, args.noop_sources, args.noop_sources)
+    print(f"refresh with nothing changed, {args.noop_sources} sources: {many:6.2f} s "
+          f"(skipped {s_many['skipped']}; target <= 5 s)")
+    for gb in args.gb:
+        noop, verify, s_gb = _noop(work, 8, gb << 30)
+        print(f"refresh with nothing changed, 8 sources of {gb} GB in all: {noop:6.2f} s (skipped {s_gb['skipped']}); "
+              f"with --verify-content: {verify:6.2f} s")
     new = max(1, args.sources // 10)
     entries = _videos(work / "videos", args.sources + new)
     base, more = work / "videos" / "base.yaml", work / "videos" / "more.yaml"

@@ -59,7 +59,7 @@ def test_build_runs_on_an_existing_scheduler_with_two_workers(cluster, tutorials
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["totals"]["ok"] == 3 and report["totals"]["samples"] == 3
     with Client(cluster) as c:  # both worker processes ran sources
-        ran = {t["worker"] for t in c.get_task_stream(start=t0) if "run_source" in str(t["key"])}
+        ran = {t["worker"] for t in c.get_task_stream(start=t0) if "run_fetched" in str(t["key"])}
     assert len(ran) == 2, ran
 
 
@@ -82,5 +82,5 @@ def test_clip_resources_pin_source_tasks_to_the_workers_that_offer_them(cluster,
     assert json.loads((tmp_path / "out" / "report.json").read_text())["totals"]["ok"] == 3
     with Client(cluster) as c:
         addr = {a: w["name"] for a, w in c.scheduler_info()["workers"].items()}
-        ran = {addr.get(t["worker"], t["worker"]) for t in c.get_task_stream(start=t0) if "run_source" in str(t["key"])}
+        ran = {addr.get(t["worker"], t["worker"]) for t in c.get_task_stream(start=t0) if "run_fetched" in str(t["key"])}
     assert ran == {"w0"}, ran

@@ -39,7 +39,7 @@ def test_a_worker_killed_mid_build_neither_breaks_the_run_nor_duplicates_output(
             deadline = time.time() + 120
             while victim is None and time.time() < deadline and job.is_alive():
                 for addr, keys in client.processing().items():
-                    if any("run_source" in str(k) for k in keys):
+                    if any("run_fetched" in str(k) for k in keys):
                         victim = client.scheduler_info()["workers"][addr]["name"]
                         break
                 time.sleep(0.02)
