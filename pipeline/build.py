@@ -173,7 +173,8 @@ class _Run:
         self.report.add(res)
 
 
-def _process(client: Client, todo: list[Prepared], stages: list, config: BuildConfig, run: _Run,
+def _process(client: Client, todo: list[Prepared], stages: dict[str, list], config: BuildConfig,
+             run: _Run,
              bar: tqdm, resources: dict | None, cache: str) -> None:
     """Bounded-window submit; results stream into the committer as they finish. ``resources``: Dask
     resources every source task needs (the CLIP stage's, e.g. {"GPU": 1}, when CLIP runs)."""
@@ -183,8 +184,8 @@ def _process(client: Client, todo: list[Prepared], stages: list, config: BuildCo
 
     def submit(item: Prepared | None) -> None:
         if item is not None:
-            fut: Future = client.submit(run_fetched, item.source, item.sha256, stages, config, cache, pure=False,
-                                        resources=resources)
+            fut: Future = client.submit(run_fetched, item.source, item.sha256, stages[item.source.kind], config,
+                                        cache, pure=False, resources=resources)
             owner[fut.key] = item
             futures.add(fut)
 
@@ -230,7 +231,7 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
     config_sha = config.sha()
     clip = plan_clip(config.clip)  # raises ClipUnavailable before any work when clip.require is set
     print(clip.message, file=sys.stderr)
-    stages = build_stages(config, clip.spec)
+    stages = {kind: build_stages(config, clip.spec, kind) for kind in {s.kind for s in sources}}
     with OutputLock(storage) as lock:
         if lock.took_over:
             print(f"took over a stale lock of pid {lock.took_over.get('pid')} (no longer running)", file=sys.stderr)

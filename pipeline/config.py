@@ -98,6 +98,28 @@ class ClipConfig(_Section):
     finished_prompt: str = Field("a finished {process}", description="orients unordered sources: the end")
 
 
+class VectorConfig(_Section):
+    """SVG and stroke sources (``svg:`` / ``strokes:`` entries): how elements become steps, and input limits."""
+
+    analysis_size: int = Field(160, ge=32, description="side (px) of the small renders that measure what "
+                               "each element adds to the picture")
+    max_prefixes: int = Field(96, ge=2, description="at most this many partial renders are measured per item; "
+                              "drawings with more elements are measured in even groups of elements")
+    pixel_tolerance: float = Field(0.1, gt=0, lt=1, description="a pixel changed when a channel moves by more "
+                                   "than this (0..1)")
+    min_addition: float = Field(0.0005, ge=0, description="an element changing less than this fraction of the "
+                                "picture adds nothing visible (it joins the next step)")
+    min_progress_step: float = Field(0.01, ge=0, description="each step must complete at least this much more "
+                                     "of the final picture than the one before")
+    stroke_width: float = Field(0.012, gt=0, lt=0.5, description="stroke data: line width as a fraction of the cell")
+    stroke_margin: float = Field(0.06, ge=0, lt=0.45, description="stroke data: white margin around the drawing, "
+                                 "as a fraction of the cell")
+    max_bytes: int = Field(4 << 20, ge=1024, description="items larger than this are rejected unread")
+    max_elements: int = Field(20000, ge=1, description="SVGs with more XML elements are rejected")
+    max_size: float = Field(1e5, gt=0, description="a declared width or height above this (px) is rejected as giant")
+    max_seconds: float = Field(20.0, gt=0, description="an item still rendering after this long is rejected")
+
+
 class ShardConfig(_Section):
     """Shard sizing for training: ranks x dataloader workers each need shards to read."""
 
@@ -136,6 +158,7 @@ class BuildConfig(_Section):
     quality: QualityConfig = QualityConfig()
     select: SelectConfig = SelectConfig()
     clip: ClipConfig = ClipConfig()
+    vector: VectorConfig = VectorConfig()
     shards: ShardConfig = ShardConfig()
     cluster: ClusterConfig = ClusterConfig()
 

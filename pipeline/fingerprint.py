@@ -20,8 +20,15 @@ def file_sha256(path: str | Path) -> str:
 
 
 def fingerprint(source: Source) -> str:
-    """sha256 of the file, or of the ordered (name, file hash) list of an image folder; '' if unreadable."""
+    """sha256 of the file (or the archive member, or the ndjson line), or of the ordered (name, file hash)
+    list of an image folder; '' if unreadable."""
     try:
+        if source.data:  # an archive member, read on the driver
+            return hashlib.sha256(source.data).hexdigest()
+        if source.span is not None:  # one line of an ndjson file
+            with open(source.path, "rb") as f:
+                f.seek(source.span[0])
+                return hashlib.sha256(f.read(source.span[1] - source.span[0])).hexdigest()
         if source.kind == "images":
             h = hashlib.sha256()
             for p in source.images:

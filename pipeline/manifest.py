@@ -9,9 +9,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from pipeline.remote import expand_glob, is_remote
+from pipeline.sources.collect import Origin, stroke_sources, svg_sources
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
 
+LOCATIONS = ("path", "glob", "dir", "url", "svg", "strokes")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
@@ -20,7 +22,7 @@ class ManifestError(ValueError):
 
 
 class Entry(BaseModel):
-    """One `sources:` item: exactly one of path / glob / dir / url, plus the task label."""
+    """One `sources:` item: exactly one of path / glob / dir / url / svg / strokes, plus the task label."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -28,22 +30,30 @@ class Entry(BaseModel):
     glob: str | None = None
     dir: str | None = None
     url: str | None = None
+    svg: str | None = None      # an SVG file, glob, folder or .tgz/.zip archive: one item per SVG
+    strokes: str | None = None  # a QuickDraw-style .ndjson file: one item per line
     task: str
     subject: str | None = None
     id: str | None = None
     ordered: bool = True  # dir only: False when file names say nothing about the step order
     license: str | None = None  # e.g. an SPDX id; kept in every sample json and the dataset card
     attribution: str | None = None  # who made the source, as its license asks to credit them
+    members: str | None = None  # svg only: keep the files/members whose name matches this pattern (e.g. 1f6*.svg)
 
     @model_validator(mode="after")
     def _one_location(self) -> "Entry":
-        given = [k for k in ("path", "glob", "dir", "url") if getattr(self, k)]
+        given = [k for k in LOCATIONS if getattr(self, k)]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of path, glob, dir, url (got {', '.join(given) or 'none'})")
+            raise ValueError(f"give exactly one of {', '.join(LOCATIONS)} (got {', '.join(given) or 'none'})")
         if self.url and urlparse(self.url).scheme not in ("http", "https", "s3"):
             raise ValueError(f"url {self.url!r} must be http://, https:// or s3://")
         if not self.ordered and not self.dir:
             raise ValueError("ordered: false applies to dir entries (folders of step images) only")
+        if self.members and not self.svg:
+            raise ValueError("members applies to svg entries only")
+        if self.id is not None and (self.svg or self.strokes):
+            raise ValueError("an id names one source; svg and strokes entries give one source per item, "
+                             "each keyed by its content")
         if self.id is not None and not self.id.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"id {self.id!r} may only hold letters, digits, '-' and '_'")
         return self
@@ -88,6 +98,12 @@ def load_manifest(path: str | Path, taxonomy: Taxonomy) -> list[Source]:
 
 def _resolve(manifest: Path, base: Path, i: int, e: Entry, taxonomy: Taxonomy) -> list[Source]:
     task = taxonomy[e.task]
+    if e.svg or e.strokes:
+        origin = Origin(task, i, e.subject, e.license, e.attribution)
+        try:
+            return svg_sources(base, e.svg, e.members, origin) if e.svg else stroke_sources(base, e.strokes, origin)
+        except ValueError as err:
+            raise _fail(manifest, i, "svg" if e.svg else "strokes", str(err)) from None
     common = dict(task=task, entry=i, subject=e.subject, license=e.license, attribution=e.attribution)
     if e.url:
         return [Source(uri=e.url, path="", kind="video", id=e.id, **common)]

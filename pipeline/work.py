@@ -28,7 +28,7 @@ class Source:
     uri: str
     path: str
     task: Task
-    kind: Literal["video", "images"]
+    kind: Literal["video", "images", "svg", "strokes"]
     entry: int = 0  # manifest entry index, for error messages
     subject: str | None = None
     id: str | None = None
@@ -37,6 +37,9 @@ class Source:
     license: str | None = None  # as the manifest gives them; copied into every sample and the dataset card
     attribution: str | None = None
     remote: RemoteInfo | None = None  # a remote object's size and signature, from its listing or HEAD
+    data: bytes = b""  # svg: the item's bytes when it is an archive member (read once, on the driver)
+    span: tuple[int, int] | None = None  # strokes: the item's [start, end) bytes in the ndjson file
+    problem: str = ""  # svg/strokes: why the item cannot be read (e.g. the rest of a truncated archive)
 
 
 @dataclass

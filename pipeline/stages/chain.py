@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipeline.config import BuildConfig
+from pipeline.sources.progressive import DrawProgressively
 from pipeline.stages.base import Stage
 from pipeline.stages.compose import Caption, Tile
 from pipeline.stages.decode import Decode
@@ -17,13 +18,24 @@ if TYPE_CHECKING:
     from pipeline.clip.model import ClipSpec
 
 
-def build_stages(config: BuildConfig, clip: ClipSpec | None = None) -> list[Stage]:
-    """Stages for one source, in order. ``clip``: pipeline.clip.plan_clip(config.clip).spec, None = no CLIP."""
-    before_select: list[Stage] = [Probe(), Decode(config.analysis), Segment(config.segment),
-                                  FindProcess(config.process), Quality(config.quality)]
+DRAWINGS = ("svg", "strokes")
+
+
+def build_stages(config: BuildConfig, clip: ClipSpec | None = None, kind: str = "video") -> list[Stage]:
+    """Stages for one source of ``kind``, in order. ``clip``: pipeline.clip.plan_clip(config.clip).spec, None = no CLIP.
+
+    Footage (videos, step-image folders) is probed, decoded, segmented and filtered before the steps are
+    selected; drawings (svg, strokes) are rendered element by element straight into their steps.
+    """
+    clip_filter: list[Stage] = []
     after_caption: list[Stage] = []
     if clip is not None:
         from pipeline.clip.stages import ClipFilter, ClipScore  # torch + open_clip only when CLIP runs
-        before_select.append(ClipFilter(clip, config.clip))
+        clip_filter.append(ClipFilter(clip, config.clip))
         after_caption.append(ClipScore(clip, config.clip))
-    return before_select + [Select(config.select), Tile(), Caption()] + after_caption
+    if kind in DRAWINGS:  # every step is drawn on purpose: nothing to find, filter or select
+        front: list[Stage] = [DrawProgressively(config.vector)]
+    else:
+        front = [Probe(), Decode(config.analysis), Segment(config.segment), FindProcess(config.process),
+                 Quality(config.quality), *clip_filter, Select(config.select)]
+    return front + [Tile(), Caption()] + after_caption

@@ -1,0 +1,36 @@
+"""The SVG renderer: resvg (a maintained Rust renderer, shipped as the resvg-py wheel: no system library).
+
+System fonts are never scanned (that costs more than rendering an emoji); text is set in the DejaVu Sans
+that matplotlib ships, so text renders the same on every machine. Nothing is fetched: documents reach the
+renderer only after :mod:`pipeline.sources.svg` has refused every external reference.
+"""
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import resvg_py
+from PIL import Image
+
+
+@lru_cache(maxsize=1)
+def _font_files() -> tuple[str, ...]:
+    import matplotlib
+
+    fonts = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    return tuple(str(p) for p in sorted(fonts.glob("DejaVuSans*.ttf")))
+
+
+def render(svg: str, text: bool = False) -> np.ndarray:
+    """RGB uint8 pixels of ``svg`` (at the width/height its root declares) on white.
+
+    ``text``: the document holds text, so load the bundled fonts (skipped otherwise: it is the slow part).
+    """
+    png = resvg_py.svg_to_bytes(svg_string=svg, background="#ffffff", skip_system_fonts=True,
+                                font_files=list(_font_files()) if text else None,
+                                font_family="DejaVu Sans", sans_serif_family="DejaVu Sans",
+                                serif_family="DejaVu Sans", monospace_family="DejaVu Sans Mono")
+    with Image.open(io.BytesIO(png)) as im:
+        return np.asarray(im.convert("RGB"))
