@@ -31,7 +31,7 @@ from pipeline.work import Reject, Source, Work
 from tests.conftest import write_manifest
 
 TAXONOMY = Taxonomy.load()
-FAST = BuildConfig.model_validate({"cluster": {"workers": 1, "processes": False}})
+FAST = BuildConfig.model_validate({"cluster": {"workers": 1, "processes": False}, "clip": {"enabled": False}})
 HEAD = ('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
         'viewBox="0 0 100 100">')
 DEFS = """<defs>
