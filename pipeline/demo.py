@@ -1,5 +1,6 @@
 """The demo corpus: tutorial-like videos made from scikit-image's bundled photos, a folder of step
-images, and a talking-head video with no making process (to show a rejection in the report)."""
+images, a talking-head video with no making process (to show a rejection in the report), and a few SVG
+and stroke drawings (pipeline.demo_vector)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,7 @@ import yaml
 from PIL import Image
 
 from pipeline.atomic import write_text
+from pipeline.demo_vector import write_vector_demo
 from pipeline.synthetic import Script, _talking_head, make_tutorial, tutorial_frames, write_video
 
 VIDEOS = [  # photo, task, subject
@@ -49,6 +51,7 @@ def write_demo(folder: str | Path) -> Path:
     if not talk.exists():
         write_video(talk, (_talking_head(360, 640, i / 25) for i in range(200)), 25, (640, 360))
     entries.append({"path": talk.name, "task": "painting", "subject": "no process here"})
+    entries.extend(write_vector_demo(folder / "drawings"))
     manifest = folder / "manifest.yaml"
     write_text(manifest, yaml.safe_dump({"sources": entries}, sort_keys=False))
     return manifest
