@@ -98,7 +98,9 @@ def letterbox(frame: Image.Image | np.ndarray, side: int) -> Image.Image:
     scale = min(side / img.width, side / img.height)
     w, h = max(1, round(img.width * scale)), max(1, round(img.height * scale))
     out = Image.new("RGB", (side, side), WHITE)
-    out.paste(img.resize((w, h), Image.Resampling.LANCZOS), ((side - w) // 2, (side - h) // 2))
+    if (w, h) != img.size:  # rendered drawings already come at the cell size
+        img = img.resize((w, h), Image.Resampling.LANCZOS)
+    out.paste(img, ((side - w) // 2, (side - h) // 2))
     return out
 
 

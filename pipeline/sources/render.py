@@ -6,17 +6,16 @@ renderer only after :mod:`pipeline.sources.svg` has refused every external refer
 """
 from __future__ import annotations
 
-import io
 from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 import resvg_py
-from PIL import Image
 
 
 @lru_cache(maxsize=1)
-def _font_files() -> tuple[str, ...]:
+def font_files() -> tuple[str, ...]:
     import matplotlib
 
     fonts = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -29,8 +28,7 @@ def render(svg: str, text: bool = False) -> np.ndarray:
     ``text``: the document holds text, so load the bundled fonts (skipped otherwise: it is the slow part).
     """
     png = resvg_py.svg_to_bytes(svg_string=svg, background="#ffffff", skip_system_fonts=True,
-                                font_files=list(_font_files()) if text else None,
+                                font_files=list(font_files()) if text else None,
                                 font_family="DejaVu Sans", sans_serif_family="DejaVu Sans",
                                 serif_family="DejaVu Sans", monospace_family="DejaVu Sans Mono")
-    with Image.open(io.BytesIO(png)) as im:
-        return np.asarray(im.convert("RGB"))
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
