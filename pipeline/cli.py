@@ -87,15 +87,17 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("build", help="build a corpus from a manifest",
-                       description="Read MANIFEST (YAML list of videos, URLs, folders of step images with task "
-                                   "labels), find the making process in each, select N steps, tile them into "
-                                   "grids and write WebDataset shards plus a run report.")
+                       description="Read MANIFEST (YAML list of videos, URLs, folders of step images, SVG files "
+                                   "or archives and QuickDraw-style stroke files, with task labels), find the "
+                                   "making process in each (drawings: element by element in paint order), "
+                                   "select N steps, tile them into grids and write WebDataset shards plus a "
+                                   "run report.")
     b.add_argument("manifest", help="manifest YAML")
     _cluster_args(b)
     b.set_defaults(func=cmd_build)
     d = sub.add_parser("demo", help="make tutorial-like demo videos from bundled photos and build them",
                        description="Generate a small demo corpus (videos from scikit-image's sample photos, "
-                                   "an image folder, and videos with no making process), write its manifest "
-                                   "and build it.")
+                                   "an image folder, videos with no making process, and a few SVG and stroke "
+                                   "drawings), write its manifest and build it.")
     _cluster_args(d)
     d.set_defaults(func=cmd_demo)

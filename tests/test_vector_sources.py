@@ -353,3 +353,18 @@ def test_subjects_from_file_names():
     assert subject_from_name("1f468-200d-1f469-200d-1f467") == "family man woman girl"
     assert subject_from_name("cafe") == "cafe"  # hex digits, but a word
     assert subject_from_name("arrow-left") == "arrow left"
+
+
+def test_manifest_rules_for_drawing_entries(tmp_path):
+    (tmp_path / "a.svg").write_text(_star(5, "#f00"))
+    cases = [({"svg": "a.svg", "task": "emoji", "id": "one"}, r"sources\[0\].*an id names one source"),
+             ({"path": "a.mp4", "task": "emoji", "members": "*.svg"}, r"members applies to svg entries only"),
+             ({"svg": "a.svg", "strokes": "d.ndjson", "task": "emoji"}, r"give exactly one of .*svg, strokes"),
+             ({"svg": "icons/*.svg", "task": "emoji"}, r"sources\[0\]\.svg: 'icons/\*\.svg' matches no SVG files"),
+             ({"strokes": "missing.ndjson", "task": "sketch"}, r"sources\[0\]\.strokes: 'missing.ndjson' is not a file")]
+    for entry, message in cases:
+        with pytest.raises(ManifestError, match=message):
+            load_manifest(write_manifest(tmp_path, [entry]), TAXONOMY)
+    gone = load_manifest(write_manifest(tmp_path, [{"svg": "gone.svg", "task": "emoji"}]), TAXONOMY)[0]
+    with pytest.raises(Reject, match="unreadable item: .*No such file"):  # like a missing video: that item only
+        DrawProgressively(VectorConfig())(Work(source=gone))
