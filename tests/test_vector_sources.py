@@ -368,3 +368,14 @@ def test_manifest_rules_for_drawing_entries(tmp_path):
     gone = load_manifest(write_manifest(tmp_path, [{"svg": "gone.svg", "task": "emoji"}]), TAXONOMY)[0]
     with pytest.raises(Reject, match="unreadable item: .*No such file"):  # like a missing video: that item only
         DrawProgressively(VectorConfig())(Work(source=gone))
+
+
+def test_demo_drawings_all_become_sequences(tmp_path):
+    from pipeline.demo_vector import write_vector_demo
+
+    manifest = write_manifest(tmp_path, write_vector_demo(tmp_path / "drawings"))
+    result = build(manifest, tmp_path / "out", FAST, progress=False)
+    assert [(r["uri"], r["status"]) for r in result.report["sources"]] == [
+        ("drawings/smiley.svg", "ok"), ("drawings/cat_face.svg", "ok"), ("drawings/house.svg", "ok"),
+        ("drawings/sketches.ndjson#L1", "ok"), ("drawings/sketches.ndjson#L2", "ok")]
+    assert result.report["per_task"] == {"emoji": 2, "icon": 1, "sketch": 2}
