@@ -18,6 +18,7 @@ from PIL import Image
 
 from pipeline.build import build
 from pipeline.config import BuildConfig, VectorConfig
+from pipeline.corpus.schema import conform, features
 from pipeline.layout import split
 from pipeline.manifest import ManifestError, load_manifest
 from pipeline.result import run_source
@@ -328,23 +329,43 @@ def test_strokes_are_fitted_centred_drawn_by_time_and_named_by_their_word(tmp_pa
     assert np.median(runs) == pytest.approx(width, abs=2)  # line width proportional to the cell
 
 
-def test_sample_json_has_the_same_keys_as_other_source_kinds(tmp_path):
+def test_drawings_write_the_one_sample_schema_and_load_with_datasets(tmp_path):
+    from datasets import load_dataset
+
     steps = tmp_path / "steps"
     steps.mkdir()
     for i in range(4):
         img = np.full((64, 64, 3), 255, np.uint8)
         img[: 16 * (i + 1)] = 30
         Image.fromarray(img).save(steps / f"s{i}.png")
-    cfg = BuildConfig()
-    folder = Source(uri="steps", path=str(steps), task=TAXONOMY["emoji"], kind="images",
-                    images=tuple(sorted(str(p) for p in steps.iterdir())))
-    images = run_source(folder, "e" * 64, build_stages(cfg), cfg).samples[0].meta
-    path = tmp_path / "scene.svg"
-    path.write_text(svg([e for e, _ in ELEMENTS]))
-    vector = run_source(drawing_source(path), "f" * 64, build_stages(cfg, kind="svg"), cfg).samples[0].meta
-    assert vector.keys() == images.keys()
-    assert vector["source"].keys() == images["source"].keys()
-    assert {k: type(v) for k, v in vector["layout"].items()} == {k: type(v) for k, v in images["layout"].items()}
+    (tmp_path / "scene.svg").write_text(svg([e for e, _ in ELEMENTS]))
+    sun = [[[50, 60, 70], [50, 40, 50], [0, 40, 80]]] + [[[10 * i, 10 * i + 5], [90, 95], [200 + 50 * i, 230 + 50 * i]]
+                                                         for i in range(8)]
+    (tmp_path / "d.ndjson").write_text(json.dumps({"word": "sun", "drawing": sun}) + "\n")
+    manifest = write_manifest(tmp_path, [{"dir": "steps", "task": "emoji"}, {"svg": "scene.svg", "task": "emoji"},
+                                         {"strokes": "d.ndjson", "task": "sketch"}])
+    build(manifest, tmp_path / "out", FAST, progress=False)
+    metas = {}
+    for tar in sorted((tmp_path / "out" / "shards").glob("*.tar")):
+        with tarfile.open(tar) as t:
+            metas.update({m.name[:-5]: json.loads(t.extractfile(m).read()) for m in t if m.name.endswith(".json")})
+    assert sorted(m["source"]["kind"] for m in metas.values()) == ["images", "strokes", "svg"]
+    for key, meta in metas.items():
+        assert conform(meta) == meta, key
+    assert len({json.dumps(_key_tree(m), sort_keys=True) for m in metas.values()}) == 1
+    files = {"train": sorted(str(p) for p in (tmp_path / "out" / "shards").glob("*.tar"))}
+    ds = load_dataset("webdataset", data_files=files, split="train", features=features())
+    assert sorted(ds["__key__"]) == sorted(metas)
+    for row in ds:
+        assert row["json"] == metas[row["__key__"]]  # nothing lost or retyped on the way through Arrow
+
+
+def _key_tree(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _key_tree(v) for k, v in value.items()}
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return [_key_tree(value[0])]
+    return None
 
 
 def test_subjects_from_file_names():

@@ -52,7 +52,7 @@ SAMPLE = Struct({
         "step": INT, "source_frame": INT, "file": OPT_STR, "time": OPT_FLOAT,
         "completion": OPT_FLOAT, "progress": OPT_FLOAT, "sharpness": OPT_FLOAT, "occlusion": OPT_FLOAT,
         "clip_relevance": OPT_FLOAT, "clip_margin": OPT_FLOAT, "clip_progress": OPT_FLOAT,
-        "clip_embedding": List(Leaf("float32"), nullable=True),
+        "clip_embedding": List(Leaf("float32"), nullable=True), "added": OPT_FLOAT,
     })),
     "source": Struct({
         "uri": STR, "id": OPT_STR, "sha256": STR, "kind": STR, "license": OPT_STR, "attribution": OPT_STR,
@@ -65,6 +65,7 @@ SAMPLE = Struct({
             "start": OPT_FLOAT, "end": OPT_FLOAT, "crop": List(FLOAT, nullable=True),
             "clip_relevance": OPT_FLOAT, "clip_margin": OPT_FLOAT,
             "clip_order_confidence": OPT_FLOAT, "clip_order_direction": OPT_FLOAT,
+            "elements": OPT_INT, "visible_additions": OPT_INT,
         }),
         "clip": OPT_FLOAT,
     }),
