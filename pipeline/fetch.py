@@ -31,12 +31,12 @@ class Prepared:
 
 def location(source: Source) -> str:
     """Where a source is read: its URL, or its absolute local path (the ledger's key for signatures); an
-    item inside a file (archive member, ndjson line) adds its name: ``/abs/pack.tgz#package/1f600.svg``."""
+    item inside a file (archive member, ndjson line) adds its uri: ``/abs/pack.tgz#pack.tgz#package/1f600.svg``."""
     if is_remote(source.uri):
         return source.uri
     where = str(Path(source.path).resolve())
     inside = source.data or source.span is not None or source.problem
-    return f"{where}#{source.uri.rsplit('#', 1)[1]}" if inside and "#" in source.uri else where
+    return f"{where}#{source.uri}" if inside else where
 
 
 def prepare(source: Source, known: tuple[str, str] | None, verify_content: bool = False) -> Prepared:

@@ -288,7 +288,33 @@ def test_refresh_renders_only_new_and_changed_items(tmp_path):
     second = build(manifest, out, FAST, progress=False)
     assert (second.summary["processed"], second.summary["skipped"], second.summary["ok"]) == (2, 3, 2)
     assert sorted(r["uri"] for r in second.report["sources"]) == ["emoji/e1.svg", "emoji/e4.svg"]
-    assert second.summary["total_samples"] == 6  # the old e1 sample stays, as for any changed source
+    assert second.summary["total_samples"] == 5  # the changed item's new sample supersedes its old one
+
+
+def test_refresh_of_an_archive_and_an_ndjson_file_tracks_each_item(tmp_path):
+    members = {f"package/e{i}.svg": _star(6, color).encode() for i, color in enumerate(["#f00", "#0f0", "#00f"])}
+    _tgz(tmp_path / "pack.tgz", members)
+    line = json.dumps({"word": "zigzag", "drawing": [[[0, 10 * i, 10 * i + 5], [0, 10, 0]] for i in range(9)]})
+    (tmp_path / "d.ndjson").write_text(line + "\n" + line.replace("zigzag", "zag") + "\n")
+    manifest = write_manifest(tmp_path, [{"svg": "pack.tgz", "task": "emoji"}, {"strokes": "d.ndjson", "task": "sketch"}])
+    out = tmp_path / "out"
+    first = build(manifest, out, FAST, progress=False)
+    assert (first.summary["processed"], first.summary["ok"]) == (5, 5)
+    again = build(manifest, out, FAST, progress=False).summary  # nothing changed: every item is known
+    assert (again["processed"], again["skipped"]) == (0, 5)
+    _tgz(tmp_path / "pack.tgz", {**members, "package/e1.svg": _star(7, "#0f0").encode(),
+                                 "package/e3.svg": _star(5, "#808").encode()})
+    (tmp_path / "d.ndjson").write_text(line + "\n" + line.replace("zigzag", "zig") + "\n")
+    third = build(manifest, out, FAST, progress=False)
+    assert sorted(r["uri"] for r in third.report["sources"]) == ["d.ndjson#L2", "pack.tgz#package/e1.svg",
+                                                                 "pack.tgz#package/e3.svg"]
+    assert (third.summary["processed"], third.summary["skipped"]) == (3, 3)
+    live = []
+    for shard in json.loads((out / "dataset.json").read_text())["shards"]:
+        with tarfile.open(out / "shards" / shard["name"]) as t:
+            live += [json.loads(t.extractfile(m).read())["source"]["uri"] for m in t if m.name.endswith(".json")]
+    assert sorted(live) == ["d.ndjson#L1", "d.ndjson#L2", "pack.tgz#package/e0.svg", "pack.tgz#package/e1.svg",
+                            "pack.tgz#package/e2.svg", "pack.tgz#package/e3.svg"]  # changed items superseded
 
 
 def test_strokes_are_fitted_centred_drawn_by_time_and_named_by_their_word(tmp_path):
