@@ -23,6 +23,9 @@ from tqdm import tqdm
 from pipeline import __version__
 from pipeline.clip import plan_clip
 from pipeline.config import BuildConfig
+from pipeline.corpus.card import write_card
+from pipeline.corpus.curation import Curation
+from pipeline.corpus.curation import load as load_curation
 from pipeline.failpoint import failpoint
 from pipeline.fetch import Prepared, location, prepare, run_fetched
 from pipeline.index import make_index, read_index, write_index
@@ -115,6 +118,22 @@ def _select(keep: list[Prepared], ledger: Ledger, config_sha: str,
         elif p.hashed and p.stat and (row.get("stat"), row.get("loc")) != (p.stat, p.loc):
             restat.append({**row, "loc": p.loc, "stat": p.stat})
     return todo, len(keep) - len(todo), restat
+
+
+def _curated_out(todo: list[Prepared], curation: Curation) -> tuple[list[Prepared], list[SourceResult]]:
+    """Sources a curator dropped (by source or task) are not built; the report says whose decision it was.
+    Nothing goes to the ledger, so undoing the decision lets the next refresh build them."""
+    keep, out = [], []
+    for p in todo:
+        src, sha = p.source, p.sha256
+        d = curation.drops_source(src.task.id, {n for n in (src.id, sha, sha[:16], src.uri) if n})
+        if d is None:
+            keep.append(p)
+        else:
+            out.append(SourceResult(entry=src.entry, uri=src.uri, task=src.task.id, sha256=sha, status="rejected",
+                                    reason=f"dropped by curation ({d.selector[0]} {d.selector[1]}, {d.by}, "
+                                           f"{d.at}): {d.reason}"))
+    return keep, out
 
 
 def _reconcile(storage: Storage, ledger: Ledger) -> list[str]:
@@ -236,6 +255,7 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
         if lock.took_over:
             print(f"took over a stale lock of pid {lock.took_over.get('pid')} (no longer running)", file=sys.stderr)
         ledger = Ledger.load(storage)
+        curation = load_curation(storage)  # raises CurationError (exit 2) before any work
         if ledger.config_sha not in (None, config_sha) and not rebuild:
             raise ConfigChanged(f"{storage}: built under config {ledger.config_sha[:12]}, this config is "
                                 f"{config_sha[:12]}; pass --rebuild to reprocess every listed source under it "
@@ -249,7 +269,8 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
             todo, skipped, restat = _select(keep, ledger, config_sha, retry_failed)
             if restat:  # read again (touched, moved, or --verify-content) but unchanged: remember the signature
                 ledger.commit(run, config_sha, rows=restat)
-            for row in dropped:
+            todo, curated = _curated_out(todo, curation)
+            for row in dropped + curated:
                 report.add(row)
             committer = ShardCommitter(storage, ledger, run, config, staging, _train_lanes(config, ledger))
             results = _Run(ledger, committer, report, config_sha)
@@ -279,7 +300,8 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
         history = previous.get("history", []) + [{"run": run, "version": __version__, "config_sha": config_sha,
                                                    "started": started, "duration_s": data["duration_s"],
                                                    "manifest": str(manifest), "counts": counts}]
-        index = make_index(ledger, config.model_dump(mode="json", exclude={"cluster", "cache"}), history)
+        index = make_index(ledger, config.model_dump(mode="json", exclude={"cluster", "cache"}), history, curation)
+        write_card(storage, index, taxonomy)
         failpoint("before-index")
         write_index(storage, index)
         for name in stale:  # no longer listed: the samples of changed sources are gone with them

@@ -8,6 +8,7 @@ import json
 from collections import Counter
 
 from pipeline import __version__
+from pipeline.corpus.curation import Curation, resolve
 from pipeline.ledger import Ledger
 from pipeline.storage import Storage
 
@@ -28,8 +29,24 @@ def read_index(storage: Storage) -> dict | None:
         return None
 
 
-def make_index(ledger: Ledger, config: dict, history: list[dict]) -> dict:
+def live_rows(ledger: Ledger) -> list[dict]:
+    """Ledger rows of the sources whose samples the current config's shards hold."""
+    return [r for r in ledger.current_rows() if r["status"] == "ok" and r["keys"]]
+
+
+def _licenses(rows: list[dict]) -> list[dict]:
+    """Licenses and attributions as the manifests gave them, with how many sources and samples each covers."""
+    groups: dict[tuple, Counter] = {}
+    for r in rows:
+        groups.setdefault((r.get("license"), r.get("attribution")), Counter()).update(sources=1, samples=len(r["keys"]))
+    return [{"license": lic, "attribution": att, **c}
+            for (lic, att), c in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))]
+
+
+def make_index(ledger: Ledger, config: dict, history: list[dict], curation: Curation | None = None) -> dict:
+    """``curation``: the corpus's decisions (curation.yaml); the index lists the samples each excludes."""
     shards = ledger.live_shards()
+    rows = live_rows(ledger)
     per_task: dict[str, Counter] = {}
     splits: dict[str, Counter] = {}
     for s in shards:
@@ -44,6 +61,8 @@ def make_index(ledger: Ledger, config: dict, history: list[dict]) -> dict:
         "splits": {k: dict(v) for k, v in sorted(splits.items())},
         "per_task": {t: dict(c, total=sum(c.values())) for t, c in sorted(per_task.items())},
         "sources": {k: status.get(k, 0) for k in ("ok", "rejected", "failed")},
+        "licenses": _licenses(rows),
+        "curation": resolve(curation or Curation(), rows),
         "history": history,
     }
 

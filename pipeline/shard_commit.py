@@ -36,9 +36,11 @@ class ShardCommitter:
         failpoint("shard-published")
 
     def _row(self, res: SourceResult, loc: str, stat: str) -> dict:
+        source = res.samples[0].meta["source"] if res.samples else {}
         return {"sha256": res.sha256, "uri": res.uri, "task": res.task, "config_sha": self.config_sha,
                 "status": res.status, "reason": res.reason, "run": self.run, "loc": loc, "stat": stat,
-                "keys": [s.key for s in res.samples] if res.status == "ok" else []}
+                "keys": [s.key for s in res.samples] if res.status == "ok" else [],
+                "license": source.get("license"), "attribution": source.get("attribution")}
 
     def _commit(self, rows: list[dict], shard: dict | None = None) -> None:
         self.ledger.commit(self.run, self.config_sha, rows=rows, shards=[shard] if shard else [])
