@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from evaluation.sequence import InputError, Sequence
+from pipeline.corpus.curation import Exclusions
 from pipeline.layout import Layout, split
 from pipeline.taxonomy import Taxonomy
 
@@ -94,7 +95,10 @@ def read_shard(path: Path, method: str, taxonomy: Taxonomy) -> Iterator[Sequence
     except (OSError, tarfile.TarError) as exc:
         yield InputError(str(path), f"unreadable tar ({exc})", method)
         return
+    skip = Exclusions(Exclusions.EVALUATION)  # samples a curator dropped (dataset.json); held-out ones stay
     for key, members in groups.items():
+        if skip(key, str(path)):
+            continue
         source = f"{path}:{key}"
         try:
             yield _shard_sample(key, members, method, taxonomy, source)

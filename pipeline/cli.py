@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from makeanything.exit_codes import EXIT_LOCKED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
 from pipeline.clip import ClipUnavailable
 from pipeline.config import BuildConfig
+from pipeline.corpus.curation import CurationError
 from pipeline.manifest import ManifestError
 
 
@@ -47,7 +48,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         result = build(args.manifest, args.out, cfg, progress=not args.quiet,
                        retry_failed=getattr(args, "retry_failed", False), rebuild=getattr(args, "rebuild", False),
                        verify_content=args.verify_content)
-    except (ManifestError, ValidationError, FileNotFoundError, ClipUnavailable, ConfigChanged) as e:
+    except (ManifestError, ValidationError, FileNotFoundError, ClipUnavailable, ConfigChanged, CurationError) as e:
         return _error(args, EXIT_USAGE, str(e))
     except LockBusy as e:
         return _error(args, EXIT_LOCKED, str(e))

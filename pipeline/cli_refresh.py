@@ -10,7 +10,7 @@ from pipeline.cli import _cluster_args, cmd_build
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from pipeline.inspect import describe, verify
+    from pipeline.inspect import curation_counts, describe, verify
     from pipeline.index import read_index
     from pipeline.storage import Storage
 
@@ -23,6 +23,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"out": str(storage), "samples": index["samples"], "shards": len(index["shards"]),
                           "splits": index["splits"], "per_task": index["per_task"], "runs": len(index["history"]),
+                          "curation": curation_counts(index),
                           **({"problems": problems} if problems is not None else {})}))
     else:
         print(describe(storage, index))

@@ -16,11 +16,23 @@ from pipeline.ledger import Ledger
 from pipeline.storage import Storage
 
 
+def curation_counts(index: dict, text: bool = False) -> dict | str:
+    """Decisions and excluded samples by action (an index written before curation existed has none)."""
+    cur = index.get("curation") or {"decisions": [], "excluded": {"drop": [], "hold-out": []}}
+    counts = {"decisions": len(cur["decisions"]), "dropped": len(cur["excluded"]["drop"]),
+              "held_out": len(cur["excluded"]["hold-out"])}
+    if not text:
+        return counts
+    return (f"{counts['decisions']} decision(s) in curation.yaml; {counts['dropped']} samples dropped, "
+            f"{counts['held_out']} held out (still in the shards)")
+
+
 def describe(storage: Storage, index: dict) -> str:
     lines = [f"{storage}: {index['samples']} samples in {len(index['shards'])} shards "
              f"({sum(s['bytes'] for s in index['shards']) / 1e6:.1f} MB), config {index['config_sha'][:12]}",
              "splits: " + ", ".join(f"{k} {v['samples']} samples / {v['shards']} shards" for k, v in index["splits"].items()),
-             "sources: " + ", ".join(f"{k} {v}" for k, v in index["sources"].items()), "", "per task:"]
+             "sources: " + ", ".join(f"{k} {v}" for k, v in index["sources"].items()),
+             "curation: " + curation_counts(index, text=True), "", "per task:"]
     lines += [f"  {t:24s} {c['total']:6d}  ({', '.join(f'{k} {v}' for k, v in c.items() if k != 'total')})"
               for t, c in index["per_task"].items()]
     lines += ["", "runs:"] + [f"  run {h['run']:3d}  {h['started']}  {h['duration_s']:8.1f}s  "

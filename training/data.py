@@ -23,6 +23,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from pipeline.corpus.curation import Exclusions
 from pipeline.layout import Layout
 from pipeline.taxonomy import Taxonomy
 
@@ -223,7 +224,10 @@ def decoded(urls, resolve: HeadResolver, cell: int | None, token: int, only_head
             ) -> Iterator[dict]:
     """Decoded samples of the shards in order (optionally only one task head's)."""
     shards = ({"url": u, "stream": open_shard(u)} for u in urls)
+    skip = Exclusions(Exclusions.TRAINING)  # curation: dropped and held-out samples (dataset.json)
     for raw in group_by_keys(tar_file_expander(shards), suffixes=DECODED):
+        if skip(raw["__key__"], raw.get("__url__", "")):
+            continue
         sample = decode(raw, resolve, cell, token)
         if only_head is None or sample["head"] == only_head:
             yield sample

@@ -12,6 +12,7 @@ import datetime as dt
 import getpass
 import hashlib
 import json
+from pathlib import Path
 from typing import Literal
 
 import fsspec
@@ -205,7 +206,8 @@ class Exclusions:
 
     def __call__(self, key: str, shard_url: str) -> str | None:
         """The action that excludes sample ``key`` of ``shard_url``, or None to keep it."""
-        root = _corpus_root(shard_url.removeprefix("file://"))
+        url = shard_url.removeprefix("file://")
+        root = _corpus_root(url if "://" in url else Path(url).resolve().as_posix())
         if root is None:
             return None
         if root not in self._roots:
