@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install browser clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,8 +19,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/makeanything demo --out demo-out
 
+## Debian's Chromium + ChromeDriver for the review-site browser tests (they skip, saying why, without them)
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1) || \
+	  echo "chromium could not be installed: the review-site browser tests will skip"; \
+	else echo "not root or no apt-get: install chromium and chromium-driver for the review-site browser tests"; fi
+
 ## Run the test suite
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -87,7 +87,35 @@ def cmd_curate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from pipeline.corpus.curation import CurationError
+    from pipeline.review.site import NotACorpus, write_site
+
+    try:
+        stats = write_site(args.corpus, args.out, page_size=args.page_size, thumb_side=args.thumb)
+    except (NotACorpus, CurationError) as e:
+        return _fail(EXIT_USAGE, str(e), args.json)
+    print(json.dumps(stats) if args.json else
+          f"{stats['sequences']} sequences of {stats['tasks']} tasks, {stats['rejected']} rejected sources -> "
+          f"{stats['out']}/index.html ({stats['thumbs_written']} thumbnails written, {stats['thumbs_reused']} reused; "
+          f"{stats['seconds']:.1f}s)")
+    return EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("review", help="write a static review site of a corpus (works offline, from the file system)",
+                       description="Write SITE/index.html (per-task counts, drop reasons, curation decisions), a page "
+                                   "per task with every sequence (grid thumbnail, steps with timestamps or file "
+                                   "names, scores, source; filters by task, source, split and score range; paged), "
+                                   "and the rejected sources with their reasons. Thumbnails are written once and "
+                                   "reused by later runs. No network: open SITE/index.html in a browser.")
+    r.add_argument("corpus", help="corpus folder or URL (s3://bucket/prefix)")
+    r.add_argument("--out", required=True, help="site folder (created; updated in place by later runs)")
+    r.add_argument("--page-size", type=int, default=60, help="sequences per page (default 60)")
+    r.add_argument("--thumb", type=int, default=256, help="thumbnail long side in pixels (default 256)")
+    r.add_argument("--json", action="store_true", help="one-line JSON summary on stdout")
+    r.set_defaults(func=cmd_review)
+
     c = sub.add_parser("curate", help="drop a sequence, a source or a task, or hold a task out (curation.yaml)",
                        description="Record curation decisions in CORPUS/curation.yaml and apply them: dataset.json "
                                    "lists the samples each decision excludes, the trainer skips dropped and "

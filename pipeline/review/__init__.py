@@ -1,0 +1,1 @@
+"""`makeanything review`: a static site for curators that works from the file system with no network."""
