@@ -91,7 +91,7 @@ def _sequences(title: str, tasks: list[str], page_size: int) -> str:
     config = {"tasks": tasks, "pageSize": page_size, "scores": list(SCORES)}
     body = (f"<h1>{_e(title)}</h1><form id=filters onsubmit='return false'>"
             "<label>task <select id=f-task><option value=''>all</option></select></label>"
-            "<label>source <select id=f-source><option value=''>all</option></select></label>"
+            "<label>source <input id=f-source type=search placeholder='id or URI contains'></label>"
             "<label>split <select id=f-split><option value=''>all</option><option>train</option>"
             "<option>val</option></select></label>"
             "<label>score <select id=f-score></select></label>"

@@ -32,13 +32,13 @@
   const options = (select, values) => values.forEach((v) => select.append(el("option", {value: v}, v)));
   options(f.task, page.tasks);
   if (page.tasks.length < 2) f.task.closest("label").hidden = true;
-  options(f.source, [...new Set(records.map((r) => r.i))].sort());
   options(f.score, page.scores);
   let current = 0;
 
   function matches(r) {
     if (f.task.value && r.t !== f.task.value) return false;
-    if (f.source.value && r.i !== f.source.value) return false;
+    const src = f.source.value.trim().toLowerCase();
+    if (src && !r.i.toLowerCase().includes(src) && !r.u.toLowerCase().includes(src)) return false;
     if (f.split.value && r.sp !== f.split.value) return false;
     if (!f.excluded.checked && r.x) return false;
     const lo = f.min.value === "" ? null : Number(f.min.value), hi = f.max.value === "" ? null : Number(f.max.value);
