@@ -41,8 +41,9 @@ def header(index: dict) -> dict:
         "configs": [{"config_name": "default", "default": True,
                      "data_files": [{"split": SPLITS[s], "path": f"shards/{s}-*.tar"} for s in splits]}],
         "dataset_info": {"features": card_features(),
-                         "splits": [{"name": SPLITS[s], "num_examples": index["splits"][s]["samples"]}
-                                    for s in splits]},
+                         # num_bytes: the tars' size (the Hub field asks for one; the card's table says so)
+                         "splits": [{"name": SPLITS[s], "num_bytes": index["splits"][s]["bytes"],
+                                     "num_examples": index["splits"][s]["samples"]} for s in splits]},
     }
 
 
