@@ -102,8 +102,8 @@ def collect(storage: Storage, index: dict, thumb: Callable[[str, bytes], str], r
             verdict = curation.verdict(key, task, source_names(key, task, src["sha256"], src["uri"]))
             reviewed.records.setdefault(task, []).append(record(meta, shard["split"], thumb(key, m["jpg"]), verdict))
     ledger = Ledger.load(storage)
-    reviewed.rejected = sorted(({k: r[k] for k in ("uri", "task", "status", "reason", "run")} for r in ledger.rows.values()
-                                if r["config_sha"] == index["config_sha"] and r["status"] != "ok"),
+    reviewed.rejected = sorted(({k: r[k] for k in ("uri", "task", "status", "reason", "run")}
+                                for r in ledger.current_rows() if r["status"] != "ok"),
                                key=lambda r: (r["task"], r["uri"]))
     for run in (h["run"] for h in index["history"] if h["config_sha"] == index["config_sha"]):
         try:
