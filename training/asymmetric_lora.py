@@ -9,7 +9,10 @@ import math
 import re
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from training.fp8 import Fp8Linear
 
 ATTENTION = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
              "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out")
@@ -32,25 +35,25 @@ class AsymLoraLinear(nn.Module):
         out = self.base(x)
         if self.heads is None:
             raise RuntimeError("AsymLoraLinear called before AsymmetricLora.use(heads)")
-        # under autocast the matmuls cast (and cache) the float32 LoRA weights themselves
+        # under autocast F.linear casts (and caches) the float32 LoRA weights itself
         cast = (lambda w: w) if torch.is_autocast_enabled(x.device.type) else (lambda w: w.to(x.dtype))
-        low = x @ cast(self.lora_A).t()
+        low = F.linear(x, cast(self.lora_A))
         if len(set(self.heads)) == 1:
-            delta = low @ cast(self.lora_B[self.heads[0]]).t()
+            delta = F.linear(low, cast(self.lora_B[self.heads[0]]))
         else:
             if len(self.heads) != x.shape[0]:
                 raise RuntimeError(f"{len(self.heads)} heads for a batch of {x.shape[0]}")
             b = cast(torch.stack([self.lora_B[h] for h in self.heads]))  # [batch, out, r]
             delta = torch.bmm(low.reshape(x.shape[0], -1, low.shape[-1]), b.transpose(1, 2))
             delta = delta.reshape(*x.shape[:-1], -1)
-        return out + self.scale * delta
+        return torch.add(out, delta.to(out.dtype), alpha=self.scale)  # one kernel for scale and sum
 
 
 def select_targets(model: nn.Module, targets: str | list[str]) -> list[str]:
     """Names of the block Linear layers to adapt: 'all', 'attention', or a list of name suffixes."""
     names = []
     for name, mod in model.named_modules():
-        if not isinstance(mod, nn.Linear) or not BLOCKS.match(name):
+        if not isinstance(mod, (nn.Linear, Fp8Linear)) or not BLOCKS.match(name):
             continue
         if targets == "all" or (targets == "attention" and name.endswith(ATTENTION)) or \
                 (isinstance(targets, list) and any(name == t or name.endswith("." + t) for t in targets)):

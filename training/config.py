@@ -30,7 +30,12 @@ class DataConfig(_Strict):
     head_map: dict[str, int] = Field(default_factory=dict,
                                      description="released-format samples: substring of the caption, key or shard "
                                                  "URL -> task head, used when the caption has no --lora_up_cur tag")
-    text_cache: str | None = Field(default=None, description="folder caching text embeddings by sample key")
+    text_cache: str | None = Field(default=None, description="folder caching text embeddings by sample key; "
+                                                             "filled before training, then the text encoders "
+                                                             "stay off the GPU")
+    latent_cache: str | None = Field(default=None, description="folder caching the VAE latents of the grids by "
+                                                               "sample key and content; filled before training, "
+                                                               "then the VAE stays off the GPU")
 
 
 class LoraConfig(_Strict):
@@ -43,6 +48,10 @@ class LoraConfig(_Strict):
                                    "'attention' q/k/v/out only, or a list of module-name suffixes")
     heads: int | None = Field(default=None, ge=1, description="number of B heads (default: the taxonomy's largest head)")
     freeze_a: bool = False
+    offload_heads: bool | Literal["auto"] = Field(
+        default="auto", description="keep B heads and their optimiser state in pinned CPU memory, only the "
+                                    "batch's heads on the GPU (auto: on a GPU when all heads with AdamW state "
+                                    "would take over 20% of its memory; never with several processes)")
 
 
 class TinyModel(_Strict):
@@ -69,6 +78,12 @@ class ModelConfig(_Strict):
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         default=None, description="base weight dtype (default: bfloat16 on GPU, float32 on CPU)")
     text_length: int = Field(default=512, ge=1, le=512, description="T5 length for real Flux")
+    base_dtype: Literal["bf16", "fp8"] = Field(
+        default="bf16", description="frozen block Linear weights: 'bf16' (in model.dtype) or 'fp8' (float8 e4m3 "
+                                    "with a scale per row: half the memory)")
+    fp8_matmul: Literal["auto", "native", "upcast"] = Field(
+        default="auto", description="fp8 base: 'native' fp8 x fp8 matmuls (Hopper/Ada), 'upcast' the weight per "
+                                    "layer, 'auto' native where the GPU has it")
 
 
 class SampleConfig(_Strict):

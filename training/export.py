@@ -14,7 +14,7 @@ def export(run_dir: str | Path, task_id: str, out: str | Path, merge: bool = Fal
            dtype: torch.dtype = torch.float32) -> Path:
     """Write ``out`` (a .safetensors LoRA, or with ``merge`` a diffusers folder) and return its path."""
     run_dir, out = Path(run_dir), Path(out)
-    flux, lora, info, step = run.load(run_dir, step=step)
+    flux, lora, info, step = run.load(run_dir, step=step, base_dtype="bf16")  # merge into full precision
     taxonomy = info.tasks()
     if task_id not in taxonomy:
         raise ValueError(f"unknown task {task_id!r}; known: {', '.join(sorted(taxonomy.tasks))}")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
 from training.config import TinyModel
@@ -68,12 +69,20 @@ class Flux:
         return embeds.float(), pooled.float()
 
     @torch.no_grad()
+    def latent_parameters(self, images: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, H, W] in [-1, 1] -> the VAE's latent distribution (mean and log-variance) [B, 2C, h, w]."""
+        vae = self.vae
+        return vae.encode(images.to(vae.device, vae.dtype)).latent_dist.parameters
+
+    def latents(self, parameters: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Normalised latents [B, C, h, w]: a sample of the distribution (``generator``) or its mode."""
+        dist = DiagonalGaussianDistribution(parameters)
+        z = dist.sample(generator) if generator is not None else dist.mode()
+        return ((z - self.vae.config.shift_factor) * self.vae.config.scaling_factor).float()
+
     def encode_images(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Images [B, 3, H, W] in [-1, 1] -> normalised latents [B, C, H/f, W/f]."""
-        vae = self.vae
-        dist = vae.encode(images.to(vae.device, vae.dtype)).latent_dist
-        z = dist.sample(generator) if generator is not None else dist.mode()
-        return ((z - vae.config.shift_factor) * vae.config.scaling_factor).float()
+        return self.latents(self.latent_parameters(images), generator)
 
     def pipeline(self, transformer: torch.nn.Module | None = None) -> FluxPipeline:
         return FluxPipeline(scheduler=self.scheduler, vae=self.vae, text_encoder=self.text_encoder,

@@ -10,7 +10,7 @@ import json
 import math
 import os
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +23,12 @@ from tqdm import tqdm
 from pipeline.taxonomy import Taxonomy
 from training import checkpoint, flow_matching as fm, run
 from training.config import Config, ConfigError
-from training.data import HeadResolver, ShardStream, expand_shards, read_samples, to_model_range
+from training.data import HeadResolver, ShardStream, decoded, expand_shards, read_samples
 from training.denoiser import Denoiser
 from training.flux_model import build_tiny, image_ids, pack, save_base
 from training.generate import grid_size, sample
+from training.head_offload import HeadOffloader, should_offload
+from training.latent_cache import LatentEncoder
 from training.text_cache import TextEncoder
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -74,7 +76,7 @@ def run_info(cfg: Config, run_dir: Path, taxonomy: Taxonomy, is_main: bool) -> r
     heads = cfg.lora.heads or max(t.head for t in taxonomy.tasks.values())
     info = run.RunInfo(base=cfg.model.model, heads=heads, rank=cfg.lora.rank, alpha=cfg.lora.alpha,
                        targets=cfg.lora.targets,
-                       freeze_a=cfg.lora.freeze_a, cell=cfg.data.cell, taxonomy=cfg.data.taxonomy,
+                       freeze_a=cfg.lora.freeze_a, base_dtype=cfg.model.base_dtype, cell=cfg.data.cell, taxonomy=cfg.data.taxonomy,
                        text_length=cfg.model.tiny.text_length if cfg.model.model == "tiny" else cfg.model.text_length)
     if cfg.model.model == "tiny":
         info.base = "base"
@@ -124,7 +126,8 @@ class Trainer:
         # ReCraft learns one task: only that task's samples
         self.only_head = self.taxonomy[info.recraft_task].head if info.recraft_task else None
 
-        self.flux, self.lora = run.build(info, self.run_dir, self.device, self.dtype)
+        self.flux, self.lora = run.build(info, self.run_dir, self.device, self.dtype, fp8_matmul=cfg.model.fp8_matmul,
+                                         encoders=torch.device("cpu"))
         tr = self.flux.transformer
         if cfg.train.gradient_checkpointing is True or (cfg.train.gradient_checkpointing == "auto" and cuda):
             tr.enable_gradient_checkpointing()
@@ -135,12 +138,23 @@ class Trainer:
             if self.d.world > 1 else self.denoiser
         self.params = self.lora.trainable()
         t = cfg.train
-        self.opt = torch.optim.AdamW(self.params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+        # foreach explicitly: with heads offloaded some parameters sit on the CPU, which would make torch fall
+        # back to the slow per-tensor AdamW (the parameters stepped are always on the device)
+        self.opt = torch.optim.AdamW(self.params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay,
+                                     foreach=True if cuda else None)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: lr_factor(s, t.warmup, t.steps, t.schedule))
         self.gen = torch.Generator().manual_seed(t.seed * 1000 + self.d.rank)
+        self.offload = HeadOffloader(self.lora, self.opt, self.device) \
+            if should_offload(cfg.lora.offload_heads, self.lora, self.device, self.d.world) else None
         self.text = TextEncoder(self.flux, self.device, cfg.data.text_cache)
+        self.latents = LatentEncoder(self.flux, self.device, cfg.data.latent_cache, cfg.data.cell)
         self.resolve = HeadResolver(self.taxonomy, cfg.data.head_map)
+        self.fill_caches()
+        for enc in (self.text, self.latents):  # encoders whose outputs are cached stay off the GPU
+            if enc.cache is None:
+                for m in enc.modules:
+                    m.to(self.device)
         self.step = 0
         if resume:
             self._restore()
@@ -155,8 +169,42 @@ class Trainer:
         self.lora.load_state_dict(checkpoint.load_lora(folder))
         state, rng = checkpoint.load_state(folder, self.d.rank)
         self.opt.load_state_dict(state["optimizer"])
+        if self.offload:
+            self.offload.adopt_state()
         self.sched.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(rng, self.gen)
+
+    def fill_caches(self) -> None:
+        """Encode every training (and validation) sample missing from the configured caches, one encoder on
+        the device at a time, each rank taking every world-th sample; the encoder goes back to the CPU after."""
+        c = self.cfg.data
+        urls = expand_shards(c.shards) + (expand_shards(c.val_shards) if c.val_shards else [])
+        for enc in (self.text, self.latents):
+            if enc.cache is None:
+                continue
+            with self.encoders_on_device(enc.modules):
+                samples = decoded(urls, self.resolve, c.cell, self.flux.token_px, self.only_head)
+                for i, s in enumerate(tqdm(samples, desc=f"filling {enc.cache.folder}", disable=not self.is_main)):
+                    if i % self.d.world == self.d.rank:
+                        if enc is self.text:
+                            enc([s["key"]], [s["caption"]])
+                        else:
+                            enc.parameters([s["key"]], s["image"][None])
+        self.d.barrier()
+
+    @contextmanager
+    def encoders_on_device(self, modules: list[torch.nn.Module]):
+        """Run a block with these modules on the training device, then put each back where it was."""
+        homes = [next(m.parameters()).device for m in modules]
+        for m in modules:
+            m.to(self.device)
+        try:
+            yield
+        finally:
+            for m, home in zip(modules, homes):
+                m.to(home)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     def loader(self) -> DataLoader:
         c = self.cfg.data
@@ -176,7 +224,7 @@ class Trainer:
         g = torch.Generator().manual_seed(self.cfg.train.seed + 7919)
         out = []
         for s in samples:
-            x0 = pack(self.flux.encode_images(to_model_range(s["image"][None].to(self.device))))
+            x0 = pack(self.latents([s["key"]], s["image"][None]))
             text, pooled = self.text([s["key"]], [s["caption"]])
             for t in self.cfg.train.val_timesteps:
                 out.append({"x0": x0, "eps": torch.randn(x0.shape, generator=g).to(x0.device),
@@ -204,9 +252,13 @@ class Trainer:
     def heads(self, batch: dict) -> list[int]:
         return [1] * len(batch["head"]) if self.info.recraft_task else batch["head"]
 
+    def step_heads(self, micro_batches: list[dict]) -> list[int]:
+        """Every head the micro-batches of one step use."""
+        return sorted({h for b in micro_batches for h in self.heads(b)})
+
     def prepare(self, batch: dict) -> dict:
         """Model inputs and target for one batch (draws timesteps, noise and the VAE sample from self.gen)."""
-        x0 = pack(self.flux.encode_images(to_model_range(batch["image"].to(self.device)), self.gen))
+        x0 = pack(self.latents(batch["key"], batch["image"], self.gen))
         text, pooled = self.text(batch["key"], batch["caption"])
         t = self.cfg.train
         s = fm.shift_for(x0.shape[1]) if t.shift == "auto" else t.shift
@@ -222,13 +274,18 @@ class Trainer:
         return fm.loss(pred, p["v"], p["mask"])
 
     @torch.no_grad()
-    def val_loss(self) -> float:
+    def val_loss(self, keep: list[int] = ()) -> float:
+        """Mean loss of the held-out batches (with offloading, heads not in ``keep`` go back to the host after)."""
         losses = []
+        if self.offload:
+            self.offload.require([h for b in self.val for h in b["head"]])
         for b in self.val:
             x_t, v = fm.noisy(b["x0"], b["eps"], b["t"])
             x_t, mask = self.condition(b["x0"], x_t, b["layout"], b["hw"])
             pred = self.predict(self.denoiser, x_t, b["t"], b["text"], b["pooled"], b["hw"], b["head"])
             losses.append(fm.loss(pred, v, mask).item())
+        if self.offload:
+            self.offload.evict(keep=list(keep))
         return sum(losses) / len(losses)
 
     def save_samples(self) -> None:
@@ -236,14 +293,19 @@ class Trainer:
         folder = self.run_dir / "samples" / f"step-{self.step:08d}"
         folder.mkdir(parents=True, exist_ok=True)
         pipe = self.flux.pipeline()
-        for task_id, prompt in c.prompts.items():
-            task = self.taxonomy[task_id]
-            self.lora.use([task.head])
-            img = sample(pipe, self.flux, prompt, grid_size(task.layout, self.cfg.data.cell), c.steps, c.guidance,
-                         c.seed)
-            img.save(folder / f"{task_id}.png")
+        with self.encoders_on_device(self.text.modules + self.latents.modules):
+            for task_id, prompt in c.prompts.items():
+                task = self.taxonomy[task_id]
+                self.lora.use([task.head])
+                if self.offload:
+                    self.offload.require([task.head])
+                img = sample(pipe, self.flux, prompt, grid_size(task.layout, self.cfg.data.cell), c.steps,
+                             c.guidance, c.seed)
+                img.save(folder / f"{task_id}.png")
 
     def save_checkpoint(self) -> None:
+        if self.offload:
+            self.offload.sync()  # heads being copied back must have landed before they are written
         checkpoint.write_rank_state(self.run_dir, self.step, self.d.rank, self.gen)
         self.d.barrier()
         if self.is_main:
@@ -267,13 +329,18 @@ class Trainer:
         batches = iter(self.loader())
         for _ in range(self.step * t.grad_accum):  # replay the data stream up to the checkpoint
             next(batches)
+        upcoming = [next(batches) for _ in range(t.grad_accum)]
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.is_main, dynamic_ncols=True)
         while self.step < until:
             t0 = time.perf_counter()
             self.opt.zero_grad(set_to_none=True)
+            micro_batches, heads = upcoming, self.step_heads(upcoming)
+            upcoming = [next(batches) for _ in range(t.grad_accum)] if self.step + 1 < until else []
+            if self.offload:  # this step's heads on the device; the next step's start coming on the side stream
+                self.offload.require(heads)
+                self.offload.prefetch(self.step_heads(upcoming))
             total, keys = 0.0, []
-            for micro in range(t.grad_accum):
-                batch = next(batches)
+            for micro, batch in enumerate(micro_batches):
                 last = micro == t.grad_accum - 1
                 with self.model.no_sync() if self.d.world > 1 and not last else nullcontext():
                     loss = self.batch_loss(batch) / t.grad_accum
@@ -286,10 +353,12 @@ class Trainer:
             self.opt.step()
             self.sched.step()
             self.step += 1
+            if self.offload:
+                self.offload.evict(keep=self.step_heads(upcoming))
             rec = {"step": self.step, "loss": self.d.mean(total), "lr": lr,
                    "samples_per_s": len(keys) * self.d.world / (time.perf_counter() - t0), "keys": keys}
             if t.val_every and self.step % t.val_every == 0:
-                rec["val_loss"] = self.val_loss()
+                rec["val_loss"] = self.val_loss(keep=self.step_heads(upcoming))
             log.add(rec)
             bar.update(1)
             bar.set_postfix(loss=f"{rec['loss']:.4f}", lr=f"{lr:.2e}", sps=f"{rec['samples_per_s']:.1f}")
@@ -299,6 +368,8 @@ class Trainer:
                         tb.add_scalar(f"train/{k}" if k != "val_loss" else "val/loss", v, self.step)
             if self.is_main and self.cfg.sample.every and self.step % self.cfg.sample.every == 0:
                 self.save_samples()
+                if self.offload:
+                    self.offload.evict(keep=self.step_heads(upcoming))
             if self.step % t.ckpt_every == 0 or self.step == until:
                 self.save_checkpoint()
         bar.close()

@@ -11,8 +11,8 @@ import torch
 from pydantic import BaseModel
 
 from pipeline.taxonomy import Taxonomy
-from training import checkpoint, lora_files
-from training.asymmetric_lora import AsymmetricLora
+from training import checkpoint, fp8, lora_files
+from training.asymmetric_lora import AsymmetricLora, select_targets
 from training.flux_model import Flux, load_flux
 
 RUN_FILE = "run.json"
@@ -27,6 +27,7 @@ class RunInfo(BaseModel):
     alpha: float
     targets: str | list[str]
     freeze_a: bool = False
+    base_dtype: str = "bf16"  # "fp8": block Linear weights quantised at load (training/fp8.py)
     cell: int | None = None
     taxonomy: str | None = None
     text_length: int = 512
@@ -54,20 +55,28 @@ class RunInfo(BaseModel):
         return Taxonomy.load(self.taxonomy)
 
 
-def build(info: RunInfo, run_dir: Path, device: torch.device, dtype: torch.dtype = torch.float32
+def build(info: RunInfo, run_dir: Path, device: torch.device, dtype: torch.dtype = torch.float32, *,
+          base_dtype: str | None = None, fp8_matmul: str = "auto", encoders: torch.device | None = None
           ) -> tuple[Flux, AsymmetricLora]:
-    """Base model (with any merged LoRA) on ``device`` plus freshly initialised LoRA layers."""
+    """Base model (with any merged LoRA) on ``device`` plus freshly initialised LoRA layers.
+
+    ``base_dtype`` overrides the run's (export merges into full-precision weights); the VAE and the text
+    encoders go to ``encoders`` (default ``device``; the CPU when the trainer reads their outputs from caches).
+    """
     flux = load_flux(info.base_source(run_dir), dtype=dtype, text_length=info.text_length)
     for rel in info.merged:
         lora_files.merge(flux.transformer, lora_files.read(run_dir / rel)[0])
-    for part in (flux.transformer, flux.vae, flux.text_encoder, flux.text_encoder_2):
-        part.to(device)
+    if (base_dtype or info.base_dtype) == "fp8":
+        fp8.quantize_(flux.transformer, select_targets(flux.transformer, "all"), device, fp8_matmul)
+    flux.transformer.to(device)
+    for part in (flux.vae, flux.text_encoder, flux.text_encoder_2):
+        part.to(encoders or device)
     lora = AsymmetricLora(flux.transformer, info.rank, info.alpha, info.heads, info.targets, info.freeze_a)
     return flux, lora
 
 
 def load(run_dir: str | Path, device: torch.device = torch.device("cpu"), dtype: torch.dtype = torch.float32,
-         step: int | None = None) -> tuple[Flux, AsymmetricLora, RunInfo, int]:
+         step: int | None = None, base_dtype: str | None = None) -> tuple[Flux, AsymmetricLora, RunInfo, int]:
     """A trained run: model with the weights of checkpoint ``step`` (default: the latest)."""
     run_dir = Path(run_dir)
     info = RunInfo.read(run_dir)
@@ -78,6 +87,6 @@ def load(run_dir: str | Path, device: torch.device = torch.device("cpu"), dtype:
         step = max(found)
     elif step not in found:
         raise FileNotFoundError(f"run {run_dir} has no checkpoint at step {step} (has {sorted(found)})")
-    flux, lora = build(info, run_dir, device, dtype)
+    flux, lora = build(info, run_dir, device, dtype, base_dtype=base_dtype)
     lora.load_state_dict(checkpoint.load_lora(found[step]))
     return flux, lora, info, step

@@ -1,7 +1,8 @@
 """Text embeddings, computed once per caption and optionally cached on disk by sample key.
 
 Flux's T5 runs padded to a fixed length with no attention mask, so the cache stores the full fixed-length
-embedding; each entry records its caption and is recomputed if the sample's caption changed.
+embedding; each entry records its caption and is recomputed if the sample's caption changed. The encoders
+run wherever they are (the CPU once the trainer has filled the cache); results go to ``device``.
 """
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import hashlib
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from training.flux_model import Flux
+from training.tensor_cache import TensorCache
 
 
 class TextEncoder:
@@ -20,38 +20,25 @@ class TextEncoder:
 
     def __init__(self, flux: Flux, device: torch.device, cache_dir: str | Path | None = None) -> None:
         self.flux, self.device = flux, device
-        self.cache = Path(cache_dir) if cache_dir else None
-        if self.cache:
-            self.cache.mkdir(parents=True, exist_ok=True)
+        self.cache = TensorCache(cache_dir) if cache_dir else None
+        self.modules = [flux.text_encoder, flux.text_encoder_2]
 
     def _digest(self, caption: str) -> str:
         return hashlib.sha256(f"{self.flux.source}|{self.flux.text_length}|{caption}".encode()).hexdigest()
 
-    def _read(self, key: str, caption: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-        path = self.cache / f"{key}.safetensors"
-        if not path.is_file():
-            return None
-        with safe_open(str(path), "pt") as f:
-            if (f.metadata() or {}).get("digest") != self._digest(caption):
-                return None
-            return f.get_tensor("text"), f.get_tensor("pooled")
-
-    def _write(self, key: str, caption: str, text: torch.Tensor, pooled: torch.Tensor) -> None:
-        path = self.cache / f"{key}.safetensors"
-        tmp = path.with_name(f".{path.name}.{id(self)}.tmp")
-        save_file({"text": text.cpu().contiguous(), "pooled": pooled.cpu().contiguous()}, tmp,
-                  metadata={"digest": self._digest(caption)})
-        tmp.replace(path)
+    def _encode(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.flux.encode_text(captions, self.flux.text_encoder.device)
 
     def __call__(self, keys: list[str], captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cache is None:
-            return self.flux.encode_text(captions, self.device)
-        found = [self._read(k, c) for k, c in zip(keys, captions)]
+            text, pooled = self._encode(captions)
+            return text.to(self.device), pooled.to(self.device)
+        found = [self.cache.get(k, self._digest(c)) for k, c in zip(keys, captions)]
         todo = [i for i, f in enumerate(found) if f is None]
         if todo:
-            text, pooled = self.flux.encode_text([captions[i] for i in todo], self.device)
+            text, pooled = self._encode([captions[i] for i in todo])
             for j, i in enumerate(todo):
-                found[i] = (text[j], pooled[j])
-                self._write(keys[i], captions[i], text[j], pooled[j])
-        return (torch.stack([f[0] for f in found]).to(self.device),
-                torch.stack([f[1] for f in found]).to(self.device))
+                found[i] = {"text": text[j], "pooled": pooled[j]}
+                self.cache.put(keys[i], self._digest(captions[i]), found[i])
+        return (torch.stack([f["text"] for f in found]).to(self.device),
+                torch.stack([f["pooled"] for f in found]).to(self.device))

@@ -1,0 +1,221 @@
+"""Training memory options on the tiny random Flux: heads offloaded to host memory, an fp8 base, and text
+and latent caches that keep the encoders off the device."""
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from training.config import TinyModel
+from training.flux_model import build_tiny, save_base
+from training.fp8 import Fp8Linear, _native_matmul, quantize_, quantize_rows
+from training.asymmetric_lora import select_targets
+from training.loop import Trainer, train
+from training_fixtures import one_thread, TASKS, tiny_config, write_shards  # noqa: F401 (one_thread: autouse)
+
+MIXED = ["painting", "clay-toys", "lego", "cook"]  # 3x3 and 2x2 tasks: batches of two mix heads
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mem")
+    write_shards(root / "train", MIXED, per_task=4, per_shard=4)
+    return root / "train"
+
+
+def config(shards, offload: bool, steps: int = 20, **data):
+    cfg = tiny_config([str(shards)], steps=steps, ckpt_every=10, warmup=2)
+    cfg.lora.offload_heads = offload
+    for k, v in data.items():
+        setattr(cfg.data, k, v)
+    return cfg
+
+
+def lora_file(run_dir, step: int) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "checkpoints" / f"step-{step:08d}" / "lora.safetensors")
+
+
+@pytest.fixture(scope="module")
+def plain_run(shards, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("plain") / "run"
+    return run_dir, train(config(shards, offload=False), run_dir)
+
+
+def test_offloaded_heads_train_bit_for_bit_like_resident_heads(shards, plain_run, tmp_path):
+    plain_dir, plain = plain_run
+    run_dir = tmp_path / "off"
+    trainer = Trainer(config(shards, offload=True), run_dir)
+    assert trainer.offload is not None
+    records = trainer.fit()
+    assert any(len(set(r["keys"])) == 2 and r["keys"][0].split("_")[0] != r["keys"][1].split("_")[0]
+               for r in records), "no mixed-task batch: the test would not exercise per-sample heads"
+    assert [r["keys"] for r in records] == [r["keys"] for r in plain]
+    assert [r["loss"] for r in records] == [r["loss"] for r in plain]  # exact
+    for step in (10, 20):
+        ours, ref = lora_file(run_dir, step), lora_file(plain_dir, step)
+        assert ours.keys() == ref.keys() and all(torch.equal(ours[k], ref[k]) for k in ref)
+    # offloading really happened: heads not in the last batch live in (separate) host buffers
+    resident = set(trainer.offload.resident)
+    assert len(resident) < trainer.lora.heads
+    off_head = next(k for k in range(trainer.lora.heads) if k not in resident)
+    p = trainer.offload.params[off_head][0]
+    assert p.data.data_ptr() == trainer.offload.home[off_head].views["param"][0].data_ptr()
+
+
+def test_a_head_never_used_stays_untouched_with_offload(shards, tmp_path):
+    run_dir = tmp_path / "run"
+    trainer = Trainer(config(shards, offload=True, steps=6), run_dir)
+    trainer.fit()
+    emoji = TASKS["emoji"].head
+    saved = lora_file(run_dir, 6)
+    unused = [k for k in saved if k.endswith(f".lora_B.{emoji}")]
+    assert unused and all(torch.count_nonzero(saved[k]) == 0 for k in unused)
+    assert "exp_avg" not in trainer.offload.home[emoji - 1].flat  # never stepped: no optimiser state either
+    assert all(p not in trainer.opt.state for p in trainer.offload.params[emoji - 1])
+    used = TASKS["painting"].head
+    assert all(torch.count_nonzero(saved[k]) > 0 for k in saved if k.endswith(f".lora_B.{used}"))
+
+
+def test_resume_with_offload_gives_the_same_losses(shards, plain_run, tmp_path):
+    _, plain = plain_run
+    cfg = config(shards, offload=True)
+    run_dir = tmp_path / "run"
+    first = train(cfg, run_dir, until=10)
+    rest = train(cfg, run_dir, resume=True)
+    assert [r["step"] for r in first + rest] == list(range(1, 21))
+    for a, b in zip(plain, first + rest):
+        assert a["keys"] == b["keys"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)  # the same tolerance as resume without offload
+
+
+# --- fp8 base ---------------------------------------------------------------------------------------------
+
+def test_quantize_rows_is_within_e4m3_precision():
+    w = torch.randn(64, 48) * torch.logspace(-3, 1, 64)[:, None]  # rows of very different magnitude
+    q, scale = quantize_rows(w)
+    assert q.dtype == torch.float8_e4m3fn and scale.shape == (64,)
+    err = (q.float() * scale[:, None] - w).abs() / w.abs().amax(dim=1, keepdim=True)
+    assert err.max() < 2 ** -4  # e4m3 keeps 3 mantissa bits: half an ulp at the top of the range is 1/16
+
+
+def test_fp8_linear_forward_and_input_gradient_track_the_full_precision_layer():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 32)
+    x = torch.randn(4, 10, 64, requires_grad=True)
+    ref = lin(x)
+    ref.square().sum().backward()
+    g_ref, x.grad = x.grad.clone(), None
+    fp8 = Fp8Linear(lin, "upcast")
+    assert not any(p.requires_grad for p in fp8.parameters())
+    out = fp8(x)
+    out.square().sum().backward()
+    rel = lambda a, b: ((a - b).norm() / b.norm()).item()  # noqa: E731
+    assert rel(out, ref) < 0.03 and rel(x.grad, g_ref) < 0.03
+    assert rel(out, ref) > 0  # really quantised
+
+
+def test_native_fp8_matmul_matches_the_upcast_product():
+    torch.manual_seed(0)
+    x, w = torch.randn(20, 64), torch.randn(48, 64)
+    q, scale = quantize_rows(w)
+    try:
+        native = _native_matmul(x, q, scale, torch.float32)
+    except (RuntimeError, NotImplementedError) as e:
+        pytest.skip(f"torch._scaled_mm unavailable on this CPU build: {e}")
+    upcast = x @ (q.float() * scale[:, None]).t()
+    assert ((native - upcast).norm() / upcast.norm()) < 0.05  # the activation is quantised too
+
+
+def test_fp8_tiny_flux_forward_within_tolerance_of_bf16():
+    """Tolerance: relative L2 error of the transformer's output below 5% (e4m3 has 3 mantissa bits; the
+    bf16 model itself differs from float32 by ~0.5% here)."""
+    model = build_tiny(TinyModel(num_layers=2, num_single_layers=2)).transformer.to(torch.bfloat16)
+    g = torch.Generator().manual_seed(1)
+    inputs = dict(hidden_states=torch.randn(1, 64, 4, generator=g), encoder_hidden_states=torch.randn(1, 16, 32, generator=g),
+                  pooled_projections=torch.randn(1, 32, generator=g), timestep=torch.tensor([0.5]),
+                  img_ids=torch.zeros(64, 3), txt_ids=torch.zeros(16, 3), guidance=torch.tensor([1.0]))
+    inputs = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in inputs.items()}
+    with torch.no_grad():
+        ref = model(**inputs, return_dict=False)[0].float()
+        names = select_targets(model, "all")
+        quantize_(model, names, torch.device("cpu"), "upcast")
+        assert all(isinstance(model.get_submodule(n), Fp8Linear) for n in names)
+        out = model(**inputs, return_dict=False)[0].float()
+    rel = ((out - ref).norm() / ref.norm()).item()
+    assert 0 < rel < 0.05, rel
+
+
+def _overfit(root, tmp_path, base_dtype: str) -> tuple[float, float]:
+    """Validation loss before and after 30 steps on the validation samples themselves."""
+    cfg = tiny_config([str(root)], steps=30, ckpt_every=30, warmup=0, lr=1e-2, schedule="constant", val_every=30,
+                      val_timesteps=[0.3, 0.6])
+    cfg.model.base_dtype = base_dtype
+    cfg.data.val_shards, cfg.data.val_samples, cfg.data.shuffle_buffer = [str(root)], 2, 1
+    trainer = Trainer(cfg, tmp_path / base_dtype)
+    if base_dtype == "fp8":
+        assert isinstance(trainer.flux.transformer.get_submodule("transformer_blocks.0.attn.to_q").base, Fp8Linear)
+    before = trainer.val_loss()
+    return before, trainer.fit()[-1]["val_loss"]
+
+
+def test_training_on_an_fp8_base_lowers_the_loss_like_full_precision(tmp_path):
+    write_shards(tmp_path / "one", ["painting"], per_task=2, per_shard=2)
+    full = _overfit(tmp_path / "one", tmp_path, "bf16")
+    fp8 = _overfit(tmp_path / "one", tmp_path, "fp8")
+    assert fp8[0] == pytest.approx(full[0], rel=0.05)  # the same model, up to quantisation
+    assert fp8[1] < fp8[0] - 0.5 * (full[0] - full[1]), (full, fp8)  # at least half the full-precision gain
+    assert (tmp_path / "fp8" / "run.json").read_text().count('"fp8"') == 1  # resume rebuilds the same base
+
+
+# --- text and latent caches ---------------------------------------------------------------------------------
+
+def _count_calls(modules) -> list[int]:
+    calls = [0]
+    for m in modules:
+        m.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_caches_keep_the_encoders_idle_and_train_like_no_cache(shards, tmp_path):
+    save_base(build_tiny(TinyModel()), tmp_path / "base")  # one base model shared by every run below
+
+    def cfg(steps: int, cell: int = 16, cached: bool = True):
+        c = config(shards, offload=False, steps=steps, **({"text_cache": str(tmp_path / "text"),
+                                                            "latent_cache": str(tmp_path / "latent")}
+                                                           if cached else {}))
+        c.model.model, c.data.cell = str(tmp_path / "base"), cell
+        return c
+
+    plain = train(cfg(6, cached=False), tmp_path / "plain")
+    cached = train(cfg(6), tmp_path / "cached")
+    assert [r["keys"] for r in cached] == [r["keys"] for r in plain]
+    assert [r["loss"] for r in cached] == pytest.approx([r["loss"] for r in plain], rel=1e-4)  # text encoded alone vs batched: float noise
+    stamps = {d: _stamps(tmp_path / d) for d in ("text", "latent")}
+    assert len(stamps["text"]) == len(stamps["latent"]) == len(MIXED) * 4
+
+    # a second run on the filled caches rewrites no entry and never runs an encoder, which stay on the CPU
+    trainer = Trainer(cfg(3), tmp_path / "again")
+    f = trainer.flux
+    calls = _count_calls([f.vae, f.text_encoder, f.text_encoder_2])
+    trainer.fit()
+    assert calls == [0]
+    assert {d: _stamps(tmp_path / d) for d in ("text", "latent")} == stamps
+    assert {next(m.parameters()).device.type for m in (f.vae, f.text_encoder, f.text_encoder_2)} == {"cpu"}
+
+    # another cell size invalidates every latent (and no text entry): each is encoded again, once
+    Trainer(cfg(1, cell=8), tmp_path / "smaller")
+    after = {d: _stamps(tmp_path / d) for d in ("text", "latent")}
+    assert after["text"] == stamps["text"]
+    assert after["latent"].keys() == stamps["latent"].keys()
+    assert all(after["latent"][k][0] != stamps["latent"][k][0] for k in stamps["latent"])
+
+
+def _stamps(folder) -> dict[str, tuple[str, int]]:
+    """file -> (digest, mtime): an entry rewritten or recomputed shows up as a change."""
+    from safetensors import safe_open
+
+    out = {}
+    for path in folder.glob("*.safetensors"):
+        with safe_open(str(path), "pt") as f:
+            out[path.name] = (f.metadata()["digest"], path.stat().st_mtime_ns)
+    return out
