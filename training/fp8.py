@@ -34,26 +34,108 @@ def _autocast_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else x.dtype
 
 
-def _native_matmul(x2: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
-    """x2 [M, in] (any float) times the e4m3 weight q [out, in], fp8 x fp8 with per-token and per-row scales."""
-    sx = (x2.abs().amax(dim=1, keepdim=True).float() / FP8_MAX).clamp_min(1e-12)
-    xq = (x2.float() / sx).to(FP8)
-    return torch._scaled_mm(xq, q.t(), scale_a=sx, scale_b=scale[None, :], out_dtype=out_dtype)
+def quantize_tokens(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(e4m3 [M, K], float32 scale [M, 1]) of activations x2 [M, K], one scale per token: one fused Triton
+    kernel on a GPU (reads the activation twice, writes one byte per element), else torch operations."""
+    kernel = _triton_quantizer() if x2.is_cuda and _TRITON_OK.get(x2.device) else None
+    return kernel(x2) if kernel is not None else _torch_quantize_tokens(x2)
+
+
+def _torch_quantize_tokens(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = (torch.linalg.vector_norm(x2, float("inf"), dim=1, keepdim=True, dtype=torch.float32)
+             / FP8_MAX).clamp_min(1e-12)
+    return (x2.float() / scale).to(FP8), scale
+
+
+_TRITON_OK: dict[torch.device, bool] = {}  # set by native_supported(device) after checking the kernel there
 
 
 @lru_cache(maxsize=None)
+def _triton_quantizer():
+    """The Triton row quantiser as a function x2 -> (q, scale), or None without Triton."""
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:
+        return None
+
+    @triton.jit
+    def quant_rows(x_ptr, q_ptr, s_ptr, K, stride, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        amax = tl.zeros([BLOCK], dtype=tl.float32)
+        for off in range(0, K, BLOCK):
+            cols = off + tl.arange(0, BLOCK)
+            v = tl.load(x_ptr + row * stride + cols, mask=cols < K, other=0.0).to(tl.float32)
+            amax = tl.maximum(amax, tl.abs(v))
+        scale = tl.maximum(tl.max(amax, axis=0) / 448.0, 1e-12)
+        tl.store(s_ptr + row, scale)
+        for off in range(0, K, BLOCK):
+            cols = off + tl.arange(0, BLOCK)
+            v = tl.load(x_ptr + row * stride + cols, mask=cols < K, other=0.0).to(tl.float32)
+            tl.store(q_ptr + row * K + cols, (v / scale).to(q_ptr.dtype.element_ty), mask=cols < K)
+
+    def run(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x2.stride(1) != 1:
+            x2 = x2.contiguous()
+        m, k = x2.shape
+        q = torch.empty(m, k, dtype=FP8, device=x2.device)
+        scale = torch.empty(m, 1, dtype=torch.float32, device=x2.device)
+        quant_rows[(m,)](x2, q, scale, k, x2.stride(0), BLOCK=1024)
+        return q, scale
+
+    return run
+
+
+def _native_matmul(x2: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
+    """x2 [M, in] (any float) times the e4m3 weight q [out, in], fp8 x fp8 with per-token and per-row scales."""
+    xq, sx = quantize_tokens(x2)
+    return torch._scaled_mm(xq, q.t(), scale_a=sx, scale_b=scale[None, :], out_dtype=out_dtype)
+
+
 def native_supported(device: torch.device) -> bool:
-    """Whether ``torch._scaled_mm`` with row-wise scales runs on ``device`` (tried once on a small product)."""
+    """Whether ``torch._scaled_mm`` with row-wise scales runs on ``device`` (probed once per device)."""
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return _probe(device)
+
+
+@lru_cache(maxsize=None)
+def _probe(device: torch.device) -> bool:
+    """Whether ``torch._scaled_mm`` with row-wise scales runs on ``device`` (tried once on a small product).
+    Also checks the Triton quantiser there against torch's own casts, and falls back to those if it differs."""
     if device.type != "cuda":
         return False
+    x = torch.randn(64, 2000, device=device, dtype=torch.bfloat16) * torch.logspace(-3, 3, 64, device=device)[:, None]
+    if _triton_quantizer() is not None:
+        _TRITON_OK[device] = False
+        try:
+            q, s = _triton_quantizer()(x)
+            ref_q, ref_s = _torch_quantize_tokens(x)
+            _TRITON_OK[device] = torch.equal(s, ref_s) and one_step_apart(q, ref_q)
+        except Exception:  # noqa: BLE001 (any compile or launch failure: use torch's casts)
+            _TRITON_OK[device] = False
     try:
-        a = torch.randn(32, 32, device=device)
-        w, s = quantize_rows(torch.randn(16, 32, device=device))
-        _native_matmul(a, w, s, torch.bfloat16)
+        w, s = quantize_rows(torch.randn(32, 2000, device=device))
+        _native_matmul(x, w, s, torch.bfloat16)
         torch.cuda.synchronize(device)
         return True
     except (RuntimeError, NotImplementedError):
         return False
+
+
+def one_step_apart(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two e4m3 tensors differ by at most one representable step anywhere (a rounding tie)."""
+    a, b = a.float(), b.float()
+    mag = b.abs().clamp_min(2.0 ** -6)
+    step = 2.0 ** (torch.floor(torch.log2(mag)) - 3)  # 3 mantissa bits; 2^-9 below the normal range
+    return bool(((a - b).abs() <= step).all())
+
+
+def native_report(device: torch.device) -> str:
+    """How fp8 matmuls run on ``device`` (for logs and the bench)."""
+    if not native_supported(device):
+        return "upcast (no native fp8 matmul here)"
+    return f"native, activations quantised by {'Triton' if _TRITON_OK.get(device) else 'torch casts'}"
 
 
 class _Fp8Matmul(torch.autograd.Function):

@@ -350,6 +350,8 @@ class Trainer:
             if t.clip:
                 torch.nn.utils.clip_grad_norm_(self.params, t.clip)
             lr = self.sched.get_last_lr()[0]
+            if self.offload:
+                self.offload.before_step()
             self.opt.step()
             self.sched.step()
             self.step += 1
