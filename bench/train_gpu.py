@@ -104,6 +104,7 @@ def measure(forward, params: list[nn.Parameter], tokens: int, batch: int, text_l
     times = []
     if cuda:
         torch.cuda.synchronize()
+        torch.cuda.empty_cache()  # blocks freed by earlier variants (or by moving heads to the host) not counted
         torch.cuda.reset_peak_memory_stats()
     for i in range(warmup + steps):
         t0 = time.perf_counter()
