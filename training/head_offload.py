@@ -174,21 +174,24 @@ class HeadOffloader:
             home = self.home[k]
             home.trained = home.trained or all(MOMENTS[0] in self.opt.state.get(p, {}) for p in ps)
             kinds = ("param", *MOMENTS) if home.trained else ("param",)
-            sources = {"param": [p.data for p in ps]}
-            sources.update({kind: [self.opt.state[p][kind] for p in ps] for kind in kinds[1:]})
+            # one flat copy per buffer that came from the host; moments AdamW just created go tensor by tensor
+            flat = {kind: dev.flat[kind] for kind in kinds if kind in dev.flat}
+            loose = {kind: [self.opt.state[p][kind] for p in ps] for kind in kinds if kind not in dev.flat}
             if self.cuda:
                 self.stream.wait_stream(torch.cuda.current_stream(self.device))
                 with torch.cuda.stream(self.stream):
-                    self._copy_home(k, sources)
-                for src in [*dev.flat.values(), *(t for ts in sources.values() for t in ts)]:
+                    self._copy_home(k, flat, loose)
+                for src in [*dev.flat.values(), *(t for ts in loose.values() for t in ts)]:
                     src.record_stream(self.stream)  # freed for reuse only after the copy
             else:
-                self._copy_home(k, sources)
+                self._copy_home(k, flat, loose)
             for kind in kinds:
                 self._install(k, kind, home.views[kind])
 
-    def _copy_home(self, k: int, sources: dict[str, list[torch.Tensor]]) -> None:
-        for kind, values in sources.items():
+    def _copy_home(self, k: int, flat: dict[str, torch.Tensor], loose: dict[str, list[torch.Tensor]]) -> None:
+        for kind, buf in flat.items():
+            self.home[k].flat[kind].copy_(buf, non_blocking=self.cuda)
+        for kind, values in loose.items():
             for view, v in zip(self.home[k].views[kind], values):
                 view.copy_(v, non_blocking=self.cuda)
 
