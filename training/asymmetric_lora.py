@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.bfl_names import fused_groups
 from training.fp8 import Fp8Linear
 
 ATTENTION = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
@@ -50,12 +51,12 @@ class AsymLoraLinear(nn.Module):
 
 
 def select_targets(model: nn.Module, targets: str | list[str]) -> list[str]:
-    """Names of the block Linear layers to adapt: 'all', 'attention', or a list of name suffixes."""
+    """Names of the block Linear layers to adapt: 'all' (also 'fused'), 'attention', or a list of suffixes."""
     names = []
     for name, mod in model.named_modules():
         if not isinstance(mod, (nn.Linear, Fp8Linear)) or not BLOCKS.match(name):
             continue
-        if targets == "all" or (targets == "attention" and name.endswith(ATTENTION)) or \
+        if targets in ("all", "fused") or (targets == "attention" and name.endswith(ATTENTION)) or \
                 (isinstance(targets, list) and any(name == t or name.endswith("." + t) for t in targets)):
             names.append(name)
     if not names:
@@ -79,6 +80,14 @@ class AsymmetricLora:
             lora.lora_A.requires_grad_(not freeze_a)
             setattr(parent, child, lora)
             self.modules[name] = lora
+        # 'fused': the split layers of one BFL Linear (q/k/v, single-block q/k/v/MLP-in) share one A, as in the
+        # authors' parametrisation; their B's are the row blocks of that Linear's B
+        self.shared: dict[str, str] = {}  # member -> the group's first member, which owns A in state_dict()
+        if targets == "fused":
+            for group in fused_groups(list(self.modules)):
+                for name in group[1:]:
+                    self.modules[name].lora_A = self.modules[group[0]].lora_A
+                    self.shared[name] = group[0]
 
     @property
     def scale(self) -> float:
@@ -94,13 +103,16 @@ class AsymmetricLora:
             m.heads = zero_based
 
     def trainable(self) -> list[nn.Parameter]:
-        return [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
+        """Each trainable parameter once (a shared A is one parameter)."""
+        return list({id(p): p for m in self.modules.values() for p in m.parameters() if p.requires_grad}.values())
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """``{module}.lora_A`` and ``{module}.lora_B.{head}`` (1-based head) for every adapted layer."""
+        """``{module}.lora_A`` and ``{module}.lora_B.{head}`` (1-based head) for every adapted layer (a shared A
+        only under its group's first member)."""
         out = {}
         for name, m in self.modules.items():
-            out[f"{name}.lora_A"] = m.lora_A.detach()
+            if name not in self.shared:
+                out[f"{name}.lora_A"] = m.lora_A.detach()
             for k, b in enumerate(m.lora_B):
                 out[f"{name}.lora_B.{k + 1}"] = b.detach()
         return out
@@ -113,7 +125,8 @@ class AsymmetricLora:
                              f"check lora.rank/targets/heads")
         with torch.no_grad():
             for name, m in self.modules.items():
-                m.lora_A.copy_(sd[f"{name}.lora_A"])
+                if name not in self.shared:
+                    m.lora_A.copy_(sd[f"{name}.lora_A"])
                 for k, b in enumerate(m.lora_B):
                     b.copy_(sd[f"{name}.lora_B.{k + 1}"])
 

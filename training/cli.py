@@ -33,7 +33,7 @@ def _export(args: argparse.Namespace) -> int:
     from training.export import export
 
     try:
-        path = export(args.run_dir, args.task, args.out, merge=args.merge, step=args.step)
+        path = export(args.run_dir, args.task, args.out, merge=args.merge, step=args.step, fmt=args.format)
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"makeanything export-lora: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -76,9 +76,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("export-lora", help="write one task's LoRA (A + B_task) as an ordinary LoRA file")
+    p = sub.add_parser("export-lora", help="write one task's LoRA (A + B_task) as an ordinary LoRA file, or all "
+                                          "heads in the authors' layout",
+                       description="--format diffusers (peft keys, for diffusers' load_lora_weights), kohya (one "
+                                   "task as a plain kohya Flux LoRA, for ComfyUI / Forge / diffusers) or authors "
+                                   "(every head, lora_ups.<i>, for the authors' inference code: --lora_ups_num, "
+                                   "--lora_up_cur).")
     p.add_argument("run_dir")
-    p.add_argument("--task", required=True, help="task id (manifests/tasks.yaml)")
+    p.add_argument("--task", help="task id (manifests/tasks.yaml); required except with --format authors")
+    p.add_argument("--format", default="diffusers", choices=["diffusers", "kohya", "authors"])
     p.add_argument("--out", required=True, help="FILE.safetensors, or a folder with --merge")
     p.add_argument("--merge", action="store_true", help="write the base model with the LoRA merged in")
     p.add_argument("--step", type=int, help="checkpoint step (default: latest)")

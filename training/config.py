@@ -43,11 +43,15 @@ class LoraConfig(_Strict):
 
     rank: int = Field(default=64, ge=1)
     alpha: float = Field(default=1.0, gt=0)
-    targets: Literal["all", "attention"] | list[str] = Field(
-        default="all", description="'all' Linear layers in the double and single blocks (as the authors), "
+    targets: Literal["all", "fused", "attention"] | list[str] = Field(
+        default="all", description="'all' Linear layers in the double and single blocks, 'fused' the same with "
+                                   "one A per BFL Linear (q/k/v share it, as in the authors' checkpoints), "
                                    "'attention' q/k/v/out only, or a list of module-name suffixes")
     heads: int | None = Field(default=None, ge=1, description="number of B heads (default: the taxonomy's largest head)")
     freeze_a: bool = False
+    init: str | None = Field(default=None, description="start from a LoRA file: the authors' asymmetric "
+                                                       "checkpoint (any number of heads, appended heads start "
+                                                       "at zero) or a plain kohya Flux LoRA (head 1)")
     offload_heads: bool | Literal["auto"] = Field(
         default="auto", description="keep B heads and their optimiser state in pinned CPU memory, only the "
                                     "batch's heads on the GPU (auto: on a GPU when all heads with AdamW state "

@@ -1,4 +1,5 @@
-"""`export-lora`: one task's A + B_k as an ordinary LoRA file, or the base with that LoRA merged in."""
+"""`export-lora`: one task's A + B_k as an ordinary LoRA file (diffusers or kohya keys), every head in the
+authors' asymmetric layout, or the base with one task's LoRA merged in."""
 from __future__ import annotations
 
 import shutil
@@ -6,15 +7,25 @@ from pathlib import Path
 
 import torch
 
-from training import lora_files, run
+from training import kohya, lora_files, run
 from training.flux_model import TINY_MARKER
 
 
-def export(run_dir: str | Path, task_id: str, out: str | Path, merge: bool = False, step: int | None = None,
-           dtype: torch.dtype = torch.float32) -> Path:
-    """Write ``out`` (a .safetensors LoRA, or with ``merge`` a diffusers folder) and return its path."""
+def export(run_dir: str | Path, task_id: str | None, out: str | Path, merge: bool = False, step: int | None = None,
+           dtype: torch.dtype = torch.float32, fmt: str = "diffusers") -> Path:
+    """Write ``out``: one task's LoRA (``diffusers`` or ``kohya`` format), every head in the authors' layout
+    (``authors``), or with ``merge`` a diffusers folder of the base with the task's LoRA merged in."""
     run_dir, out = Path(run_dir), Path(out)
     flux, lora, info, step = run.load(run_dir, step=step, base_dtype="bf16")  # merge into full precision
+    meta = {"base": str(Path(info.base_source(run_dir)).resolve()) if (run_dir / info.base).exists() else info.base,
+            "cell": info.cell, "taxonomy": info.taxonomy, "rank": info.rank, "step": step,
+            "run": str(run_dir.resolve()), "merged": info.merged}
+    if fmt == "authors":
+        if merge:
+            raise ValueError("--merge writes one task's model: use --format diffusers or kohya")
+        return kohya.write(lora, out, "authors", meta=meta, dtype=dtype)
+    if task_id is None:
+        raise ValueError(f"--task is required for --format {fmt}")
     taxonomy = info.tasks()
     if task_id not in taxonomy:
         raise ValueError(f"unknown task {task_id!r}; known: {', '.join(sorted(taxonomy.tasks))}")
@@ -23,13 +34,13 @@ def export(run_dir: str | Path, task_id: str, out: str | Path, merge: bool = Fal
         raise ValueError(f"{run_dir} is a ReCraft run for task {info.recraft_task!r}, not {task_id!r}")
     if head > info.heads:
         raise ValueError(f"task {task_id} uses head {head} but the run trained {info.heads} heads")
+    meta.update(task=task_id, head=head)
+    if info.merged:
+        meta["note"] = "load on the base with the listed LoRA files merged in (a ReCraft run)"
+    if fmt == "kohya" and not merge:
+        return kohya.write(lora, out, "kohya", head=head, meta=meta, dtype=dtype)
     single = lora.head_lora(head)
     if not merge:
-        meta = {"base": str(Path(info.base_source(run_dir)).resolve()) if (run_dir / info.base).exists()
-                else info.base, "task": task_id, "head": head, "cell": info.cell, "taxonomy": info.taxonomy,
-                "rank": info.rank, "step": step, "run": str(run_dir.resolve()), "merged": info.merged}
-        if info.merged:
-            meta["note"] = "load on the base with the listed LoRA files merged in (a ReCraft run)"
         lora_files.write(single, out, meta, dtype)
         return out
     if out.exists():

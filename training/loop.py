@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pipeline.taxonomy import Taxonomy
-from training import checkpoint, flow_matching as fm, run
+from training import checkpoint, flow_matching as fm, kohya, run
 from training.config import Config, ConfigError
 from training.data import HeadResolver, ShardStream, decoded, expand_shards, read_samples
 from training.denoiser import Denoiser
@@ -128,6 +128,8 @@ class Trainer:
 
         self.flux, self.lora = run.build(info, self.run_dir, self.device, self.dtype, fp8_matmul=cfg.model.fp8_matmul,
                                          encoders=torch.device("cpu"))
+        if cfg.lora.init and not resume:  # checked whole before any weight is copied (training/kohya.py)
+            kohya.load_into(self.lora, cfg.lora.init)
         tr = self.flux.transformer
         if cfg.train.gradient_checkpointing is True or (cfg.train.gradient_checkpointing == "auto" and cuda):
             tr.enable_gradient_checkpointing()
