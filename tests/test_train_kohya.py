@@ -17,7 +17,7 @@ from training.asymmetric_lora import AsymmetricLora, select_targets
 from training.bfl_names import bfl_modules
 from training.config import TinyModel
 from training.flux_model import build_tiny, load_flux
-from training.generate import sample
+from training.generate import pipeline_for, sample
 from training.loop import train
 from training_fixtures import one_thread, tiny_config, write_released, write_shards  # noqa: F401 (one_thread: autouse)
 
@@ -180,3 +180,13 @@ def test_kohya_export_loads_in_diffusers_like_ours(tmp_path):
         outs[fmt] = render(pipe, base)
     assert (outs["kohya"] - ours).abs().max() < 1e-5 and (outs["kohya"] - outs["diffusers"]).abs().max() < 1e-5
     assert (outs["kohya"] - plain).abs().max() > 1e-3  # the LoRA does something
+
+    # our generate reads the same files itself: the authors' layout with --head, the kohya file by its task
+    for path, head in ((tmp_path / "all.safetensors", 3), (tmp_path / "kohya.safetensors", None)):
+        pipe, f, task, _ = pipeline_for(path, None, None, torch.device("cpu"), torch.float32, head)
+        assert task.id == "painting"
+        assert (render(pipe, f) - ours).abs().max() < 1e-5
+    out = tmp_path / "gen"
+    assert _cli("generate", str(tmp_path / "all.safetensors"), "--head", "11", "--prompt", "a frog", "--steps", "2",
+                "--out", str(out)) == 0
+    assert len(list((out / "frames").glob("step-*.png"))) == 4  # head 11 is clay-toys: a 2x2 layout

@@ -57,7 +57,8 @@ def _generate(args: argparse.Namespace) -> int:
                 raise ValueError("--prompt is required (or --image for a ReCraft run)")
             from training.generate import generate
             paths = generate(args.source, args.prompt, args.out, task_id=args.task, seed=args.seed,
-                             steps=args.steps, guidance=args.guidance, base=args.base, device=device, dtype=dtype)
+                             steps=args.steps, guidance=args.guidance, base=args.base, device=device, dtype=dtype,
+                             head=args.head)
     except (FileNotFoundError, ValueError) as e:
         print(f"makeanything generate: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -91,8 +92,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_export)
 
     p = sub.add_parser("generate", help="generate a step sequence: grid, frames in step order, GIF")
-    p.add_argument("source", help="run directory or exported LoRA .safetensors")
+    p.add_argument("source", help="run directory, exported LoRA .safetensors, or a kohya / authors' file "
+                                  "(e.g. asymmetric_lora_4f_general.safetensors with --base and --head)")
     p.add_argument("--task", help="task id (default: the LoRA file's task)")
+    p.add_argument("--head", type=int, help="head of an asymmetric LoRA to use (default: the task's); the layout "
+                                            "is the task's that owns this head in the taxonomy")
     p.add_argument("--prompt")
     p.add_argument("--image", help="ReCraft: the finished work (the final frame) to condition on")
     p.add_argument("--last", help="ReCraft interpolation: the last frame, with --image as the first frame")

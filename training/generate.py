@@ -1,7 +1,8 @@
 """Text-to-sequence generation: a grid from FluxPipeline, its frames in step order, and a GIF of the steps.
 
-Accepts a run directory (the asymmetric LoRA with the chosen task head) or an exported LoRA file, which is
-loaded the ordinary way, with diffusers' ``FluxPipeline.load_lora_weights``.
+Accepts a run directory (the asymmetric LoRA with the chosen task head), an exported peft-style LoRA file, which
+is loaded the ordinary way (diffusers' ``FluxPipeline.load_lora_weights``), or a kohya / authors' file (the
+authors' released checkpoints: ``--head N`` picks the head), read exactly by training/kohya.py.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from PIL import Image
 
 from pipeline.layout import Layout, split
 from pipeline.taxonomy import Task, Taxonomy
-from training import lora_files, run
+from training import kohya, lora_files, run
 from training.flux_model import Flux, load_flux
 
 
@@ -62,29 +63,46 @@ def _task(taxonomy: Taxonomy, task_id: str | None, meta_task: str | None) -> Tas
 
 
 def pipeline_for(source: Path, task_id: str | None, base: str | None, device: torch.device,
-                 dtype: torch.dtype) -> tuple[FluxPipeline, Flux, Task, int | None]:
-    """(pipeline with the task's LoRA active, its Flux, the task, cell size) for a run directory or LoRA file."""
+                 dtype: torch.dtype, head: int | None = None) -> tuple[FluxPipeline, Flux, Task, int | None]:
+    """(pipeline with the task's LoRA active, its Flux, the task, cell size) for a run directory, a peft-style
+    LoRA file, or a kohya / authors' file (``head``: which of its heads; default the task's)."""
     if source.is_dir():
         flux, lora, info, _ = run.load(source, device, dtype)
         if info.recraft_task:
             raise ValueError(f"{source} is a ReCraft run: generate from it with --image")
         task = _task(info.tasks(), task_id, None)
-        lora.use([task.head])
+        lora.use([head or task.head])
         return flux.pipeline(), flux, task, info.cell
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} is neither a run directory nor a LoRA file")
+    if kohya.is_kohya_file(source):
+        meta = kohya.file_meta(source)
+        flux = load_flux(_base(source, base, meta), dtype=dtype)
+        lora = kohya.lora_from_file(flux.transformer, source)
+        taxonomy = Taxonomy.load(meta.get("taxonomy"))
+        if head is None and task_id is None and meta.get("task") is None:
+            raise ValueError(f"{source}: pass --head N (which of its {lora.heads} heads) or --task")
+        task = taxonomy.by_head(head) if head and not task_id else _task(taxonomy, task_id, meta.get("task"))
+        lora.use([head or (task.head if lora.heads > 1 else 1)])
+        return flux.pipeline().to(device), flux, task, meta.get("cell")
     _, meta = lora_files.read(source)
-    base = base or meta.get("base")
-    if base is None:
-        raise ValueError(f"{source} does not name its base model: pass --base")
-    flux = load_flux(base, dtype=dtype)
+    flux = load_flux(_base(source, base, meta), dtype=dtype)
     pipe = flux.pipeline().to(device)
     pipe.load_lora_weights(str(source))
     return pipe, flux, _task(Taxonomy.load(meta.get("taxonomy")), task_id, meta.get("task")), meta.get("cell")
 
 
+def _base(source: Path, base: str | None, meta: dict) -> str:
+    if base is None and meta.get("base") is None:
+        raise ValueError(f"{source} does not name its base model: pass --base")
+    return base or meta["base"]
+
+
 def generate(source: str | Path, prompt: str, out_dir: str | Path, task_id: str | None = None, seed: int = 0,
              steps: int = 28, guidance: float = 3.5, base: str | None = None,
-             device: torch.device = torch.device("cpu"), dtype: torch.dtype = torch.float32) -> list[Path]:
-    pipe, flux, task, cell = pipeline_for(Path(source), task_id, base, device, dtype)
+             device: torch.device = torch.device("cpu"), dtype: torch.dtype = torch.float32,
+             head: int | None = None) -> list[Path]:
+    pipe, flux, task, cell = pipeline_for(Path(source), task_id, base, device, dtype, head)
     grid = sample(pipe, flux, prompt, grid_size(task.layout, cell), steps, guidance, seed)
     return save_sequence(grid, task.layout, Path(out_dir))
 

@@ -182,3 +182,28 @@ def write(lora: AsymmetricLora, path: str | Path, fmt: str, head: int | None = N
     save_file(sd, tmp, metadata=info)
     tmp.replace(path)
     return path
+
+
+def is_kohya_file(path: str | Path) -> bool:
+    """Whether a .safetensors file holds kohya-style Flux LoRA keys (``lora_unet_...``)."""
+    with safe_open(str(path), "pt") as f:
+        return any(k.startswith("lora_unet_") for k in f.keys())
+
+
+def file_meta(path: str | Path) -> dict:
+    """Our metadata in a file we wrote (base, task, cell, taxonomy), or {}."""
+    with safe_open(str(path), "pt") as f:
+        return json.loads((f.metadata() or {}).get("makeanything", "{}"))
+
+
+def lora_from_file(transformer: torch.nn.Module, path: str | Path) -> AsymmetricLora:
+    """An asymmetric LoRA on ``transformer`` shaped by the file (rank, alpha, heads) with its weights: one A per
+    BFL layer when every module has the same rank (the authors' layout), else split layers."""
+    found = read(path)
+    ranks = {f.down.shape[0] for f in found.values()}
+    rank = min(ranks)
+    alpha = next(f.alpha for f in found.values() if f.down.shape[0] == rank)
+    heads = len(next(iter(found.values())).ups)
+    lora = AsymmetricLora(transformer, rank, alpha, heads, "fused" if len(ranks) == 1 else "all")
+    load_into(lora, path)
+    return lora
