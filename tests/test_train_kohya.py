@@ -36,7 +36,8 @@ def authors_file(path: Path, tr, heads: int, rank: int = RANK, alpha: float = 1.
         lins = [tr.get_submodule(m) for m in b.members]
         sd[f"{b.key}.lora_down.weight"] = torch.randn(rank, lins[0].in_features, generator=g) * 0.3
         for i in range(heads):
-            sd[f"{b.key}.lora_ups.{i}.weight"] = torch.randn(sum(lin.out_features for lin in lins), rank, generator=g) * 0.3
+            out = sum(lin.out_features for lin in lins)
+            sd[f"{b.key}.lora_ups.{i}.weight"] = torch.randn(out, rank, generator=g) * 0.3
         sd[f"{b.key}.alpha"] = torch.tensor(alpha)
     save_file(sd, path)
     return path
@@ -46,8 +47,8 @@ def test_bfl_names_cover_flux_like_the_authors():
     tr = transformer(num_layers=2, num_single_layers=3)
     mods = bfl_modules(select_targets(tr, "all"))
     assert len(mods) == 2 * 10 + 3 * 3  # 304 on Flux-dev: 19 x 10 + 38 x 3
-    assert [b.key for b in mods[:3]] == ["lora_unet_double_blocks_0_img_mod_lin", "lora_unet_double_blocks_0_txt_mod_lin",
-                                         "lora_unet_double_blocks_0_img_attn_qkv"]
+    assert [b.key for b in mods[:3]] == [f"lora_unet_double_blocks_0_{n}" for n in
+                                         ("img_mod_lin", "txt_mod_lin", "img_attn_qkv")]
     linear1 = next(b for b in mods if b.key == "lora_unet_single_blocks_2_linear1")
     assert linear1.members[-1] == "single_transformer_blocks.2.proj_mlp"
 
@@ -162,8 +163,9 @@ def test_kohya_export_loads_in_diffusers_like_ours(tmp_path):
     for fmt in ("kohya", "diffusers"):
         assert _cli("export-lora", str(tmp_path / "run"), "--task", "painting", "--format", fmt,
                     "--out", str(tmp_path / f"{fmt}.safetensors")) == 0
-    assert _cli("export-lora", str(tmp_path / "run"), "--format", "authors", "--out", str(tmp_path / "all.safetensors")) == 0
-    assert _cli("export-lora", str(tmp_path / "run"), "--format", "kohya", "--out", str(tmp_path / "x.safetensors")) == 2
+    run_dir = str(tmp_path / "run")
+    assert _cli("export-lora", run_dir, "--format", "authors", "--out", str(tmp_path / "all.safetensors")) == 0
+    assert _cli("export-lora", run_dir, "--format", "kohya", "--out", str(tmp_path / "x.safetensors")) == 2  # no task
 
     def render(pipe, flux):
         return sample(pipe, flux, "a lighthouse", (48, 48), 3, 1.0, 3, output_type="latent")

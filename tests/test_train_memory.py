@@ -131,7 +131,8 @@ def test_fp8_tiny_flux_forward_within_tolerance_of_bf16():
     bf16 model itself differs from float32 by ~0.5% here)."""
     model = build_tiny(TinyModel(num_layers=2, num_single_layers=2)).transformer.to(torch.bfloat16)
     g = torch.Generator().manual_seed(1)
-    inputs = dict(hidden_states=torch.randn(1, 64, 4, generator=g), encoder_hidden_states=torch.randn(1, 16, 32, generator=g),
+    inputs = dict(hidden_states=torch.randn(1, 64, 4, generator=g),
+                  encoder_hidden_states=torch.randn(1, 16, 32, generator=g),
                   pooled_projections=torch.randn(1, 32, generator=g), timestep=torch.tensor([0.5]),
                   img_ids=torch.zeros(64, 3), txt_ids=torch.zeros(16, 3), guidance=torch.tensor([1.0]))
     inputs = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in inputs.items()}
@@ -189,7 +190,8 @@ def test_caches_keep_the_encoders_idle_and_train_like_no_cache(shards, tmp_path)
     plain = train(cfg(6, cached=False), tmp_path / "plain")
     cached = train(cfg(6), tmp_path / "cached")
     assert [r["keys"] for r in cached] == [r["keys"] for r in plain]
-    assert [r["loss"] for r in cached] == pytest.approx([r["loss"] for r in plain], rel=1e-4)  # text encoded alone vs batched: float noise
+    # text encoded one caption at a time (cache fill) vs batched: float noise
+    assert [r["loss"] for r in cached] == pytest.approx([r["loss"] for r in plain], rel=1e-4)
     stamps = {d: _stamps(tmp_path / d) for d in ("text", "latent")}
     assert len(stamps["text"]) == len(stamps["latent"]) == len(MIXED) * 4
 

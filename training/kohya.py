@@ -70,9 +70,9 @@ def read(path: str | Path) -> dict[str, FileModule]:
         if sorted(e["ups"]) != list(range(len(e["ups"]))):
             raise LoraFileError(f"{path}: {name} has heads {sorted(e['ups'])}, not 0..{len(e['ups']) - 1}")
         ups = [e["ups"][i][1] for i in range(len(e["ups"]))]
-        bad = next((k for k, t in (e["ups"][i] for i in range(len(ups))) if t.shape[1] != down.shape[0]), None)
+        bad = next(((k, t) for k, t in (e["ups"][i] for i in range(len(ups))) if t.shape[1] != down.shape[0]), None)
         if bad:
-            raise LoraFileError(f"{path}: {bad} has rank {e['ups'][0][1].shape[1]} but lora_down has {down.shape[0]}")
+            raise LoraFileError(f"{path}: {bad[0]} has rank {bad[1].shape[1]} but lora_down has {down.shape[0]}")
         alpha = e["alpha"][1].item() if "alpha" in e else float(down.shape[0])
         out[name] = FileModule(down, ups, alpha)
     return out
@@ -169,7 +169,8 @@ def write(lora: AsymmetricLora, path: str | Path, fmt: str, head: int | None = N
             down, up, alpha = _fused(lora, b, h)
             sd[f"{b.key}.lora_down.weight"] = down.to(dtype).contiguous()
             sd[f"{b.key}.alpha"] = torch.tensor(alpha, dtype=torch.float32)
-            sd[f"{b.key}." + ("lora_up.weight" if fmt == "kohya" else f"lora_ups.{i}.weight")] = up.to(dtype).contiguous()
+            up_key = "lora_up.weight" if fmt == "kohya" else f"lora_ups.{i}.weight"
+            sd[f"{b.key}.{up_key}"] = up.to(dtype).contiguous()
             ranks.add(down.shape[0])
     info = {"ss_network_module": "networks.lora_flux", "ss_network_dim": str(min(ranks)),
             "ss_network_alpha": str(lora.alpha), "ss_base_model_version": "flux1",
