@@ -8,15 +8,16 @@ bounded however long the manifest is. Only the driver writes shards, under the o
 from __future__ import annotations
 
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
+import itertools
 import re
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+import dask
 from distributed import Client, Future, LocalCluster, as_completed
 from tqdm import tqdm
 
@@ -27,11 +28,12 @@ from pipeline.corpus.card import write_card
 from pipeline.corpus.curation import Curation
 from pipeline.corpus.curation import load as load_curation
 from pipeline.failpoint import failpoint
-from pipeline.fetch import Prepared, location, prepare, run_fetched
+from pipeline.fetch import Prepared, run_fetched
 from pipeline.index import make_index, read_index, write_index
 from pipeline.ledger import Ledger
 from pipeline.lock import OutputLock
 from pipeline.manifest import load_manifest
+from pipeline.plan import Plan, duplicate, prepared
 from pipeline.report import RunReport
 from pipeline.result import SourceResult
 from pipeline.retire import repack_stale
@@ -43,6 +45,9 @@ from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
 
 OUR_SHARD = re.compile(r"^(train|val)-r\d{4}-\d{3}-\d{6}\.tar$")
+
+
+NO_CLIP = "CLIP stage not loaded: no source to process in this run."
 
 
 class ConfigChanged(ValueError):
@@ -57,83 +62,34 @@ class BuildResult:
 
 
 @contextlib.contextmanager
-def dask_client(config: BuildConfig) -> Iterator[Client]:
+def dask_client(config: BuildConfig, clip_runs: bool = False) -> Iterator[Client]:
     """Connect to ``cluster.scheduler`` if given, else start a LocalCluster of single-threaded workers."""
     c = config.cluster
     if c.scheduler:
         with Client(c.scheduler) as client:
             yield client
-    else:
-        with LocalCluster(n_workers=c.workers, threads_per_worker=1, processes=c.processes,
-                          dashboard_address=":0", resources=config.clip.resources or None) as cluster, \
-                Client(cluster) as client:
-            yield client
+        return
+    method = c.start_method if c.start_method != "auto" else ("spawn" if clip_runs else "fork")
+    with dask.config.set({"distributed.worker.multiprocessing-method": method}), \
+            LocalCluster(n_workers=c.workers, threads_per_worker=1, processes=c.processes,
+                         dashboard_address=":0", resources=config.clip.resources or None) as cluster, \
+            Client(cluster) as client:
+        yield client
 
 
-def _prepare(config: BuildConfig, sources: list[Source], ledger: Ledger, verify_content: bool) -> list[Prepared]:
-    """Signature of every source, content hash of the new and changed ones: on the given cluster (its
-    workers may see paths the driver does not), else in driver threads (I/O-bound), so that a
-    LocalCluster is started only when there is work."""
-    known = [ledger.known.get(location(src)) for src in sources]
-    if config.cluster.scheduler:
-        with Client(config.cluster.scheduler) as client:
-            return client.gather(client.map(prepare, sources, known, verify_content=verify_content, pure=False))
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(lambda sk: prepare(*sk, verify_content=verify_content), zip(sources, known)))
-
-
-def _duplicate(src: Source, sha: str, first: Source) -> SourceResult:
-    return SourceResult(entry=src.entry, uri=src.uri, task=src.task.id, sha256=sha, status="rejected",
-                        reason=f"duplicate of sources[{first.entry}] ({first.uri}): same content, processed once")
-
-
-def _dedupe(prepared: list[Prepared]) -> tuple[list[Prepared], list[SourceResult]]:
-    """Keep the first listing of each file (by location and by content); the rest are recorded as duplicates."""
-    keep, dropped, seen = [], [], {}
-    for p in prepared:
-        src = p.source
-        if p.error:
-            dropped.append(SourceResult(entry=src.entry, uri=src.uri, task=src.task.id, sha256="",
-                                        status="rejected", reason=p.error))
-            continue
-        ident = p.sha256 or p.loc
-        if ident in seen:
-            dropped.append(_duplicate(src, p.sha256, seen[ident]))
-            continue
-        seen[ident] = src
-        keep.append(p)
-    return keep, dropped
-
-
-def _select(keep: list[Prepared], ledger: Ledger, config_sha: str,
-            retry_failed: bool) -> tuple[list[Prepared], int, list[dict]]:
-    """Sources to process now: new or changed under this config, or failed before when ``retry_failed``.
-    Returns (todo, skipped, rows whose signature must be updated: read again but found unchanged)."""
-    todo, restat = [], []
-    for p in keep:
-        row = ledger.lookup(p.sha256, p.source.uri, config_sha)
-        unhashed_remote = not p.sha256 and p.stat and (row is None or row.get("stat") != p.stat)
-        if row is None or unhashed_remote or (row["status"] == "failed" and retry_failed):
-            todo.append(p)
-        elif p.hashed and p.stat and (row.get("stat"), row.get("loc")) != (p.stat, p.loc):
-            restat.append({**row, "loc": p.loc, "stat": p.stat})
-    return todo, len(keep) - len(todo), restat
-
-
-def _curated_out(todo: list[Prepared], curation: Curation) -> tuple[list[Prepared], list[SourceResult]]:
+def _curated(todo: Iterator[Prepared], curation: Curation,
+             dropped: Callable[[SourceResult], None]) -> Iterator[Prepared]:
     """Sources a curator dropped (by source or task) are not built; the report says whose decision it was.
     Nothing goes to the ledger, so undoing the decision lets the next refresh build them."""
-    keep, out = [], []
     for p in todo:
         src, sha = p.source, p.sha256
         d = curation.drops_source(src.task.id, {n for n in (src.id, sha, sha[:16], src.uri) if n})
         if d is None:
-            keep.append(p)
+            yield p
         else:
-            out.append(SourceResult(entry=src.entry, uri=src.uri, task=src.task.id, sha256=sha, status="rejected",
-                                    reason=f"dropped by curation ({d.selector[0]} {d.selector[1]}, {d.by}, "
-                                           f"{d.at}): {d.reason}"))
-    return keep, out
+            dropped(SourceResult(entry=src.entry, uri=src.uri, task=src.task.id, sha256=sha, status="rejected",
+                                 reason=f"dropped by curation ({d.selector[0]} {d.selector[1]}, {d.by}, "
+                                        f"{d.at}): {d.reason}"))
 
 
 def _reconcile(storage: Storage, ledger: Ledger) -> list[str]:
@@ -171,10 +127,11 @@ class _Run:
     """What the driver learns while results stream in: content hashed on a worker (remote sources) may turn
     out to be known already (unchanged bytes under a new signature) or a duplicate of this run's."""
 
-    def __init__(self, ledger: Ledger, committer: ShardCommitter, report: RunReport, config_sha: str) -> None:
+    def __init__(self, ledger: Ledger, committer: ShardCommitter, report: RunReport, config_sha: str,
+                 seen: dict[str, Source]) -> None:
         self.ledger, self.committer, self.report, self.config_sha = ledger, committer, report, config_sha
-        self.seen: dict[str, Source] = {}
-        self.unchanged = 0
+        self.seen = seen  # content hash -> the first source with it (shared with the plan)
+        self.submitted = self.unchanged = 0
 
     def add(self, p: Prepared, res: SourceResult) -> None:
         if res.sha256 and not p.sha256:  # hashed on the worker
@@ -185,20 +142,19 @@ class _Run:
                 self.unchanged += 1
                 return
             if res.sha256 in self.seen:
-                self.report.add(_duplicate(p.source, res.sha256, self.seen[res.sha256]))
+                self.report.add(duplicate(p.source, res.sha256, self.seen[res.sha256]))
                 return
         self.seen.setdefault(res.sha256, p.source)
         self.committer.add(res, p.loc, p.stat)
         self.report.add(res)
 
 
-def _process(client: Client, todo: list[Prepared], stages: dict[str, list], config: BuildConfig,
-             run: _Run,
-             bar: tqdm, resources: dict | None, cache: str) -> None:
+def _process(client: Client, todo: Iterator[Prepared], stages: dict[str, list], config: BuildConfig,
+             run: _Run, bar: tqdm, resources: dict | None, cache: str) -> None:
     """Bounded-window submit; results stream into the committer as they finish. ``resources``: Dask
     resources every source task needs (the CLIP stage's, e.g. {"GPU": 1}, when CLIP runs)."""
     window = max(1, len(client.scheduler_info()["workers"])) * config.cluster.in_flight_per_worker
-    pending = iter(todo)
+    pending = todo
     futures, owner = as_completed(), {}
 
     def submit(item: Prepared | None) -> None:
@@ -207,9 +163,10 @@ def _process(client: Client, todo: list[Prepared], stages: dict[str, list], conf
                                         cache, pure=False, resources=resources)
             owner[fut.key] = item
             futures.add(fut)
+            run.submitted += 1
 
-    for _ in range(min(window, len(todo))):
-        submit(next(pending))
+    for _ in range(window):
+        submit(next(pending, None))
     for fut in futures:
         item = owner.pop(fut.key)
         try:
@@ -248,9 +205,9 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
     cache = config.cache.dir or (f"{storage.root}/cache" if storage.local
                                  else str(Path(tempfile.gettempdir()) / "makeanything-cache"))
     config_sha = config.sha()
-    clip = plan_clip(config.clip)  # raises ClipUnavailable before any work when clip.require is set
-    print(clip.message, file=sys.stderr)
-    stages = {kind: build_stages(config, clip.spec, kind) for kind in {s.kind for s in sources}}
+    # A required model is checked before any work (ClipUnavailable); otherwise torch is loaded only when a
+    # source is to be processed, so that a refresh with nothing new costs seconds, not a torch import.
+    clip = plan_clip(config.clip) if config.clip.require else None
     with OutputLock(storage) as lock:
         if lock.took_over:
             print(f"took over a stale lock of pid {lock.took_over.get('pid')} (no longer running)", file=sys.stderr)
@@ -265,36 +222,38 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
         staging = storage.staging()
         report = RunReport()
         try:
-            keep, dropped = _dedupe(_prepare(config, sources, ledger, verify_content))
-            todo, skipped, restat = _select(keep, ledger, config_sha, retry_failed)
-            if restat:  # read again (touched, moved, or --verify-content) but unchanged: remember the signature
-                ledger.commit(run, config_sha, rows=restat)
-            todo, curated = _curated_out(todo, curation)
-            for row in dropped + curated:
-                report.add(row)
-            committer = ShardCommitter(storage, ledger, run, config, staging, _train_lanes(config, ledger))
-            results = _Run(ledger, committer, report, config_sha)
-            with tqdm(total=len(dropped) + len(todo), initial=len(dropped), desc="sources", unit="src",
-                      disable=not progress) as bar:
-                if todo:  # a refresh with nothing new never starts a cluster
-                    with dask_client(config) as client:
+            with tqdm(total=len(sources), desc="sources", unit="src", disable=not progress) as bar:
+                def dropped(row: SourceResult) -> None:
+                    report.add(row)
+                    bar.update(1)
+
+                plan = Plan(ledger, run, config_sha, retry_failed, dropped, lambda: bar.update(1))
+                todo = _curated(plan.select(prepared(config, sources, ledger, verify_content)), curation, dropped)
+                committer = ShardCommitter(storage, ledger, run, config, staging, _train_lanes(config, ledger))
+                results = _Run(ledger, committer, report, config_sha, plan.seen)
+                first = next(todo, None)  # a refresh with nothing new or changed never starts a cluster
+                if first is not None:
+                    clip = clip or plan_clip(config.clip)
+                    print(clip.message, file=sys.stderr)
+                    stages = {kind: build_stages(config, clip.spec, kind) for kind in {s.kind for s in sources}}
+                    with dask_client(config, clip.ready) as client:
                         print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
-                        _process(client, todo, stages, config, results, bar,
+                        _process(client, itertools.chain([first], todo), stages, config, results, bar,
                                  (config.clip.resources or None) if clip.ready else None, cache)
             shards = committer.close()
-            skipped += results.unchanged
+            skipped = plan.skipped + results.unchanged
             stale = repack_stale(storage, ledger, run, staging)
         finally:
             storage.clear_staging(staging)
             if Path(cache).is_dir():
                 ScratchCache(cache, config.cache.max_bytes).close()
-        header = {"version": __version__, "manifest": str(manifest), "config_sha": config_sha, "clip": clip.message,
+        header = {"version": __version__, "manifest": str(manifest), "config_sha": config_sha, "clip": clip.message if clip else NO_CLIP,
                   "config": config.model_dump(mode="json"),
                   "refresh": {"run": run, "skipped": skipped, "removed_orphan_shards": orphans,
                               "retired_stale_shards": stale}}
         data = _write_report(storage, report, header, shards, time.perf_counter() - t0, run)
         t = data["totals"]
-        counts = {"sources": len(sources), "processed": len(todo) - results.unchanged, "skipped": skipped,
+        counts = {"sources": len(sources), "processed": results.submitted - results.unchanged, "skipped": skipped,
                   **{k: t[k] for k in ("ok", "rejected", "failed")}, "new_samples": t["samples"], "shards": len(shards)}
         previous = read_index(storage) or {}
         history = previous.get("history", []) + [{"run": run, "version": __version__, "config_sha": config_sha,
