@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from makeanything.cli import main
-from pipeline.remote import RemoteInfo
+from pipeline.remote import RemoteInfo, expand_glob
 from pipeline.scratch import CacheFull, ScratchCache
 
 
@@ -158,3 +158,16 @@ def test_scratch_cache_reuses_a_killed_runs_download_only_while_the_signature_ho
     with pytest.raises(CacheFull, match="exceed cache.max_bytes"):
         with cache.fetch(url, RemoteInfo(20_000, "big")):
             pass
+
+
+def test_glob_over_an_http_index_listing_finds_the_objects_with_their_etags(http_site):
+    root, base, _ = http_site
+    (root / "sub").mkdir()
+    for rel in ("a.mp4", "sub/b.mp4", "notes.txt"):
+        (root / rel).write_bytes(rel.encode())
+    found = expand_glob(f"{base}/**/*.mp4")
+    assert [url for url, _ in found] == [f"{base}/a.mp4", f"{base}/sub/b.mp4"]
+    etag = f'{len(b"a.mp4"):x}-{(root / "a.mp4").stat().st_mtime_ns:x}'
+    assert f"etag={etag};" in found[0][1].signature and found[0][1].size == len(b"a.mp4")
+    (root / "a.mp4").write_bytes(b"changed content")
+    assert expand_glob(f"{base}/*.mp4")[0][1].signature != found[0][1].signature
