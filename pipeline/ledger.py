@@ -107,11 +107,14 @@ class Ledger:
         self._apply(rec)
         self.last_record = max(self.last_record, name)
 
-    def compact(self) -> None:
+    def compact(self, min_records: int = 64) -> None:
         """Fold every record into one snapshot (written atomically), then delete the records it covers and
-        older snapshots. A crash in between leaves records the snapshot already covers: skipped on load."""
+        older snapshots; done once ``min_records`` records piled up (or there is no snapshot yet), so a
+        run that added a few rows does not rewrite a large snapshot. A crash in between leaves records the
+        snapshot already covers: skipped on load."""
         names = self.storage.list(FOLDER)
-        if not any(n.startswith("r") for n in names):
+        records = sum(1 for n in names if n.startswith("r"))
+        if not records or (records < min_records and any(n.startswith(SNAPSHOT) for n in names)):
             return
         snap = {"rows": self.rows, "shards": self.shards, "config_sha": self.config_sha, "last_run": self.last_run,
                 "last_record": self.last_record, "known": [[loc, *v] for loc, v in self.known.items()],
