@@ -36,6 +36,6 @@ def build_stages(config: BuildConfig, clip: ClipSpec | None = None, kind: str = 
     if kind in DRAWINGS:  # every step is drawn on purpose: nothing to find, filter or select
         front: list[Stage] = [DrawProgressively(config.vector)]
     else:
-        front = [Probe(), Decode(config.analysis, config.cluster.decode_threads), Segment(config.segment), FindProcess(config.process),
-                 Quality(config.quality), *clip_filter, Select(config.select)]
+        front = [Probe(), Decode(config.analysis, config.cluster.decode_threads), Segment(config.segment),
+                 FindProcess(config.process), Quality(config.quality), *clip_filter, Select(config.select)]
     return front + [Tile(), Caption()] + after_caption
