@@ -54,9 +54,10 @@ def _noop(work: Path, n: int, total_bytes: int) -> tuple[float, float, dict]:
     folder = work / f"noop-{n}-{total_bytes >> 20}M"
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "src").mkdir(parents=True)
-    for i in range(n):
+    for i in range(n):  # distinct contents (duplicates would be dropped), the rest a hole
         with open(folder / "src" / f"f{i:06d}.mp4", "wb") as f:
-            f.truncate(total_bytes // n)
+            f.write(i.to_bytes(4, "big"))
+            f.truncate(max(4, total_bytes // n))
     manifest = folder / "m.yaml"
     manifest.write_text(yaml.safe_dump({"sources": [{"glob": "src/*.mp4", "task": "painting"}]}))
     _timed(manifest, folder / "out", 2)
