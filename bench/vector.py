@@ -105,7 +105,7 @@ def full_build(package: Path, workers: int) -> dict:
     return {"items": len(rows), "sequences": res.summary["new_samples"], "failed": status["failed"],
             "yield": round(res.summary["new_samples"] / len(rows), 4), "workers": workers,
             "wall_s": round(wall, 1), "items_per_s": round(len(rows) / wall, 2),
-            "rejected_by_reason": dict(Counter(r["reason"].split(":")[0] for r in rows
+            "rejected_by_reason": dict(Counter(r["reason"].split(" (")[0].split(":")[0] for r in rows
                                                if r["status"] != "ok").most_common())}
 
 
