@@ -32,15 +32,23 @@ class SegmentConfig(_Section):
     min_shot_seconds: float = Field(1.0, ge=0)
 
 
+class AlignConfig(_Section):
+    """Registration of frames and shots to the work they show (zoom, pan, jitter, re-framed cuts)."""
+
+    enabled: bool = Field(True, description="register frames and link shots; off: each shot stands alone, camera assumed fixed")
+    link_back: int = Field(8, ge=1, description="a shot is linked to one of this many earlier shots that shows the same work")
+
+
 class ProcessConfig(_Section):
     """What counts as a making process: a shot that accumulates toward its final state."""
 
     min_seconds: float = Field(4.0, description="shorter shots cannot hold a process")
     min_gain: float = Field(0.2, description="completion must rise by at least this much (0..1)")
     min_monotonic: float = Field(0.7, description="Spearman rho of completion vs time, at least")
+    min_spread: float = Field(0.25, ge=0, le=1, description="the work must be in progress (20-80% complete) for at "
+                              "least this share of the time before it is finished; a change all at once is no process")
     max_step_change: float = Field(0.15, description="at most this fraction of the work may change per analysis step")
     pixel_tolerance: float = Field(0.08, description="a pixel 'matches' the final state within this (0..1)")
-    merge_similarity: float = Field(0.85, description="adjacent process shots continue one work above this")
     crop_to_work: bool = Field(True, description="crop frames to the part of the view where the work happens")
     crop_margin: float = Field(0.04, ge=0, description="margin around the work, as a fraction of the frame side")
 
@@ -49,9 +57,11 @@ class QualityConfig(_Section):
     """Per-frame filters inside a process."""
 
     blur_ratio: float = Field(0.35, description="drop frames sharper than less than this x the segment median")
-    phash_distance: int = Field(1, description="perceptual-hash Hamming distance at or below which frames are duplicates")
+    min_visible: float = Field(0.85, ge=0, le=1, description="drop a frame that shows less than this fraction of the work")
+    blend_share: float = Field(0.5, ge=0, le=1, description="drop a frame as a cross-fade when more than this share of "
+                               "what changes between its neighbours sits half-way between them")
     occlusion_window: float = Field(4.0, description="seconds of the temporal median that hides transients")
-    occlusion_max: float = Field(0.025, description="drop a frame when more than this fraction is covered by something transient")
+    occlusion_max: float = Field(0.04, description="drop a frame when more than this fraction of the work's box is covered by something transient")
 
 
 class SelectConfig(_Section):
@@ -59,6 +69,9 @@ class SelectConfig(_Section):
 
     sequences_per_source: int = Field(1, ge=1, description="at most this many sequences from one source")
     min_progress_step: float = Field(0.02, ge=0, description="consecutive steps must differ by this much progress")
+    min_distinct: float = Field(0.03, ge=0, le=1, description="consecutive steps must differ visibly on at least this "
+                                "fraction of the work region (after alignment and photometric normalisation); "
+                                "frames closer than this are one state (a hold)")
 
 
 class ClipConfig(_Section):
@@ -159,6 +172,7 @@ class BuildConfig(_Section):
     cache: CacheConfig = CacheConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     segment: SegmentConfig = SegmentConfig()
+    align: AlignConfig = AlignConfig()
     process: ProcessConfig = ProcessConfig()
     quality: QualityConfig = QualityConfig()
     select: SelectConfig = SelectConfig()

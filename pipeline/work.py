@@ -52,14 +52,29 @@ class Frame:
     scores: dict[str, float] = field(default_factory=dict)
     embedding: np.ndarray | None = None  # unit-length CLIP image embedding, when the CLIP stage ran
     file: str | None = None  # the image's file name (image folders)
+    warp: np.ndarray | None = None  # 3x3: this frame's pixels -> its group's reference view (None: identity)
+    view: np.ndarray | None = None  # small float RGB in the reference view, photometrically normalised, NaN off view
+
+
+@dataclass
+class Group:
+    """Shots that show one piece of work (linked by registration), with the view they are aligned to."""
+
+    shots: list[tuple[int, int]]  # [start, end) into Work.frames, time order
+    reference: int  # index of the frame whose view the group is aligned to
+
+    def indices(self) -> list[int]:
+        return [i for a, b in self.shots for i in range(a, b)]
 
 
 @dataclass
 class Segment:
-    """A stretch of the source where one piece of work accumulates toward its finished state."""
+    """Where one piece of work accumulates toward its finished state (possibly across several shots)."""
 
     frames: list[Frame]
     scores: dict[str, float] = field(default_factory=dict)
+    region: np.ndarray | None = None  # work region in the views' coordinates (pixels that change)
+    size: tuple[int, int] | None = None  # (w, h) of the reference view the frames are warped into
 
 
 @dataclass
@@ -68,6 +83,7 @@ class Sequence:
 
     frames: list[Frame]
     segment_scores: dict[str, float]
+    size: tuple[int, int] | None = None  # (w, h) of the reference view the frames are warped into
     grid: Image.Image | None = None
     caption: str = ""
     scores: dict = field(default_factory=dict)
@@ -80,6 +96,7 @@ class Work:
     sha256: str = ""
     frames: list[Frame] = field(default_factory=list)          # analysis frames, time order
     shots: list[tuple[int, int]] = field(default_factory=list)  # [start, end) into frames
+    groups: list[Group] = field(default_factory=list)          # shots linked into one work each
     segments: list[Segment] = field(default_factory=list)
     sequences: list[Sequence] = field(default_factory=list)
     drops: Counter = field(default_factory=Counter)             # frame drops by reason

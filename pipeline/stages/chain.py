@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.config import BuildConfig
 from pipeline.sources.progressive import DrawProgressively
+from pipeline.stages.align import Align
 from pipeline.stages.base import Stage
 from pipeline.stages.compose import Caption, Tile
 from pipeline.stages.decode import Decode
@@ -24,8 +25,8 @@ DRAWINGS = ("svg", "strokes")
 def build_stages(config: BuildConfig, clip: ClipSpec | None = None, kind: str = "video") -> list[Stage]:
     """Stages for one source of ``kind``, in order. ``clip``: pipeline.clip.plan_clip(config.clip).spec, None = no CLIP.
 
-    Footage (videos, step-image folders) is probed, decoded, segmented and filtered before the steps are
-    selected; drawings (svg, strokes) are rendered element by element straight into their steps.
+    Footage (videos, step-image folders) is probed, decoded, segmented, aligned and filtered before the
+    steps are selected; drawings (svg, strokes) are rendered element by element straight into their steps.
     """
     clip_filter: list[Stage] = []
     after_caption: list[Stage] = []
@@ -33,9 +34,11 @@ def build_stages(config: BuildConfig, clip: ClipSpec | None = None, kind: str = 
         from pipeline.clip.stages import ClipFilter, ClipScore  # torch + open_clip only when CLIP runs
         clip_filter.append(ClipFilter(clip, config.clip))
         after_caption.append(ClipScore(clip, config.clip))
+    tol = config.process.pixel_tolerance
     if kind in DRAWINGS:  # every step is drawn on purpose: nothing to find, filter or select
         front: list[Stage] = [DrawProgressively(config.vector)]
     else:
         front = [Probe(), Decode(config.analysis, config.cluster.decode_threads), Segment(config.segment),
-                 FindProcess(config.process), Quality(config.quality), *clip_filter, Select(config.select)]
+                 Align(config.align), FindProcess(config.process), Quality(config.quality, tol), *clip_filter,
+                 Select(config.select, tol)]
     return front + [Tile(), Caption()] + after_caption

@@ -1,10 +1,20 @@
 """Tile and caption: each selected sequence becomes one grid image with its caption."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from pipeline.layout import tile
-from pipeline.work import Work
+from pipeline.work import Frame, Work
+
+
+def in_reference(frame: Frame, size: tuple[int, int] | None) -> np.ndarray:
+    """The frame as its group's reference view sees it (re-framed shots, zooms and jitter undone);
+    white where the frame does not reach."""
+    if frame.warp is None or size is None or np.allclose(frame.warp, np.eye(3)):
+        return frame.image
+    return cv2.warpAffine(frame.image, frame.warp[:2].astype(np.float32), size, flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
 
 
 def crop(img: np.ndarray, box: list[float] | None) -> np.ndarray:
@@ -22,7 +32,7 @@ class Tile:
         layout = work.source.task.layout
         for seq in work.sequences:
             box = seq.segment_scores.get("crop")
-            seq.grid = tile([crop(f.image, box) for f in seq.frames], layout)
+            seq.grid = tile([crop(in_reference(f, seq.size), box) for f in seq.frames], layout)
         return work
 
 

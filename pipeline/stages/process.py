@@ -1,60 +1,55 @@
-"""Find the process: keep shots where the work accumulates toward a final state.
+"""Find the process: keep groups of shots where the work accumulates toward a final state.
 
-Per run of shots (adjacent shots that continue one picture are merged first), frames are compared
-with the run's final state on small thumbnails, only over the *work region* (pixels that differ
-between the start and the end). A making process fills that region steadily: completion rises a
-lot (gain) and monotonically (Spearman rho vs time). Title cards and finished holds are static;
-talking heads, trailers and street cameras change without accumulating.
+Per group (shots linked by registration, pipeline.stages.align), frames are compared with the group's
+final state on small aligned, photometrically normalised views (pipeline.footage.views), only over the
+*work region* (pixels that differ between the start and the end). A making process fills that region
+steadily: completion rises a lot (gain) and monotonically (Spearman rho vs time). Title cards and
+finished holds are static; talking heads, trailers and street cameras change without accumulating.
 """
 from __future__ import annotations
 
-import cv2
+import warnings
+
 import numpy as np
 from scipy.stats import spearmanr
 
 from pipeline.config import ProcessConfig
-from pipeline.work import Frame, Reject, Segment, Work
-
-THUMB = 64
-
-
-def thumb(img: np.ndarray) -> np.ndarray:
-    """Small float RGB in [0, 1]; noise- and compression-tolerant."""
-    h, w = img.shape[:2]
-    return cv2.resize(img, (THUMB, max(2, round(h * THUMB / w))), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+from pipeline.footage.views import differs, normalised_views, seen
+from pipeline.work import Frame, Group, Reject, Segment, Work
 
 
-def _match(a: np.ndarray, b: np.ndarray, tol: float) -> np.ndarray:
-    return np.abs(a - b).max(axis=-1) <= tol
-
-
-def _state(thumbs: np.ndarray) -> np.ndarray:
-    """Median of a few frames: the state without a hand that happens to pass."""
-    return np.median(thumbs, axis=0)
+def _state(views: np.ndarray) -> np.ndarray:
+    """Median of a few views: the state without a hand that happens to pass (NaN where none sees)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(views, axis=0)
 
 
 def _ends(n: int) -> int:
-    """How many frames at each end of a run make its start and final states."""
+    """How many frames at each end of a group make its start and final states."""
     return max(1, min(5, n // 5))
 
 
-def work_region(thumbs: np.ndarray, tol: float) -> np.ndarray:
+def work_region(views: np.ndarray, tol: float) -> np.ndarray:
     """Pixels that differ between the start and the final state (medians of a few frames each)."""
-    k = _ends(len(thumbs))
-    return ~_match(_state(thumbs[:k]), _state(thumbs[-k:]), tol)
+    k = _ends(len(views))
+    return differs(_state(views[:k]), _state(views[-k:]), tol)
 
 
-def completion_curve(thumbs: np.ndarray, region: np.ndarray, tol: float) -> np.ndarray:
-    """Per-frame fraction of the work region that already matches the final state."""
+def completion_curve(views: np.ndarray, region: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: the fraction of the seen work region that already matches the final state, and the
+    fraction of the work region the frame sees."""
     if not region.any():
-        return np.ones(len(thumbs))
-    final = _state(thumbs[-_ends(len(thumbs)):])
-    diffs = np.abs(thumbs - final[None]).max(axis=-1) <= tol
-    return diffs[:, region].mean(axis=1)
+        return np.ones(len(views)), np.ones(len(views))
+    final = _state(views[-_ends(len(views)):])
+    visible = seen(views)[:, region]
+    match = ~differs(views, final[None], tol)[:, region] & visible
+    shown = visible.sum(axis=1)
+    return match.sum(axis=1) / np.maximum(shown, 1), shown / region.sum()
 
 
 def work_box(region: np.ndarray, margin: float) -> list[float]:
-    """(x0, y0, x1, y1) as fractions of the frame: where the work happens, from the 1st to the 99th
+    """(x0, y0, x1, y1) as fractions of the view: where the work happens, from the 1st to the 99th
     percentile of the changed pixels (stray noise does not stretch it), plus a margin."""
     ys, xs = np.nonzero(region)
     h, w = region.shape
@@ -64,16 +59,40 @@ def work_box(region: np.ndarray, margin: float) -> list[float]:
             round(float(min(1.0, x1 + 1 / w + margin)), 4), round(float(min(1.0, y1 + 1 / h + margin)), 4)]
 
 
-def step_change(thumbs: np.ndarray, region: np.ndarray, tol: float) -> float:
+def step_change(views: np.ndarray, region: np.ndarray, tol: float) -> float:
     """Median fraction of the work region that changes between consecutive frames.
 
-    A making process changes a small part of the work at a time; camera motion and live action
-    (trailers, talking heads) change most of it at every step.
+    A making process changes a small part of the work at a time; live action (trailers, talking heads)
+    and motion the registration could not undo change most of it at every step.
     """
-    if len(thumbs) < 2 or not region.any():
+    if len(views) < 2 or not region.any():
         return 0.0
-    changed = np.abs(np.diff(thumbs, axis=0)).max(axis=-1) > tol
-    return float(np.median(changed[:, region].mean(axis=1)))
+    changed = differs(views[1:], views[:-1], tol)[:, region]
+    both = (seen(views[1:]) & seen(views[:-1]))[:, region]
+    return float(np.median(changed.sum(axis=1) / np.maximum(both.sum(axis=1), 1)))
+
+
+def spread(curve: np.ndarray, times: np.ndarray) -> float:
+    """Share of the time before the work is (nearly) finished during which it is in progress: from
+    20% to 80% of the completion's range, over the time from the start to the 80% mark.
+
+    Work accumulates through a process; a change that happens all at once at the end of a long shot
+    (a hand entering, a light switched on) does not.
+    """
+    lo, hi = float(curve.min()), float(curve.max())
+    if hi <= lo:
+        return 0.0
+    p = (curve - lo) / (hi - lo)
+    t20, t80 = times[np.argmax(p >= 0.2)], times[np.argmax(p >= 0.8)]
+    return float((t80 - t20) / (t80 - times[0])) if t80 > times[0] else 0.0
+
+
+def _where(group: Group, frames: list[Frame]) -> str:
+    a, b = group.shots[0][0], group.shots[-1][1] - 1
+    if frames[a].time is None:
+        return f"images {a + 1}-{b + 1}"
+    span = f"{frames[a].time:.1f}-{frames[b].time:.1f}s"
+    return span if len(group.shots) == 1 else f"{span} ({len(group.shots)} linked shots)"
 
 
 class FindProcess:
@@ -82,63 +101,66 @@ class FindProcess:
     def __init__(self, cfg: ProcessConfig) -> None:
         self.cfg = cfg
 
-    def _runs(self, work: Work, thumbs: np.ndarray) -> list[tuple[int, int]]:
-        """Merge adjacent shots whose boundary frames show the same picture (a cut inside one process)."""
-        runs: list[list[int]] = []
-        for a, b in work.shots:
-            if runs and _match(thumbs[runs[-1][1] - 1], thumbs[a], self.cfg.pixel_tolerance).mean() >= self.cfg.merge_similarity:
-                runs[-1][1] = b
-            else:
-                runs.append([a, b])
-        return [(a, b) for a, b in runs]
-
     def __call__(self, work: Work) -> Work:
-        if work.source.kind == "images":  # a folder of step images is the process, in order
-            self._score(work.frames, np.stack([thumb(f.image) for f in work.frames]))
-            work.segments = [Segment(frames=list(work.frames))]
-            return work
-        thumbs = np.stack([thumb(f.image) for f in work.frames])
         rejected = []
-        for a, b in self._runs(work, thumbs):
-            frames = work.frames[a:b]
-            seconds = frames[-1].time - frames[0].time
-            where = f"{frames[0].time:.1f}-{frames[-1].time:.1f}s"
-            if seconds < self.cfg.min_seconds:
-                rejected.append(f"{where}: too short ({seconds:.1f}s)")
-                continue
-            tol = self.cfg.pixel_tolerance
-            region = work_region(thumbs[a:b], tol)
-            area = float(region.mean())
-            curve = completion_curve(thumbs[a:b], region, tol)
-            k = _ends(len(curve))
-            gain = float(np.median(curve[-k:]) - np.median(curve[:k]))
-            rho = float(spearmanr(np.arange(len(curve)), curve).statistic) if np.ptp(curve) > 0 else 0.0
-            change = step_change(thumbs[a:b], region, tol)
-            scores = {"gain": round(gain, 4), "monotonic": round(rho, 4), "area": round(area, 4),
-                      "step_change": round(change, 4), "start": frames[0].time, "end": frames[-1].time}
-            if area < 0.01 or gain < self.cfg.min_gain:
-                rejected.append(f"{where}: static, nothing accumulates (gain {gain:.2f}, changed area {area:.1%})")
-            elif change > self.cfg.max_step_change:
-                rejected.append(f"{where}: everything moves at once ({change:.0%} of the view changes per step): "
-                                "camera motion or live action, not work accumulating")
-            elif rho < self.cfg.min_monotonic:
-                rejected.append(f"{where}: changes without accumulating (rho {rho:.2f})")
-            else:
-                self._score(frames, thumbs[a:b], curve)
-                if self.cfg.crop_to_work:
-                    scores["crop"] = work_box(region, self.cfg.crop_margin)
-                work.segments.append(Segment(frames=list(frames), scores=scores))
+        for group in work.groups or [Group(shots=[(0, len(work.frames))], reference=len(work.frames) - 1)]:
+            problem = self._group(work, group)
+            if problem:
+                rejected.append(f"{_where(group, work.frames)}: {problem}")
         work.notes.extend(f"shot {r}" for r in rejected)
         if not work.segments:
             raise Reject(f"no making process found in {len(work.shots)} shot(s): " + "; ".join(rejected))
         return work
 
-    def _score(self, frames: list[Frame], thumbs: np.ndarray, curve: np.ndarray | None = None) -> None:
+    def _group(self, work: Work, group: Group) -> str:
+        """Add the group as a segment, or say why it is not a making process."""
+        frames = [work.frames[i] for i in group.indices()]
+        images = work.source.kind == "images"
+        ref = work.frames[group.reference].image
+        size = (ref.shape[1], ref.shape[0])
+        tol = self.cfg.pixel_tolerance
+        views = normalised_views(frames, size, photometric=not images)
+        for f, v in zip(frames, views):
+            f.view = v
+        region = work_region(views, tol)
+        curve, visible = completion_curve(views, region, tol)
+        if images:  # a folder of step images is the process, in order
+            self._score(frames, curve, visible)
+            work.segments.append(Segment(frames=frames, region=region, size=size))
+            return ""
+        seconds = sum(work.frames[b - 1].time - work.frames[a].time for a, b in group.shots)
+        if seconds < self.cfg.min_seconds:
+            return f"too short ({seconds:.1f}s)"
+        area = float(region.mean())
+        k = _ends(len(curve))
+        gain = float(np.median(curve[-k:]) - np.median(curve[:k]))
+        rho = float(spearmanr(np.arange(len(curve)), curve).statistic) if np.ptp(curve) > 0 else 0.0
+        change = step_change(views, region, tol)
+        progressing = spread(curve, np.array([f.time for f in frames]))
+        scores = {"gain": round(gain, 4), "monotonic": round(rho, 4), "area": round(area, 4),
+                  "step_change": round(change, 4), "spread": round(progressing, 4), "start": frames[0].time,
+                  "end": frames[-1].time, "shots": len(group.shots)}
+        if area < 0.01 or gain < self.cfg.min_gain:
+            return f"static, nothing accumulates (gain {gain:.2f}, changed area {area:.1%})"
+        if change > self.cfg.max_step_change:
+            return (f"everything moves at once ({change:.0%} of the view changes per step): "
+                    "camera motion or live action, not work accumulating")
+        if rho < self.cfg.min_monotonic:
+            return f"changes without accumulating (rho {rho:.2f})"
+        if progressing < self.cfg.min_spread:
+            return (f"changes all at once, not step by step (in progress for {progressing:.0%} of the time "
+                    "before it is finished)")
+        self._score(frames, curve, visible)
+        if self.cfg.crop_to_work:
+            scores["crop"] = work_box(region, self.cfg.crop_margin)
+        work.segments.append(Segment(frames=frames, scores=scores, region=region, size=size))
+        return ""
+
+    @staticmethod
+    def _score(frames: list[Frame], curve: np.ndarray, visible: np.ndarray) -> None:
         """Store each frame's progress toward the finished state, normalised to [0, 1]."""
-        if curve is None:
-            tol = self.cfg.pixel_tolerance
-            curve = completion_curve(thumbs, work_region(thumbs, tol), tol)
         lo, hi = float(curve.min()), float(curve.max())
-        for f, c in zip(frames, curve):
+        for f, c, v in zip(frames, curve, visible):
             f.scores["completion"] = round(float(c), 4)
             f.scores["progress"] = round((float(c) - lo) / (hi - lo), 4) if hi > lo else 0.0
+            f.scores["visible"] = round(float(v), 4)

@@ -1,12 +1,15 @@
 """Quality: inside each process segment drop blurred frames, frames where something transient covers
-the work (a hand, a brush, an arm), and near-duplicates (perceptual hash)."""
+the work (a hand, a brush, an arm), cross-fade frames (a blend of two steps), and frames that show
+only part of the work (zoomed in on a detail). Judged on aligned, normalised views (pipeline.footage)."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
 from pipeline.config import QualityConfig
-from pipeline.stages.process import thumb
+from pipeline.footage.transitions import blend_share, transient_fraction
+from pipeline.footage.views import thumb
+from pipeline.stages.process import work_box
 from pipeline.work import Frame, Segment, Work
 
 TRANSIENT_TOL = 0.12
@@ -17,50 +20,32 @@ def sharpness(img: np.ndarray) -> float:
     return float(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())
 
 
-def phash(img: np.ndarray) -> int:
-    """64-bit perceptual hash: signs of the low-frequency DCT of a 32x32 grey image."""
-    g = cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
-    low = cv2.dct(g)[:8, :8].ravel()
-    bits = low > np.median(low[1:])
-    return int(sum(1 << i for i, b in enumerate(bits) if b))
-
-
-def hamming(a: int, b: int) -> int:
-    return bin(a ^ b).count("1")
-
-
-def _window(times: list[float | None]) -> np.ndarray:
+def _times(frames: list[Frame]) -> np.ndarray:
     """Frame times, or frame positions where there are none (image folders)."""
-    return np.array([x if x is not None else i for i, x in enumerate(times)], dtype=float)
+    return np.array([f.time if f.time is not None else i for i, f in enumerate(frames)], dtype=float)
 
 
-def _local_median(values: np.ndarray, times: list[float | None], window: float) -> np.ndarray:
-    t = _window(times)
+def _local_median(values: np.ndarray, t: np.ndarray, window: float) -> np.ndarray:
     return np.array([np.median(values[np.abs(t - ti) <= window / 2]) for ti in t])
 
 
-def transient_fraction(thumbs: np.ndarray, times: list[float | None], window: float) -> np.ndarray:
-    """Per frame, the fraction of pixels unlike the temporal median of its +-window/2 neighbourhood.
-
-    A median over a centred window keeps steps (paint that arrives and stays) and removes pulses
-    shorter than half the window (a hand passing over the work).
-    """
-    out = np.zeros(len(thumbs))
-    t = _window(times)
-    for i in range(len(thumbs)):
-        near = np.abs(t - t[i]) <= window / 2
-        if near.sum() < 3:
-            continue
-        med = np.median(thumbs[near], axis=0)
-        out[i] = float((np.abs(thumbs[i] - med).max(axis=-1) > TRANSIENT_TOL).mean())
-    return out
+def _box(region: np.ndarray | None) -> np.ndarray | None:
+    """The work's bounding box as a mask: what covers the work matters, not what crosses the desk."""
+    if region is None or not region.any():
+        return None
+    x0, y0, x1, y1 = work_box(region, 0.0)
+    h, w = region.shape
+    mask = np.zeros_like(region)
+    mask[int(y0 * h):int(np.ceil(y1 * h)), int(x0 * w):int(np.ceil(x1 * w))] = True
+    return mask
 
 
 class Quality:
     name = "quality"
 
-    def __init__(self, cfg: QualityConfig) -> None:
+    def __init__(self, cfg: QualityConfig, pixel_tolerance: float) -> None:
         self.cfg = cfg
+        self.tol = pixel_tolerance
 
     def __call__(self, work: Work) -> Work:
         for seg in work.segments:
@@ -71,33 +56,31 @@ class Quality:
 
     def _filter(self, seg: Segment, work: Work) -> list[Frame]:
         frames = seg.frames
-        times = [f.time for f in frames]
+        t = _times(frames)
         sharp = np.array([sharpness(f.image) for f in frames])
         # Sharpness grows as the work fills in, so a frame is judged against its neighbours in time.
-        local = _local_median(sharp, times, self.cfg.occlusion_window)
-        occ = (transient_fraction(np.stack([thumb(f.image) for f in frames]), times, self.cfg.occlusion_window)
-               if work.source.kind == "video" else np.zeros(len(frames)))
+        local = _local_median(sharp, t, self.cfg.occlusion_window)
+        views = np.stack([f.view for f in frames])
+        video = work.source.kind == "video"
+        occ = (transient_fraction(views, t, self.cfg.occlusion_window, TRANSIENT_TOL, _box(seg.region))
+               if video else np.zeros(len(frames)))
+        # A fade spans a few analysis frames: judge each against its neighbours and the frames beyond them,
+        # aligned (a fade within one framing) and as filmed (a fade between two framings mixes two views).
+        raw = np.stack([thumb(f.image, views.shape[2:0:-1]) for f in frames]) if video else views
+        blend = [max([blend_share(v[i - d], v[i], v[i + d], self.tol) for v in (views, raw)
+                      for d in (1, 2) if video and 0 <= i - d and i + d < len(frames)], default=0.0)
+                 for i in range(len(frames))]
         kept: list[Frame] = []
-        for f, s, m, o in zip(frames, sharp, local, occ):
-            f.scores.update(sharpness=round(float(s), 2), occlusion=round(float(o), 4))
+        for f, s, m, o, b in zip(frames, sharp, local, occ, blend):
+            f.scores.update(sharpness=round(float(s), 2), occlusion=round(float(o), 4), blend=round(float(b), 4))
             if s < self.cfg.blur_ratio * m:
                 work.drops["blurred"] += 1
+            elif f.scores.get("visible", 1.0) < self.cfg.min_visible:
+                work.drops["only part of the work in view"] += 1
+            elif b > self.cfg.blend_share:
+                work.drops["cross-fade between two steps"] += 1
             elif o > self.cfg.occlusion_max:
                 work.drops["occluded by a transient object"] += 1
             else:
                 kept.append(f)
-        return self._dedup(kept, work)
-
-    def _dedup(self, frames: list[Frame], work: Work) -> list[Frame]:
-        """Of each run of frames that look like the run's first, keep the last: same look, most progress."""
-        out: list[Frame] = []
-        anchor = -1
-        for f in frames:
-            f.scores["phash"] = phash(f.image)
-            if out and hamming(anchor, f.scores["phash"]) <= self.cfg.phash_distance:
-                out[-1] = f
-                work.drops["near-duplicate"] += 1
-            else:
-                out.append(f)
-                anchor = f.scores["phash"]
-        return out
+        return kept

@@ -1,23 +1,31 @@
-"""Order and select: N frames spread evenly over progress, the first an early stage, the last the
-finished work, progress strictly rising step to step (so no two steps alike)."""
+"""Order and select: N distinct states spread evenly over progress, the first an early stage, the last
+the finished work, progress strictly rising step to step and every step visibly different from the
+one before (measured on aligned, normalised views, so a hold is one state whatever its length)."""
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
 from pipeline.config import SelectConfig
-from pipeline.work import Frame, Reject, Sequence, Work
+from pipeline.footage.views import differs, seen
+from pipeline.work import Frame, Reject, Segment, Sequence, Work
 
 
-def pick_steps(progress: list[float], n: int, min_step: float) -> list[int] | None:
+def pick_steps(progress: list[float], n: int, min_step: float, distinct: np.ndarray | None = None) -> list[int] | None:
     """Indices (rising) of n frames whose progress best follows 0, 1/(n-1), ..., 1; None if impossible.
 
     Dynamic programming over (step, frame): minimise the squared distance to the targets under the
-    constraints first frame = index 0, last = the final index, progress rising by >= min_step.
+    constraints first frame = index 0, last = the final index, progress rising by >= min_step and,
+    when ``distinct`` (m x m booleans) is given, each step visibly different from the one before.
     """
     m = len(progress)
     if m < n:
         return None
     p = np.asarray(progress, dtype=float)
+    ok_pair = (p[None, :] - p[:, None]) >= min_step
+    if distinct is not None:
+        ok_pair &= distinct
     targets = np.linspace(p[0], p[-1], n)
     inf = float("inf")
     cost = np.full((n, m), inf)
@@ -27,10 +35,10 @@ def pick_steps(progress: list[float], n: int, min_step: float) -> list[int] | No
         for j in range(k, m - (n - 1 - k)):
             if k == n - 1 and j != m - 1:
                 continue
-            ok = [(cost[k - 1, i], i) for i in range(k - 1, j) if cost[k - 1, i] < inf and p[j] - p[i] >= min_step]
-            if ok:
-                c, i = min(ok)
-                cost[k, j], back[k, j] = c + (p[j] - targets[k]) ** 2, i
+            prev = np.where(ok_pair[:j, j], cost[k - 1, :j], inf)
+            i = int(np.argmin(prev))
+            if prev[i] < inf:
+                cost[k, j], back[k, j] = prev[i] + (p[j] - targets[k]) ** 2, i
     if cost[n - 1, m - 1] == inf:
         return None
     out, j = [m - 1], m - 1
@@ -40,11 +48,49 @@ def pick_steps(progress: list[float], n: int, min_step: float) -> list[int] | No
     return out[::-1]
 
 
+def differences(a: Frame, others: list[Frame], region: np.ndarray | None, tol: float) -> np.ndarray:
+    """Per other frame, the fraction of the work region (seen in both views) where it differs from ``a``."""
+    if a.view is None or any(f.view is None or f.view.shape != a.view.shape for f in others):
+        return np.ones(len(others))
+    views = np.stack([f.view for f in others])
+    both = seen(a.view)[None] & seen(views)
+    if region is not None and region.any():
+        both &= region[None]
+    changed = (differs(a.view[None], views, tol) & both).sum(axis=(1, 2))
+    return changed / np.maximum(both.sum(axis=(1, 2)), 1)
+
+
+def _median(views: list[np.ndarray]) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # pixels no frame sees stay NaN
+        return np.nanmedian(np.stack(views), axis=0)
+
+
 class Select:
     name = "select"
 
-    def __init__(self, cfg: SelectConfig) -> None:
+    def __init__(self, cfg: SelectConfig, pixel_tolerance: float) -> None:
         self.cfg = cfg
+        self.tol = pixel_tolerance
+
+    def states(self, seg: Segment, work: Work) -> list[Frame]:
+        """Collapse runs of frames that look like the run's first into one state, represented by its most
+        typical frame (closest to the run's median view: not the start of a fade or a passing shadow)."""
+        runs: list[list[Frame]] = []
+        for f in seg.frames:
+            if runs and differences(runs[-1][0], [f], seg.region, self.tol)[0] < self.cfg.min_distinct:
+                runs[-1].append(f)
+            else:
+                runs.append([f])
+        out = []
+        for n, run in enumerate(runs):
+            work.drops["same state as another frame (a hold)"] += len(run) - 1
+            if n == len(runs) - 1 or len(run) < 3 or any(f.view is None for f in run):  # the finished work: its end
+                out.append(run[-1])
+                continue
+            typical = Frame(source_frame=-1, time=None, image=run[0].image, view=_median([f.view for f in run]))
+            out.append(run[int(np.argmin(differences(typical, run, seg.region, self.tol)))])
+        return out
 
     def __call__(self, work: Work) -> Work:
         n = work.source.task.frames
@@ -55,16 +101,22 @@ class Select:
                          "and CLIP did not run (see the report's CLIP line)")
         ranked = sorted(work.segments, key=lambda s: -s.scores.get("gain", 0.0))[: self.cfg.sequences_per_source]
         problems = []
-        for seg in sorted(ranked, key=lambda s: s.scores.get("start", 0.0)):
+        for seg in sorted(ranked, key=lambda s: s.scores.get("start") or 0.0):
             frames: list[Frame] = seg.frames
             if work.source.kind == "images" and len(frames) == n:
                 chosen = list(range(n))  # a folder of exactly N steps is the sequence as given
             else:
-                chosen = pick_steps([f.scores[key] for f in frames], n, self.cfg.min_progress_step)
+                if work.source.ordered:
+                    frames = self.states(seg, work)
+                distinct = np.stack([differences(a, frames, seg.region, self.tol) >= self.cfg.min_distinct
+                                     for a in frames])
+                chosen = pick_steps([f.scores[key] for f in frames], n, self.cfg.min_progress_step, distinct)
             if chosen is None:
-                problems.append(f"{len(frames)} usable frames cannot give {n} distinct rising steps")
+                shots = seg.scores.get("shots", 1)
+                where = f" across {shots} linked shots" if shots > 1 else ""
+                problems.append(f"{len(frames)} distinct states found{where}; {work.source.task.id} needs {n}")
                 continue
-            work.sequences.append(Sequence(frames=[frames[i] for i in chosen], segment_scores=seg.scores))
+            work.sequences.append(Sequence(frames=[frames[i] for i in chosen], segment_scores=seg.scores, size=seg.size))
         if not work.sequences:
             raise Reject("not enough distinct steps: " + "; ".join(problems))
         return work

@@ -1,0 +1,65 @@
+"""Geometric registration of frames: ORB features matched between two views, a similarity transform
+(zoom, pan, roll) fitted with RANSAC.
+
+A similarity is what re-framing between shots, a handheld phone and screen-recording zooms do to a flat
+work; it needs far fewer inliers than a homography, so it holds on a half-finished piece where few
+features match. All matrices are 3x3 and map analysis-frame pixels of one view onto another's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+WIDTH = 256  # registration runs on grey images this wide
+_ORB = None
+
+
+@dataclass(frozen=True)
+class Features:
+    points: np.ndarray  # (n, 2) in analysis-frame pixels
+    descriptors: np.ndarray | None
+    scale: float  # analysis pixels per registration pixel
+
+
+def features(img: np.ndarray) -> Features:
+    """ORB keypoints of one analysis frame."""
+    global _ORB
+    if _ORB is None:
+        _ORB = cv2.ORB_create(nfeatures=500, fastThreshold=10)
+    h, w = img.shape[:2]
+    s = w / WIDTH
+    grey = cv2.cvtColor(cv2.resize(img, (WIDTH, max(8, round(h / s))), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    kp, des = _ORB.detectAndCompute(grey, None)
+    pts = np.float32([k.pt for k in kp]).reshape(-1, 2) * s
+    return Features(pts, des, s)
+
+
+def register(a: Features, b: Features, min_inliers: int = 15, min_ratio: float = 0.3,
+             max_zoom: float = 2.5) -> np.ndarray | None:
+    """3x3 similarity mapping view ``a`` onto view ``b``, or None when they do not show the same scene."""
+    if a.descriptors is None or b.descriptors is None or len(a.points) < min_inliers or len(b.points) < min_inliers:
+        return None
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors, b.descriptors, k=2)
+    good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+    if len(good) < min_inliers:
+        return None
+    src = a.points[[m.queryIdx for m in good]]
+    dst = b.points[[m.trainIdx for m in good]]
+    m, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0 * a.scale,
+                                             maxIters=2000, confidence=0.995)
+    if m is None:
+        return None
+    n = int(inliers.sum())
+    zoom = float(np.hypot(m[0, 0], m[1, 0]))
+    if n < min_inliers or n < min_ratio * len(good) or not 1 / max_zoom <= zoom <= max_zoom:
+        return None
+    return np.vstack([m, [0, 0, 1]]).astype(np.float64)
+
+
+def is_identity(m: np.ndarray, size: tuple[int, int], tol_px: float = 0.5) -> bool:
+    """True when ``m`` moves no corner of a (w, h) frame by more than ``tol_px`` pixels."""
+    w, h = size
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64)
+    return bool(np.abs(corners @ m.T - corners)[:, :2].max() <= tol_px)

@@ -1,0 +1,58 @@
+"""Transitions between states: cross-fades (a blend of two steps is never a step) and transient objects
+(a hand passing over the work), both judged on aligned, normalised views."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from pipeline.footage.views import differs, seen
+
+RESIDUAL_MAX = 0.05  # of the change between the neighbours, what one mix may leave unexplained
+MIN_CHANGE = 0.02  # a fade changes at least this fraction of the view (a brush stroke changes less)
+
+
+def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, tol: float) -> float:
+    """Of the pixels that change between a frame's neighbours, the share that sit part-way between them
+    by one common amount (0 when that amount is ~0 or ~1).
+
+    A cross-fade mixes two whole states in one proportion, so every changing pixel is the same part of the
+    way between them; real work changes a pixel at once (paint arrives, a piece is placed), so most equal
+    one neighbour or the other and the few part-way (the edge of a stroke) are part-way by any amount.
+    """
+    changing = differs(prev, nxt, 2 * tol, shift=0) & seen(cur)
+    if changing.sum() < max(8, MIN_CHANGE * seen(cur).sum()):
+        return 0.0
+    d = (nxt - prev)[changing]
+    alpha = ((cur - prev)[changing] * d).sum(-1) / (d * d).sum(-1)
+    mix = float(np.median(alpha))
+    if not 0.1 < mix < 0.9:
+        return 0.0
+    # One proportion must explain the frame: what a single mix leaves unexplained stays small.
+    residual = float((((cur - prev)[changing] - mix * d) ** 2).sum() / (d * d).sum())
+    if residual > RESIDUAL_MAX:
+        return 0.0
+    return float((np.abs(alpha - mix) < 0.15).mean())
+
+
+def transient_fraction(views: np.ndarray, times: np.ndarray, window: float, tol: float,
+                       where: np.ndarray | None = None) -> np.ndarray:
+    """Per view, the fraction of its seen pixels (inside ``where``: the work) unlike both what came before
+    and what comes after.
+
+    Past and future states are medians over ``window`` seconds on each side: a hand that stays for less
+    than half of that drops out of both, while work that arrives matches the future and stays.
+    """
+    out = np.zeros(len(views))
+    for i in range(len(views)):
+        past = views[(times >= times[i] - window) & (times < times[i])]
+        future = views[(times > times[i]) & (times <= times[i] + window)]
+        if len(past) < 2 or len(future) < 2:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: off view in every frame
+            p, f = np.nanmedian(past, axis=0), np.nanmedian(future, axis=0)
+        own = seen(views[i]) if where is None else seen(views[i]) & where
+        moved = differs(views[i], p, tol) & differs(views[i], f, tol)
+        out[i] = float(moved[own].mean()) if own.any() else 0.0
+    return out
