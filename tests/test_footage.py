@@ -1,0 +1,139 @@
+"""The builder on tutorial footage as it is really shot (tests/footage.py, ground truth per frame):
+step-wise work with jitter, re-framed shots with an insert, zoom/pan, exposure drift, cross-fades, a
+hand, and all of them combined; plus the pieces that make it work, each against a known answer."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from pipeline.config import BuildConfig, ClipConfig
+from pipeline.footage.register import features, register
+from pipeline.footage.transitions import blend_share
+from pipeline.footage.views import chain_gains, differs
+from pipeline.result import run_source
+from pipeline.stages.chain import build_stages
+from pipeline.stages.select import pick_steps
+from pipeline.taxonomy import Taxonomy
+from pipeline.work import Source
+from tests.conftest import OPENCV_DATA
+from tests.footage import PHENOMENA, FrameTruth, Footage, grade, make_footage
+
+TAXONOMY = Taxonomy.load()
+CONFIG = BuildConfig(clip=ClipConfig(enabled=False))
+
+
+def _build(path, task):
+    src = Source(uri=str(path), path=str(path), task=TAXONOMY[task], kind="video")
+    return run_source(src, "0" * 64, build_stages(CONFIG), CONFIG)
+
+
+@pytest.mark.parametrize("phenomenon,task", [(p, "painting") for p in PHENOMENA] + [("multishot", "clay-toys"),
+                                                                                        ("crossfade", "clay-toys")])
+def test_each_phenomenon_gives_a_good_sequence(tmp_path, phenomenon, task):
+    seed = PHENOMENA.index(phenomenon) + (7 if task == "clay-toys" else 0)
+    path = tmp_path / f"{phenomenon}.mp4"
+    truth = make_footage(path, phenomenon, ("astronaut", "coffee", "chelsea", "rocket")[seed % 4], seed=seed)
+    res = _build(path, task)
+    assert res.status == "ok", res.reason
+    frames = res.samples[0].meta["frames"]
+    assert len(frames) == TAXONOMY[task].frames
+    assert grade(frames, truth) == []
+
+
+def test_linked_shots_and_the_insert_are_reported(tmp_path):
+    """Re-framed shots of one work become one process; the talking head between them drops out."""
+    path = tmp_path / "multishot.mp4"
+    truth = make_footage(path, "multishot", "coffee", seed=3)
+    res = _build(path, "painting")
+    scores = res.samples[0].meta["scores"]["process"]
+    assert scores["shots"] >= 8, scores  # one group across the cuts
+    talk = [i for i, f in enumerate(truth.frames) if f.kind == "talk"]
+    assert not {f["source_frame"] for f in res.samples[0].meta["frames"]} & set(talk)
+
+
+@pytest.mark.parametrize("name", ["Megamind.avi", "Megamind_bugy.avi", "vtest.avi", "tree.avi"])
+@pytest.mark.parametrize("task", ["painting", "clay-toys"])  # 9 and 4 steps
+def test_real_footage_without_a_process_yields_nothing(name, task):
+    path = OPENCV_DATA / name
+    if not path.exists():
+        pytest.skip("Debian's opencv-doc is not installed (apt-get install opencv-doc)")
+    res = _build(path, task)
+    assert res.status == "rejected" and not res.samples, res.reason
+
+
+def test_registration_recovers_a_known_zoom_and_pan():
+    img = cv2.resize(skimage.data.astronaut(), (384, 384))
+    truth = np.array([[1.2, 0, -30], [0, 1.2, -45], [0, 0, 1]], np.float64)
+    moved = cv2.warpAffine(img, truth[:2], (384, 384))
+    m = register(features(img), features(moved))
+    assert m is not None
+    corners = np.array([[100, 100, 1], [280, 100, 1], [100, 280, 1], [280, 280, 1]], np.float64)
+    assert np.abs(corners @ m.T - corners @ truth.T).max() < 2.0
+    assert register(features(img), features(np.full_like(img, 128))) is None  # nothing in common
+
+
+def test_chain_gains_undo_exposure_and_white_balance_drift():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.1, 0.8, (30, 40, 3)).astype(np.float32)
+    gains = np.array([[1.0, 1.0, 1.0], [1.2, 1.1, 0.9], [0.8, 0.85, 1.0], [1.1, 1.0, 1.0]], np.float32)
+    views = np.stack([np.clip(base * g, 0, 1) for g in gains])
+    views[2, :5, :5] = 0.95  # some work arrives: a small part changes for real
+    fixed = views * chain_gains(views)[:, None, None, :]
+    assert np.abs(fixed[0] - views[-1]).max() < 0.02
+    assert np.abs(fixed[1] - views[-1]).max() < 0.02
+
+
+def test_differs_ignores_a_one_pixel_shift_but_not_new_work():
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0, 1, (20, 20, 3)).astype(np.float32)
+    shifted = np.roll(a, 1, axis=1)  # column 0 wraps around: only it has no counterpart within a pixel
+    assert differs(shifted, a, 0.08)[:, 1:].mean() == 0.0 and differs(shifted, a, 0.08, shift=0)[:, 1:].mean() > 0.5
+    painted = a.copy()
+    painted[5:10, 5:10] = (1.0, 0.0, 0.0)
+    assert differs(painted, a, 0.08)[5:10, 5:10].mean() > 0.9
+
+
+def test_blend_share_tells_a_cross_fade_from_a_brush_stroke():
+    rng = np.random.default_rng(2)
+    before = rng.uniform(0.2, 0.8, (40, 60, 3)).astype(np.float32)
+    after = before.copy()
+    after[:, :30] = rng.uniform(0.2, 0.8, (40, 30, 3))
+    fade = 0.6 * before + 0.4 * after
+    assert blend_share(before, fade, after, 0.08) > 0.9
+    stroke = before.copy()
+    stroke[:, :15] = after[:, :15]  # half of the change has happened, the rest not yet
+    assert blend_share(before, stroke, after, 0.08) == 0.0
+
+
+def test_pick_steps_never_repeats_a_state():
+    progress = [0.0, 0.2, 0.25, 0.5, 0.75, 1.0]
+    distinct = np.ones((6, 6), bool)
+    distinct[1, 2] = distinct[2, 1] = False  # 0.2 and 0.25 show the same state
+    assert pick_steps(progress, 5, 0.02) == [0, 2, 3, 4, 5]  # nearest to 0, 1/4, 1/2, 3/4, 1
+    assert pick_steps(progress, 6, 0.02) == [0, 1, 2, 3, 4, 5]
+    assert pick_steps(progress, 6, 0.02, distinct) is None
+
+
+def test_too_few_distinct_states_is_rejected_with_the_count(tmp_path):
+    """Ten stills, but a curator asks for steps that differ on a quarter of the work: fewer than nine
+    such states exist, and the sequence is never padded with repeats."""
+    path = tmp_path / "crossfade.mp4"
+    make_footage(path, "crossfade", "rocket", seed=5)
+    config = CONFIG.model_copy(deep=True)
+    config.select.min_distinct = 0.25
+    src = Source(uri=str(path), path=str(path), task=TAXONOMY["painting"], kind="video")
+    res = run_source(src, "0" * 64, build_stages(config), config)
+    assert res.status == "rejected" and "distinct states found; painting needs 9" in res.reason, res.reason
+
+
+def test_grade_catches_bad_sequences():
+    truth = Footage(fps=1, frames=[FrameTruth("card"), FrameTruth("work", 0.0), FrameTruth("blend"),
+                                   FrameTruth("work", 0.5, hand=True), FrameTruth("work", 0.5), FrameTruth("work", 1.0)])
+    assert grade([{"source_frame": i} for i in (1, 4, 5)], truth) == []
+    assert any("card" in p for p in grade([{"source_frame": i} for i in (0, 4, 5)], truth))
+    assert any("blend" in p for p in grade([{"source_frame": i} for i in (1, 2, 5)], truth))
+    assert any("hand" in p for p in grade([{"source_frame": i} for i in (1, 3, 5)], truth))
+    assert any("rise" in p for p in grade([{"source_frame": i} for i in (1, 4, 4, 5)], truth))
+    assert any("finished" in p for p in grade([{"source_frame": i} for i in (1, 4)], truth))
