@@ -49,7 +49,7 @@ def _meta(work: Work, seq: Sequence, key: str, config: BuildConfig) -> dict:
     src, task = work.source, work.source.task
     p = work.probe
     frames = [{"step": i + 1, "source_frame": f.source_frame, "file": f.file, "time": f.time,
-               **{k: v for k, v in f.scores.items() if k != "phash"}} for i, f in enumerate(seq.frames)]
+               **f.scores} for i, f in enumerate(seq.frames)]
     if config.clip.store_embeddings:
         for d, f in zip(frames, seq.frames):
             if f.embedding is not None:

@@ -51,6 +51,7 @@ SAMPLE = Struct({
     "frames": List(Struct({
         "step": INT, "source_frame": INT, "file": OPT_STR, "time": OPT_FLOAT,
         "completion": OPT_FLOAT, "progress": OPT_FLOAT, "sharpness": OPT_FLOAT, "occlusion": OPT_FLOAT,
+        "visible": OPT_FLOAT, "blend": OPT_FLOAT,
         "clip_relevance": OPT_FLOAT, "clip_margin": OPT_FLOAT, "clip_progress": OPT_FLOAT,
         "clip_embedding": List(Leaf("float32"), nullable=True), "added": OPT_FLOAT,
     })),
@@ -62,6 +63,7 @@ SAMPLE = Struct({
     "scores": Struct({
         "process": Struct({
             "gain": OPT_FLOAT, "monotonic": OPT_FLOAT, "area": OPT_FLOAT, "step_change": OPT_FLOAT,
+            "spread": OPT_FLOAT, "shots": OPT_INT,
             "start": OPT_FLOAT, "end": OPT_FLOAT, "crop": List(FLOAT, nullable=True),
             "clip_relevance": OPT_FLOAT, "clip_margin": OPT_FLOAT,
             "clip_order_confidence": OPT_FLOAT, "clip_order_direction": OPT_FLOAT,
