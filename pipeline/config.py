@@ -47,7 +47,7 @@ class ProcessConfig(_Section):
     min_monotonic: float = Field(0.7, description="Spearman rho of completion vs time, at least")
     min_spread: float = Field(0.25, ge=0, le=1, description="the work must be in progress (20-80% complete) for at "
                               "least this share of the time before it is finished; a change all at once is no process")
-    max_step_change: float = Field(0.15, description="at most this fraction of the work may change per analysis step")
+    max_step_change: float = Field(0.06, description="at most this fraction of the work may change per analysis step (after alignment)")
     pixel_tolerance: float = Field(0.08, description="a pixel 'matches' the final state within this (0..1)")
     crop_to_work: bool = Field(True, description="crop frames to the part of the view where the work happens")
     crop_margin: float = Field(0.04, ge=0, description="margin around the work, as a fraction of the frame side")
@@ -61,14 +61,14 @@ class QualityConfig(_Section):
     blend_share: float = Field(0.5, ge=0, le=1, description="drop a frame as a cross-fade when more than this share of "
                                "what changes between its neighbours sits half-way between them")
     occlusion_window: float = Field(4.0, description="seconds of the temporal median that hides transients")
-    occlusion_max: float = Field(0.04, description="drop a frame when more than this fraction of the work's box is covered by something transient")
+    occlusion_max: float = Field(0.004, description="drop a frame when more than this fraction of the shown work (crop box) is covered by something that leaves again (a hand)")
 
 
 class SelectConfig(_Section):
     """Ordering and choice of the N steps."""
 
     sequences_per_source: int = Field(1, ge=1, description="at most this many sequences from one source")
-    min_progress_step: float = Field(0.02, ge=0, description="consecutive steps must differ by this much progress")
+    min_progress_step: float = Field(0.005, ge=0, description="completion must rise by this much from step to step")
     min_distinct: float = Field(0.03, ge=0, le=1, description="consecutive steps must differ visibly on at least this "
                                 "fraction of the work region (after alignment and photometric normalisation); "
                                 "frames closer than this are one state (a hold)")

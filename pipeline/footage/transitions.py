@@ -38,7 +38,7 @@ def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, tol: float) 
 def transient_fraction(views: np.ndarray, times: np.ndarray, window: float, tol: float,
                        where: np.ndarray | None = None) -> np.ndarray:
     """Per view, the fraction of its seen pixels (inside ``where``: the work) unlike both what came before
-    and what comes after.
+    and what comes after, where those two agree.
 
     Past and future states are medians over ``window`` seconds on each side: a hand that stays for less
     than half of that drops out of both, while work that arrives matches the future and stays.
@@ -53,6 +53,8 @@ def transient_fraction(views: np.ndarray, times: np.ndarray, window: float, tol:
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: off view in every frame
             p, f = np.nanmedian(past, axis=0), np.nanmedian(future, axis=0)
         own = seen(views[i]) if where is None else seen(views[i]) & where
-        moved = differs(views[i], p, tol) & differs(views[i], f, tol)
+        # Covered and then uncovered: unlike before and after, where before and after agree (a pixel
+        # painted twice in the window, first the base colour then the detail, agrees with neither).
+        moved = differs(views[i], p, tol) & differs(views[i], f, tol) & ~differs(p, f, tol)
         out[i] = float(moved[own].mean()) if own.any() else 0.0
     return out

@@ -29,11 +29,13 @@ def _local_median(values: np.ndarray, t: np.ndarray, window: float) -> np.ndarra
     return np.array([np.median(values[np.abs(t - ti) <= window / 2]) for ti in t])
 
 
-def _box(region: np.ndarray | None) -> np.ndarray | None:
-    """The work's bounding box as a mask: what covers the work matters, not what crosses the desk."""
+def _box(seg: Segment) -> np.ndarray | None:
+    """What the grid will show (the crop box, else the work's box) as a mask: what covers the work
+    matters, not what crosses the desk around it."""
+    region = seg.region
     if region is None or not region.any():
         return None
-    x0, y0, x1, y1 = work_box(region, 0.0)
+    x0, y0, x1, y1 = seg.scores.get("crop") or work_box(region, 0.0)
     h, w = region.shape
     mask = np.zeros_like(region)
     mask[int(y0 * h):int(np.ceil(y1 * h)), int(x0 * w):int(np.ceil(x1 * w))] = True
@@ -62,7 +64,7 @@ class Quality:
         local = _local_median(sharp, t, self.cfg.occlusion_window)
         views = np.stack([f.view for f in frames])
         video = work.source.kind == "video"
-        occ = (transient_fraction(views, t, self.cfg.occlusion_window, TRANSIENT_TOL, _box(seg.region))
+        occ = (transient_fraction(views, t, self.cfg.occlusion_window, TRANSIENT_TOL, _box(seg))
                if video else np.zeros(len(frames)))
         # A fade spans a few analysis frames: judge each against its neighbours and the frames beyond them,
         # aligned (a fade within one framing) and as filmed (a fade between two framings mixes two views).

@@ -12,6 +12,24 @@ from pipeline.footage.views import differs, seen
 from pipeline.work import Frame, Reject, Segment, Sequence, Work
 
 
+def _allowed(progress: list[float], min_step: float, distinct: np.ndarray | None) -> np.ndarray:
+    """allowed[i, j]: frame j may follow frame i as the next step."""
+    p = np.asarray(progress, dtype=float)
+    ok = (p[None, :] - p[:, None]) >= min_step
+    ok &= np.triu(np.ones_like(ok), 1)
+    return ok & distinct if distinct is not None else ok
+
+
+def longest_chain(progress: list[float], min_step: float, distinct: np.ndarray | None = None) -> int:
+    """How many steps the frames can give at most: the longest chain of rising, distinct frames."""
+    ok = _allowed(progress, min_step, distinct)
+    best = np.ones(len(progress), dtype=int)
+    for j in range(len(progress)):
+        if ok[:j, j].any():
+            best[j] = 1 + best[:j][ok[:j, j]].max()
+    return int(best.max(initial=0))
+
+
 def pick_steps(progress: list[float], n: int, min_step: float, distinct: np.ndarray | None = None) -> list[int] | None:
     """Indices (rising) of n frames whose progress best follows 0, 1/(n-1), ..., 1; None if impossible.
 
@@ -23,9 +41,7 @@ def pick_steps(progress: list[float], n: int, min_step: float, distinct: np.ndar
     if m < n:
         return None
     p = np.asarray(progress, dtype=float)
-    ok_pair = (p[None, :] - p[:, None]) >= min_step
-    if distinct is not None:
-        ok_pair &= distinct
+    ok_pair = _allowed(progress, min_step, distinct)
     targets = np.linspace(p[0], p[-1], n)
     inf = float("inf")
     cost = np.full((n, m), inf)
@@ -75,10 +91,13 @@ class Select:
 
     def states(self, seg: Segment, work: Work) -> list[Frame]:
         """Collapse runs of frames that look like the run's first into one state, represented by its most
-        typical frame (closest to the run's median view: not the start of a fade or a passing shadow)."""
+        typical frame (closest to the run's median view: not the start of a fade or a passing shadow).
+
+        Runs are cut at half the distinctness that steps need, so that states a step apart in the work
+        stay apart here; ``pick_steps`` then enforces the full distinctness between chosen steps."""
         runs: list[list[Frame]] = []
         for f in seg.frames:
-            if runs and differences(runs[-1][0], [f], seg.region, self.tol)[0] < self.cfg.min_distinct:
+            if runs and differences(runs[-1][0], [f], seg.region, self.tol)[0] < self.cfg.min_distinct / 2:
                 runs[-1].append(f)
             else:
                 runs.append([f])
@@ -99,7 +118,9 @@ class Select:
         if not work.source.ordered and not any(key in f.scores for s in work.segments for f in s.frames):
             raise Reject("an unordered folder (ordered: false) needs the CLIP stage to order its steps, "
                          "and CLIP did not run (see the report's CLIP line)")
-        ranked = sorted(work.segments, key=lambda s: -s.scores.get("gain", 0.0))[: self.cfg.sequences_per_source]
+        # The most work first: how much completion rose times how much of the view it covers.
+        ranked = sorted(work.segments, key=lambda s: -s.scores.get("gain", 1.0) * s.scores.get("area", 1.0))
+        ranked = ranked[: self.cfg.sequences_per_source]
         problems = []
         for seg in sorted(ranked, key=lambda s: s.scores.get("start") or 0.0):
             frames: list[Frame] = seg.frames
@@ -110,11 +131,14 @@ class Select:
                     frames = self.states(seg, work)
                 distinct = np.stack([differences(a, frames, seg.region, self.tol) >= self.cfg.min_distinct
                                      for a in frames])
-                chosen = pick_steps([f.scores[key] for f in frames], n, self.cfg.min_progress_step, distinct)
+                progress = [f.scores[key] for f in frames]
+                chosen = pick_steps(progress, n, self.cfg.min_progress_step, distinct)
             if chosen is None:
-                shots = seg.scores.get("shots", 1)
+                shots = seg.scores.get("shots") or 1
                 where = f" across {shots} linked shots" if shots > 1 else ""
-                problems.append(f"{len(frames)} distinct states found{where}; {work.source.task.id} needs {n}")
+                found = longest_chain(progress, self.cfg.min_progress_step, distinct) if frames else 0
+                problems.append(f"{found} distinct states found{where} (visibly different and rising in "
+                                f"completion); {work.source.task.id} needs {n}")
                 continue
             work.sequences.append(Sequence(frames=[frames[i] for i in chosen], segment_scores=seg.scores, size=seg.size))
         if not work.sequences:
