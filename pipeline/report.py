@@ -22,7 +22,7 @@ class RunReport:
         self.rejections: Counter = Counter()
         self.stage_seconds: Counter = Counter()
         self.video_seconds = 0.0
-        self.sheets: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
+        self.sheets: dict[str, list[tuple[str, bytes, bytes | None]]] = defaultdict(list)
         self.sheet_items = sheet_items
 
     def add(self, res: SourceResult) -> None:
@@ -35,7 +35,7 @@ class RunReport:
         for s in res.samples:
             self.per_task[res.task] += 1
             if len(self.sheets[res.task]) < self.sheet_items:
-                self.sheets[res.task].append((s.key, s.jpg))
+                self.sheets[res.task].append((s.key, s.jpg, res.shots_png))
 
     def write(self, out: Path, header: dict, shards: list[ShardInfo], wall: float) -> dict:
         status = Counter(r["status"] for r in self.rows)

@@ -10,6 +10,7 @@ from typing import Literal
 from pipeline import __version__
 from pipeline.config import BuildConfig
 from pipeline.corpus.schema import conform
+from pipeline.shot_strip import shot_strip
 from pipeline.shards import Sample, encode_jpeg
 from pipeline.stages.base import Stage
 from pipeline.work import Reject, Sequence, Source, Work
@@ -32,6 +33,7 @@ class SourceResult:
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     probe: dict = field(default_factory=dict)
+    shots_png: bytes | None = None  # the shot strip for the contact sheet (pipeline.shot_strip)
 
     def row(self) -> dict:
         """The report's one row per source."""
@@ -85,4 +87,6 @@ def run_source(source: Source, sha256: str, stages: list[Stage], config: BuildCo
         res.status, res.reason = "failed", f"{type(e).__name__}: {e}"
         res.notes.append(traceback.format_exc(limit=8))
     res.drops, res.notes, res.probe = work.drops, res.notes + work.notes, work.probe
+    if res.samples:
+        res.shots_png = shot_strip(work)
     return res

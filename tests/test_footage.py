@@ -86,12 +86,11 @@ def test_chain_gains_undo_exposure_and_white_balance_drift():
 
 
 def test_differs_ignores_a_one_pixel_shift_but_not_new_work():
-    rng = np.random.default_rng(1)
-    a = rng.uniform(0, 1, (20, 20, 3)).astype(np.float32)
+    a = cv2.resize(skimage.data.astronaut(), (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
     shifted = np.roll(a, 1, axis=1)  # column 0 wraps around: only it has no counterpart within a pixel
-    assert differs(shifted, a, 0.08)[:, 1:].mean() == 0.0 and differs(shifted, a, 0.08, shift=0)[:, 1:].mean() > 0.5
+    assert differs(shifted, a, 0.08)[:, 1:].mean() == 0.0 and differs(shifted, a, 0.08, shift=0)[:, 1:].mean() > 0.3
     painted = a.copy()
-    painted[5:10, 5:10] = (1.0, 0.0, 0.0)
+    painted[5:10, 5:10] = (0.0, 1.0, 0.0)  # a green patch on the astronaut's white suit
     assert differs(painted, a, 0.08)[5:10, 5:10].mean() > 0.9
 
 

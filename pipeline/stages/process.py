@@ -8,21 +8,17 @@ finished holds are static; talking heads, trailers and street cameras change wit
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy.stats import spearmanr
 
 from pipeline.config import ProcessConfig
-from pipeline.footage.views import differs, normalised_views, seen
+from pipeline.footage.views import differs, nan_median, normalised_views, seen
 from pipeline.work import Frame, Group, Reject, Segment, Work
 
 
 def _state(views: np.ndarray) -> np.ndarray:
     """Median of a few views: the state without a hand that happens to pass (NaN where none sees)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(views, axis=0)
+    return nan_median(views)
 
 
 def _ends(n: int) -> int:

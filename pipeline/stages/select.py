@@ -3,12 +3,10 @@ the finished work, progress strictly rising step to step and every step visibly 
 one before (measured on aligned, normalised views, so a hold is one state whatever its length)."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from pipeline.config import SelectConfig
-from pipeline.footage.views import differs, seen
+from pipeline.footage.views import envelope, nan_median, outside, seen
 from pipeline.work import Frame, Reject, Segment, Sequence, Work
 
 
@@ -64,22 +62,36 @@ def pick_steps(progress: list[float], n: int, min_step: float, distinct: np.ndar
     return out[::-1]
 
 
-def differences(a: Frame, others: list[Frame], region: np.ndarray | None, tol: float) -> np.ndarray:
-    """Per other frame, the fraction of the work region (seen in both views) where it differs from ``a``."""
-    if a.view is None or any(f.view is None or f.view.shape != a.view.shape for f in others):
-        return np.ones(len(others))
-    views = np.stack([f.view for f in others])
-    both = seen(a.view)[None] & seen(views)
-    if region is not None and region.any():
-        both &= region[None]
-    changed = (differs(a.view[None], views, tol) & both).sum(axis=(1, 2))
-    return changed / np.maximum(both.sum(axis=(1, 2)), 1)
+class Differences:
+    """Fractions of the work region (seen in both views) where frames differ, with every frame's
+    shift envelope computed once (a step matrix compares each frame with all the others)."""
 
+    def __init__(self, frames: list[Frame], region: np.ndarray | None, tol: float) -> None:
+        self.n = len(frames)
+        self.usable = bool(frames) and all(f.view is not None and f.view.shape == frames[0].view.shape for f in frames)
+        if not self.usable:
+            return
+        self.tol = tol
+        self.views = np.stack([f.view for f in frames])
+        self.lo, self.hi = envelope(self.views)
+        self.region = region if region is not None and region.any() else np.ones(self.views.shape[1:3], bool)
+        self.seen = seen(self.views) & self.region[None]
 
-def _median(views: list[np.ndarray]) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # pixels no frame sees stay NaN
-        return np.nanmedian(np.stack(views), axis=0)
+    def against(self, view: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
+        """How much ``view`` differs from each of the frames ``idx``."""
+        if not self.usable:
+            return np.ones(len(range(self.n)[idx]))
+        both = (seen(view) & self.region)[None] & self.seen[idx]
+        changed = (outside(view[None], (self.lo[idx], self.hi[idx]), self.tol) & both).sum(axis=(1, 2))
+        return changed / np.maximum(both.sum(axis=(1, 2)), 1)
+
+    def pair(self, i: int, j: int) -> float:
+        return float(self.against(self.views[i], slice(j, j + 1))[0]) if self.usable else 1.0
+
+    def matrix(self) -> np.ndarray:
+        if not self.usable:
+            return np.ones((self.n, self.n))
+        return np.stack([self.against(self.views[i], slice(None)) for i in range(self.n)])
 
 
 class Select:
@@ -95,20 +107,21 @@ class Select:
 
         Runs are cut at half the distinctness that steps need, so that states a step apart in the work
         stay apart here; ``pick_steps`` then enforces the full distinctness between chosen steps."""
-        runs: list[list[Frame]] = []
-        for f in seg.frames:
-            if runs and differences(runs[-1][0], [f], seg.region, self.tol)[0] < self.cfg.min_distinct / 2:
-                runs[-1].append(f)
+        diff = Differences(seg.frames, seg.region, self.tol)
+        runs: list[list[int]] = []
+        for j in range(len(seg.frames)):
+            if runs and diff.pair(runs[-1][0], j) < self.cfg.min_distinct / 2:
+                runs[-1].append(j)
             else:
-                runs.append([f])
+                runs.append([j])
         out = []
         for n, run in enumerate(runs):
             work.drops["same state as another frame (a hold)"] += len(run) - 1
-            if n == len(runs) - 1 or len(run) < 3 or any(f.view is None for f in run):  # the finished work: its end
-                out.append(run[-1])
+            if n == len(runs) - 1 or len(run) < 3 or not diff.usable:  # the finished work: its very end
+                out.append(seg.frames[run[-1]])
                 continue
-            typical = Frame(source_frame=-1, time=None, image=run[0].image, view=_median([f.view for f in run]))
-            out.append(run[int(np.argmin(differences(typical, run, seg.region, self.tol)))])
+            typical = nan_median(np.stack([seg.frames[j].view for j in run]))
+            out.append(seg.frames[run[int(np.argmin(diff.against(typical, np.array(run))))]])
         return out
 
     def __call__(self, work: Work) -> Work:
@@ -129,8 +142,7 @@ class Select:
             else:
                 if work.source.ordered:
                     frames = self.states(seg, work)
-                distinct = np.stack([differences(a, frames, seg.region, self.tol) >= self.cfg.min_distinct
-                                     for a in frames])
+                distinct = Differences(frames, seg.region, self.tol).matrix() >= self.cfg.min_distinct
                 progress = [f.scores[key] for f in frames]
                 chosen = pick_steps(progress, n, self.cfg.min_progress_step, distinct)
             if chosen is None:
