@@ -6,7 +6,7 @@ import numpy as np
 
 from pipeline.footage.views import differs, nan_median, seen
 
-RESIDUAL_MAX = 0.05  # of the change between the neighbours, what one mix may leave unexplained
+RESIDUAL_MAX = 0.03  # of a pixel's change between the neighbours, what one mix may leave unexplained
 MIN_CHANGE = 0.02  # a fade changes at least this fraction of the view (a brush stroke changes less)
 
 
@@ -26,8 +26,9 @@ def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, tol: float) 
     mix = float(np.median(alpha))
     if not 0.1 < mix < 0.9:
         return 0.0
-    # One proportion must explain the frame: what a single mix leaves unexplained stays small.
-    residual = float((((cur - prev)[changing] - mix * d) ** 2).sum() / (d * d).sum())
+    # One proportion must explain the frame: what a single mix leaves unexplained stays small for most
+    # pixels (a median, so that a hand in a neighbouring frame does not hide the fade).
+    residual = float(np.median((((cur - prev)[changing] - mix * d) ** 2).sum(-1) / (d * d).sum(-1)))
     if residual > RESIDUAL_MAX:
         return 0.0
     return float((np.abs(alpha - mix) < 0.15).mean())
