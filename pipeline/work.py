@@ -54,6 +54,7 @@ class Frame:
     file: str | None = None  # the image's file name (image folders)
     warp: np.ndarray | None = None  # 3x3: this frame's pixels -> its group's reference view (None: identity)
     view: np.ndarray | None = None  # small float RGB in the reference view, photometrically normalised, NaN off view
+    gain: np.ndarray | None = None  # RGB gains that bring the frame to its group's photometry (None: as filmed)
 
 
 @dataclass

@@ -136,3 +136,18 @@ def test_grade_catches_bad_sequences():
     assert any("hand" in p for p in grade([{"source_frame": i} for i in (1, 3, 5)], truth))
     assert any("rise" in p for p in grade([{"source_frame": i} for i in (1, 4, 4, 5)], truth))
     assert any("finished" in p for p in grade([{"source_frame": i} for i in (1, 4)], truth))
+
+
+def test_cells_are_cut_from_frames_in_the_reference_view_and_photometry():
+    """A step filmed zoomed-out and under-exposed is shown as the reference view frames and lights it."""
+    from pipeline.stages.compose import in_reference
+    from pipeline.work import Frame
+
+    ref = cv2.resize(skimage.data.coffee(), (160, 120), interpolation=cv2.INTER_AREA)
+    zoom_out = np.array([[0.8, 0, 16], [0, 0.8, 12], [0, 0, 1]], np.float64)  # ref pixels -> this frame's
+    filmed = (cv2.warpAffine(ref, zoom_out[:2], (160, 120), borderValue=(90, 70, 50)) * 0.7).astype(np.uint8)
+    frame = Frame(source_frame=0, time=0.0, image=filmed, warp=np.linalg.inv(zoom_out),
+                  gain=np.array([1 / 0.7] * 3, np.float32))
+    out = in_reference(frame, (160, 120))
+    inner = (slice(20, 100), slice(25, 135))
+    assert np.abs(out[inner].astype(int) - ref[inner].astype(int)).mean() < 6

@@ -58,9 +58,14 @@ def chain_gains(views: np.ndarray) -> np.ndarray:
 
 
 def normalised_views(frames: list[Frame], ref_size: tuple[int, int], photometric: bool = True) -> np.ndarray:
+    """Views of ``frames`` in the reference view; with ``photometric``, each frame's gains (its colours
+    brought to the photometry of the last frame) are stored in ``Frame.gain`` and applied."""
     views = np.stack([view(f, ref_size) for f in frames])
     if photometric and len(views) > 1:
-        views *= chain_gains(views)[:, None, None, :].astype(np.float32)
+        gains = chain_gains(views).astype(np.float32)
+        views *= gains[:, None, None, :]
+        for f, g in zip(frames, gains):
+            f.gain = g
     return views
 
 

@@ -9,11 +9,14 @@ from pipeline.work import Frame, Work
 
 
 def in_reference(frame: Frame, size: tuple[int, int] | None) -> np.ndarray:
-    """The frame as its group's reference view sees it (re-framed shots, zooms and jitter undone);
-    white where the frame does not reach."""
+    """The frame as its group's reference view sees it: re-framed shots, zooms and jitter undone (white
+    where the frame does not reach), exposure and white balance brought to the finished work's."""
+    img = frame.image
+    if frame.gain is not None and not np.allclose(frame.gain, 1.0, atol=0.01):
+        img = np.clip(img.astype(np.float32) * frame.gain, 0, 255).astype(np.uint8)
     if frame.warp is None or size is None or np.allclose(frame.warp, np.eye(3)):
-        return frame.image
-    return cv2.warpAffine(frame.image, frame.warp[:2].astype(np.float32), size, flags=cv2.INTER_LINEAR,
+        return img
+    return cv2.warpAffine(img, frame.warp[:2].astype(np.float32), size, flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
 
 
