@@ -31,6 +31,24 @@ def _shot_warps(feats: list[Features], a: int, b: int, size: tuple[int, int]) ->
     return warps
 
 
+def _links(work: Work, feats: list[Features], shot_warps: list[list[np.ndarray]],
+           back: int) -> dict[int, tuple[int, np.ndarray]]:
+    """shot -> (the most recent of ``back`` earlier shots whose last frame its last or first frame
+    registers to, the transform from this shot's last frame to that one's)."""
+    links: dict[int, tuple[int, np.ndarray]] = {}
+    for j, (a, b) in enumerate(work.shots):
+        for i in range(j - 1, max(-1, j - 1 - back), -1):
+            key_i = work.shots[i][1] - 1
+            m = register(feats[b - 1], feats[key_i])
+            if m is None and b - 1 > a:
+                first = register(feats[a], feats[key_i])
+                m = first @ np.linalg.inv(shot_warps[j][0]) if first is not None else None
+            if m is not None:
+                links[j] = (i, m)
+                break
+    return links
+
+
 class Align:
     name = "align"
 
@@ -39,24 +57,13 @@ class Align:
 
     def __call__(self, work: Work) -> Work:
         frames = work.frames
-        if work.source.kind == "images" or not self.cfg.enabled:  # step images: one group, as given
+        if work.source.kind == "images" or not self.cfg.enabled:  # each shot (a folder: one) stands alone
             work.groups = [Group(shots=[s], reference=s[1] - 1) for s in work.shots]
             return work
         h, w = frames[0].image.shape[:2]
         feats = [features(f.image) for f in frames]
         shot_warps = [_shot_warps(feats, a, b, (w, h)) for a, b in work.shots]
-        # Link each shot to the most recent earlier shot whose end its first or last frame registers to.
-        links: dict[int, tuple[int, np.ndarray]] = {}  # shot -> (earlier shot, its key -> earlier key)
-        for j, (a, b) in enumerate(work.shots):
-            for i in range(j - 1, max(-1, j - 1 - self.cfg.link_back), -1):
-                key_i = work.shots[i][1] - 1
-                m = register(feats[b - 1], feats[key_i])
-                if m is None and b - 1 > a:
-                    first = register(feats[a], feats[key_i])
-                    m = first @ np.linalg.inv(shot_warps[j][0]) if first is not None else None
-                if m is not None:
-                    links[j] = (i, m)
-                    break
+        links = _links(work, feats, shot_warps, self.cfg.link_back)
         # Groups: each shot joins the group of the shot it links to. Keys map to the group's first key by
         # following links back, then into the group's reference view (its last shot's key frame).
         group_of: dict[int, int] = {}
