@@ -58,7 +58,7 @@ def register(a: Features, b: Features, min_inliers: int = 15, min_ratio: float =
     return np.vstack([m, [0, 0, 1]]).astype(np.float64)
 
 
-def is_identity(m: np.ndarray, size: tuple[int, int], tol_px: float = 0.5) -> bool:
+def is_identity(m: np.ndarray, size: tuple[int, int], tol_px: float = 1.0) -> bool:
     """True when ``m`` moves no corner of a (w, h) frame by more than ``tol_px`` pixels."""
     w, h = size
     corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.footage.views import differs, nan_median, seen
+from pipeline.footage.views import differs, envelope, nan_median, outside, seen
 
 RESIDUAL_MAX = 0.03  # of a pixel's change between the neighbours, what one mix may leave unexplained
 MIN_CHANGE = 0.02  # a fade changes at least this fraction of the view (a brush stroke changes less)
@@ -45,18 +45,33 @@ def transient_fraction(views: np.ndarray, times: np.ndarray, window: float, tol:
     and what comes after, where those two agree.
 
     Past and future states are medians over ``window`` seconds on each side: a hand that stays for less
-    than half of that drops out of both, while work that arrives matches the future and stays.
+    than half of that drops out of both, while work that arrives matches the future and stays. The
+    windows start on a grid of a quarter window, so their medians are shared by neighbouring frames.
     """
+    step = window / 4
+    states: dict[tuple[int, int], tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None] = {}
+
+    def state(slot: int, side: int):  # median and envelope of the window before (-1) / after (+1) a slot
+        if (slot, side) not in states:
+            edge = slot * step
+            idx = np.flatnonzero((times >= edge - window) & (times < edge) if side < 0
+                                 else (times > edge) & (times <= edge + window))
+            m = _median(views, idx) if len(idx) >= 2 else None
+            states[slot, side] = (m, envelope(m)) if m is not None else None
+        return states[slot, side]
+
+    agree: dict[tuple[int, int], np.ndarray] = {}
     out = np.zeros(len(views))
     for i in range(len(views)):
-        past = np.flatnonzero((times >= times[i] - window) & (times < times[i]))
-        future = np.flatnonzero((times > times[i]) & (times <= times[i] + window))
-        if len(past) < 2 or len(future) < 2:
+        p_slot, f_slot = int(np.floor(times[i] / step)), int(np.ceil(times[i] / step))
+        past, future = state(p_slot, -1), state(f_slot, 1)
+        if past is None or future is None:
             continue
-        p, f = _median(views, past), _median(views, future)
+        if (p_slot, f_slot) not in agree:
+            agree[p_slot, f_slot] = ~outside(past[0], future[1], tol)
         own = seen(views[i]) if where is None else seen(views[i]) & where
         # Covered and then uncovered: unlike before and after, where before and after agree (a pixel
         # painted twice in the window, first the base colour then the detail, agrees with neither).
-        moved = differs(views[i], p, tol) & differs(views[i], f, tol) & ~differs(p, f, tol)
+        moved = outside(views[i], past[1], tol) & outside(views[i], future[1], tol) & agree[p_slot, f_slot]
         out[i] = float(moved[own].mean()) if own.any() else 0.0
     return out

@@ -15,11 +15,32 @@ from pipeline.config import AlignConfig
 from pipeline.footage.register import Features, features, is_identity, register
 from pipeline.work import Group, Work
 
+PROBES = 4  # frames per shot registered to find out whether the camera moves at all
 
-def _shot_warps(feats: list[Features], a: int, b: int, size: tuple[int, int]) -> list[np.ndarray]:
-    """Per frame of shot [a, b), the transform onto the shot's last frame (identity when the camera stands still)."""
-    warps = [np.eye(3) for _ in range(b - a)]
+
+class _Features(dict):
+    """Features of analysis frames, computed the first time a frame is registered."""
+
+    def __init__(self, work: Work) -> None:
+        super().__init__()
+        self.work = work
+
+    def __missing__(self, i: int) -> Features:
+        self[i] = features(self.work.frames[i].image)
+        return self[i]
+
+
+def _shot_warps(feats: _Features, a: int, b: int, size: tuple[int, int], probes: int) -> list[np.ndarray]:
+    """Per frame of shot [a, b), the transform onto the shot's last frame (identity when the camera stands still).
+
+    A few frames spread over the shot are registered first; when none of them moved (or had too little
+    in common with the end to tell, as a blank canvas), the camera stood still (jitter, a zoom or a pan
+    would show in them) and the shot costs no more registration."""
     key = b - 1
+    sample = sorted({int(round(x)) for x in np.linspace(a, key - 1, min(probes, key - a))}) if key > a else []
+    if all((m := register(feats[i], feats[key])) is None or is_identity(m, size) for i in sample):
+        return [np.eye(3) for _ in range(b - a)]
+    warps = [np.eye(3) for _ in range(b - a)]
     for i in range(b - 2, a - 1, -1):
         m = register(feats[i], feats[key])
         if m is None:  # too different from the end of the shot: go through the next frame instead
@@ -31,7 +52,7 @@ def _shot_warps(feats: list[Features], a: int, b: int, size: tuple[int, int]) ->
     return warps
 
 
-def _links(work: Work, feats: list[Features], shot_warps: list[list[np.ndarray]],
+def _links(work: Work, feats: _Features, shot_warps: list[list[np.ndarray]],
            back: int) -> dict[int, tuple[int, np.ndarray]]:
     """shot -> (the most recent of ``back`` earlier shots whose last frame its last or first frame
     registers to, the transform from this shot's last frame to that one's)."""
@@ -61,8 +82,8 @@ class Align:
             work.groups = [Group(shots=[s], reference=s[1] - 1) for s in work.shots]
             return work
         h, w = frames[0].image.shape[:2]
-        feats = [features(f.image) for f in frames]
-        shot_warps = [_shot_warps(feats, a, b, (w, h)) for a, b in work.shots]
+        feats = _Features(work)
+        shot_warps = [_shot_warps(feats, a, b, (w, h), PROBES) for a, b in work.shots]
         links = _links(work, feats, shot_warps, self.cfg.link_back)
         # Groups: each shot joins the group of the shot it links to. Keys map to the group's first key by
         # following links back, then into the group's reference view (its last shot's key frame).

@@ -68,8 +68,9 @@ class Quality:
                if video else np.zeros(len(frames)))
         # A fade spans a few analysis frames: judge each against its neighbours and the frames beyond them,
         # aligned (a fade within one framing) and as filmed (a fade between two framings mixes two views).
-        raw = np.stack([thumb(f.image, views.shape[2:0:-1]) for f in frames]) if video else views
-        blend = [max([blend_share(v[i - d], v[i], v[i + d], self.tol) for v in (views, raw)
+        moved = any(f.warp is not None and not np.allclose(f.warp, np.eye(3)) for f in frames)
+        raw = np.stack([thumb(f.image, views.shape[2:0:-1]) for f in frames]) if video and moved else None
+        blend = [max([blend_share(v[i - d], v[i], v[i + d], self.tol) for v in (views, raw) if v is not None
                       for d in (1, 2) if video and 0 <= i - d and i + d < len(frames)], default=0.0)
                  for i in range(len(frames))]
         kept: list[Frame] = []
