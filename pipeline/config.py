@@ -61,7 +61,7 @@ class QualityConfig(_Section):
     blend_share: float = Field(0.5, ge=0, le=1, description="drop a frame as a cross-fade when more than this share of "
                                "what changes between its neighbours sits half-way between them")
     occlusion_window: float = Field(4.0, description="seconds of the temporal median that hides transients")
-    occlusion_max: float = Field(0.004, description="drop a frame when more than this fraction of the shown work (crop box) is covered by something that leaves again (a hand)")
+    occlusion_max: float = Field(0.0015, description="drop a frame when more than this fraction of the shown work (crop box) is covered by something that leaves again (a hand)")
 
 
 class SelectConfig(_Section):
@@ -69,7 +69,7 @@ class SelectConfig(_Section):
 
     sequences_per_source: int = Field(1, ge=1, description="at most this many sequences from one source")
     min_progress_step: float = Field(0.005, ge=0, description="completion must rise by this much from step to step")
-    min_distinct: float = Field(0.03, ge=0, le=1, description="consecutive steps must differ visibly on at least this "
+    min_distinct: float = Field(0.02, ge=0, le=1, description="consecutive steps must differ visibly on at least this "
                                 "fraction of the work region (after alignment and photometric normalisation); "
                                 "frames closer than this are one state (a hold)")
 

@@ -44,6 +44,19 @@ def completion_curve(views: np.ndarray, region: np.ndarray, tol: float) -> tuple
     return match.sum(axis=1) / np.maximum(shown, 1), shown / region.sum()
 
 
+def departure_curve(views: np.ndarray, region: np.ndarray, tol: float) -> np.ndarray:
+    """Per frame, the fraction of the seen work region that no longer looks like the start state.
+
+    Completion misses the layers that the finished work covers again (a pencil sketch, a base colour);
+    departure from the start sees them, so the two together rise through every visible stage."""
+    if not region.any():
+        return np.zeros(len(views))
+    start = _state(views[:_ends(len(views))])
+    visible = seen(views)[:, region]
+    moved = differs(views, start[None], tol)[:, region] & visible
+    return moved.sum(axis=1) / np.maximum(visible.sum(axis=1), 1)
+
+
 def work_box(region: np.ndarray, margin: float) -> list[float]:
     """(x0, y0, x1, y1) as fractions of the view: where the work happens, from the 1st to the 99th
     percentile of the changed pixels (stray noise does not stretch it), plus a margin."""
@@ -120,8 +133,9 @@ class FindProcess:
             f.view = v
         region = work_region(views, tol)
         curve, visible = completion_curve(views, region, tol)
+        departed = departure_curve(views, region, tol)
         if images:  # a folder of step images is the process, in order
-            self._score(frames, curve, visible)
+            self._score(frames, curve, departed, visible)
             work.segments.append(Segment(frames=frames, region=region, size=size))
             return ""
         seconds = sum(work.frames[b - 1].time - work.frames[a].time for a, b in group.shots)
@@ -146,17 +160,19 @@ class FindProcess:
         if progressing < self.cfg.min_spread:
             return (f"changes all at once, not step by step (in progress for {progressing:.0%} of the time "
                     "before it is finished)")
-        self._score(frames, curve, visible)
+        self._score(frames, curve, departed, visible)
         if self.cfg.crop_to_work:
             scores["crop"] = work_box(region, self.cfg.crop_margin)
         work.segments.append(Segment(frames=frames, scores=scores, region=region, size=size))
         return ""
 
     @staticmethod
-    def _score(frames: list[Frame], curve: np.ndarray, visible: np.ndarray) -> None:
-        """Store each frame's progress toward the finished state, normalised to [0, 1]."""
-        lo, hi = float(curve.min()), float(curve.max())
-        for f, c, v in zip(frames, curve, visible):
+    def _score(frames: list[Frame], curve: np.ndarray, departed: np.ndarray, visible: np.ndarray) -> None:
+        """Store each frame's completion, and its progress: the mean of completion and departure from the
+        start, normalised to [0, 1] over the segment."""
+        both = (curve + departed) / 2
+        lo, hi = float(both.min()), float(both.max())
+        for f, c, b, v in zip(frames, curve, both, visible):
             f.scores["completion"] = round(float(c), 4)
-            f.scores["progress"] = round((float(c) - lo) / (hi - lo), 4) if hi > lo else 0.0
+            f.scores["progress"] = round((float(b) - lo) / (hi - lo), 4) if hi > lo else 0.0
             f.scores["visible"] = round(float(v), 4)

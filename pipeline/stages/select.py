@@ -122,7 +122,23 @@ class Select:
                 continue
             typical = nan_median(np.stack([seg.frames[j].view for j in run]))
             out.append(seg.frames[run[int(np.argmin(diff.against(typical, np.array(run))))]])
-        return out
+        return self._without_passing(out, seg, work)
+
+    def _without_passing(self, states: list[Frame], seg: Segment, work: Work) -> list[Frame]:
+        """Drop a state that the next one undoes (something came and went: a hand the occlusion test
+        missed, a lamp switched on and off): work accumulates, so a state's neighbours differ from each
+        other at least as much as from it."""
+        if len(states) < 3:
+            return states
+        diff = Differences(states, seg.region, self.tol)
+        kept = [0]
+        for b in range(1, len(states) - 1):
+            a, c = kept[-1], b + 1
+            if diff.pair(a, c) < 0.5 * min(diff.pair(a, b), diff.pair(b, c)):
+                work.drops["a passing state (it came and went)"] += 1
+            else:
+                kept.append(b)
+        return [states[i] for i in kept + [len(states) - 1]]
 
     def __call__(self, work: Work) -> Work:
         n = work.source.task.frames
