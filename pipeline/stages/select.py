@@ -63,8 +63,9 @@ def pick_steps(progress: list[float], n: int, min_step: float, distinct: np.ndar
 
 
 class Differences:
-    """Fractions of the work region (seen in both views) where frames differ, with every frame's
-    shift envelope computed once (a step matrix compares each frame with all the others)."""
+    """Fractions of the work region (seen in both views) where frames differ, pixel for pixel: the views
+    are aligned already, and late detail (the last strokes of a painting) is finer than the one-pixel
+    tolerance the process test allows itself. Views are stacked once for a whole step matrix."""
 
     def __init__(self, frames: list[Frame], region: np.ndarray | None, tol: float) -> None:
         self.n = len(frames)
@@ -73,7 +74,7 @@ class Differences:
             return
         self.tol = tol
         self.views = np.stack([f.view for f in frames])
-        self.lo, self.hi = envelope(self.views)
+        self.lo, self.hi = envelope(self.views, shift=0)
         self.region = region if region is not None and region.any() else np.ones(self.views.shape[1:3], bool)
         self.seen = seen(self.views) & self.region[None]
 
