@@ -62,6 +62,9 @@ def pick_steps(progress: list[float], n: int, min_step: float, distinct: np.ndar
     return out[::-1]
 
 
+BAND = 12  # states compared with each state's followers for distinct steps
+
+
 class Differences:
     """Fractions of the work region (seen in both views) where frames differ, pixel for pixel: the views
     are aligned already, and late detail (the last strokes of a painting) is finer than the one-pixel
@@ -89,10 +92,15 @@ class Differences:
     def pair(self, i: int, j: int) -> float:
         return float(self.against(self.views[i], slice(j, j + 1))[0]) if self.usable else 1.0
 
-    def matrix(self) -> np.ndarray:
-        if not self.usable:
-            return np.ones((self.n, self.n))
-        return np.stack([self.against(self.views[i], slice(None)) for i in range(self.n)])
+    def matrix(self, band: int = BAND) -> np.ndarray:
+        """out[i, j]: how much frames i and j differ, for the ``band`` states after each; further apart
+        the work has accumulated (passing states are gone), so they count as fully different."""
+        out = np.ones((self.n, self.n))
+        if self.usable:
+            for i in range(self.n):
+                near = slice(i + 1, min(self.n, i + 1 + band))
+                out[i, near] = self.against(self.views[i], near)
+        return out
 
 
 class Select:
