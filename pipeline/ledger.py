@@ -59,6 +59,8 @@ class Ledger:
                 self.current[(row["loc"], row["config_sha"])] = key
                 if row.get("stat") and row["sha256"]:
                     self.known[row["loc"]] = (row["stat"], row["sha256"])
+        for seen in rec.get("seen", []):  # duplicates: no row of their own, but their signature is known
+            self.known[seen["loc"]] = (seen["stat"], seen["sha256"])
         for shard in rec["shards"]:
             self.shards[shard["name"]] = shard
         for name in rec["retired"]:
@@ -97,11 +99,12 @@ class Ledger:
         return out
 
     def commit(self, run: int, config_sha: str, rows: list[dict] = (), shards: list[dict] = (),
-               retired: list[str] = ()) -> None:
-        """Write one record atomically, then apply it in memory."""
+               retired: list[str] = (), seen: list[dict] = ()) -> None:
+        """Write one record atomically, then apply it in memory. ``seen``: {loc, stat, sha256} of sources
+        that have no row of their own (duplicates), so that a refresh need not read them again."""
         self._seq += 1
         rec = {"run": run, "config_sha": config_sha, "time": time.time(), "rows": list(rows),
-               "shards": list(shards), "retired": list(retired)}
+               "shards": list(shards), "retired": list(retired), "seen": list(seen)}
         name = f"r{run:05d}-{self._seq:06d}.json"
         self.storage.write(f"{FOLDER}/{name}", json.dumps(rec).encode())
         self._apply(rec)

@@ -64,6 +64,7 @@ class Plan:
         self.seen: dict[str, Source] = {}
         self.skipped = self.todo = 0
         self._restat: list[dict] = []
+        self._seen_dups: list[dict] = []
 
     def select(self, stream: Iterable[Prepared]) -> Iterator[Prepared]:
         for p in stream:
@@ -81,6 +82,9 @@ class Plan:
         ident = p.sha256 or p.loc  # the first listing of each file (by location and by content) is kept
         if ident in self.seen:
             self.dropped(duplicate(src, p.sha256, self.seen[ident]))
+            if p.hashed and p.stat and p.sha256:  # read now: remember its signature, not to read it again
+                self._seen_dups.append({"loc": p.loc, "stat": p.stat, "sha256": p.sha256})
+                self._flush_when_full()
             return False
         self.seen[ident] = src
         row = self.ledger.lookup(p.sha256, src.uri, self.config_sha)
@@ -91,12 +95,15 @@ class Plan:
         self.on_skip()
         if p.hashed and p.stat and (row.get("stat"), row.get("loc")) != (p.stat, p.loc):
             self._restat.append({**row, "loc": p.loc, "stat": p.stat})  # read again, found unchanged
-            if len(self._restat) >= RESTAT_BATCH:
-                self.flush()
+            self._flush_when_full()
         return False
 
+    def _flush_when_full(self) -> None:
+        if len(self._restat) + len(self._seen_dups) >= RESTAT_BATCH:
+            self.flush()
+
     def flush(self) -> None:
-        """Record the new signatures of sources that were read again but had not changed."""
-        if self._restat:
-            self.ledger.commit(self.run, self.config_sha, rows=self._restat)
-            self._restat = []
+        """Record the signatures of sources that were read but had not changed, or were duplicates."""
+        if self._restat or self._seen_dups:
+            self.ledger.commit(self.run, self.config_sha, rows=self._restat, seen=self._seen_dups)
+            self._restat, self._seen_dups = [], []

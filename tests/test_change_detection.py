@@ -135,3 +135,22 @@ def test_changed_file_is_rebuilt_alone_and_its_old_sample_retired(corpus3, tmp_p
 
     again = _refresh(capsys, manifest, out, config)
     assert (again["processed"], again["retired_shards"]) == (0, 0)
+
+
+def test_a_duplicate_listing_is_not_read_again(tutorials, tmp_path, capsys, opened):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(tutorials["coffee"][0], src / "coffee.mp4")
+    shutil.copy(tutorials["coffee"][0], src / "coffee-copy.mp4")  # same content under another name
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"sources": [{"glob": "src/*.mp4", "task": "oil-painting"}]}))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"cluster": {"workers": 1, "processes": False}}))
+    first = _refresh(capsys, manifest, tmp_path / "out", config)
+    assert (first["ok"], first["rejected"]) == (1, 1)
+    reasons = [r["reason"] for r in json.loads((tmp_path / "out" / "report.json").read_text())["sources"]]
+    assert any(r.startswith("duplicate of") for r in reasons)
+    WATCH.append(str(src))
+    again = _refresh(capsys, manifest, tmp_path / "out", config)
+    assert (again["processed"], again["skipped"], again["rejected"]) == (0, 1, 1)  # still reported a duplicate
+    assert opened == []  # but neither file was read
