@@ -30,6 +30,7 @@ from pipeline.corpus.curation import load as load_curation
 from pipeline.failpoint import failpoint
 from pipeline.fetch import Prepared, run_fetched
 from pipeline.index import make_index, read_index, write_index
+from pipeline.ledger import FOLDER as LEDGER
 from pipeline.ledger import Ledger
 from pipeline.lock import OutputLock
 from pipeline.manifest import load_manifest
@@ -93,10 +94,14 @@ def _curated(todo: Iterator[Prepared], curation: Curation,
 
 
 def _reconcile(storage: Storage, ledger: Ledger) -> list[str]:
-    """Delete shards a crashed run published but never recorded (their sources are redone, same keys)."""
+    """Delete shards a crashed run published but never recorded (their sources are redone, same keys), and
+    the temporary file of a ledger record it was writing when killed (the record never existed)."""
     orphans = [n for n in storage.list("shards") if OUR_SHARD.match(n) and n not in ledger.shards]
     for name in orphans:
         storage.remove(f"shards/{name}")
+    for name in storage.list(LEDGER):
+        if name.startswith(".") and name.endswith(".tmp"):
+            storage.remove(f"{LEDGER}/{name}")
     return orphans
 
 
