@@ -69,7 +69,7 @@ def test_site_files_are_self_contained(site):
 
 def test_index_and_task_pages_render_filter_and_page_offline(site, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     corpus, folder = site
     index = json.loads((corpus / "dataset.json").read_text())
@@ -84,6 +84,8 @@ def test_index_and_task_pages_render_filter_and_page_offline(site, browser):
     shot(browser, "review-index.png")
 
     browser.get((folder / "task-portrait.html").as_uri())
+    # The page's script draws the cards; on a loaded machine that can finish after the load event.
+    WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#cards .card"))
     cards = browser.find_elements(By.CSS_SELECTOR, "#cards .card")
     assert len(cards) == 1 and browser.find_element(By.ID, "count").text == "1 of 1 sequences"
     steps = [li.text for li in cards[0].find_elements(By.CSS_SELECTOR, ".steps li")]
