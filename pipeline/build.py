@@ -22,6 +22,8 @@ from distributed import Client, Future, LocalCluster, as_completed
 from tqdm import tqdm
 
 from pipeline import __version__
+from pipeline.caption.cache import default_cache_dir
+from pipeline.caption.stage import Captioner
 from pipeline.clip import plan_clip
 from pipeline.config import BuildConfig
 from pipeline.corpus.card import write_card
@@ -93,7 +95,7 @@ def _curated(todo: Iterator[Prepared], curation: Curation,
                                         f"{d.at}): {d.reason}"))
 
 
-def _reconcile(storage: Storage, ledger: Ledger) -> list[str]:
+def remove_orphan_shards(storage: Storage, ledger: Ledger) -> list[str]:
     """Delete shards a crashed run published but never recorded (their sources are redone, same keys), and
     the temporary file of a ledger record it was writing when killed (the record never existed)."""
     orphans = [n for n in storage.list("shards") if OUR_SHARD.match(n) and n not in ledger.shards]
@@ -154,10 +156,10 @@ class _Run:
         self.report.add(res)
 
 
-def _process(client: Client, todo: Iterator[Prepared], stages: dict[str, list], config: BuildConfig,
-             run: _Run, bar: tqdm, resources: dict | None, cache: str) -> None:
-    """Bounded-window submit; results stream into the committer as they finish. ``resources``: Dask
-    resources every source task needs (the CLIP stage's, e.g. {"GPU": 1}, when CLIP runs)."""
+def _results(client: Client, todo: Iterator[Prepared], stages: dict[str, list], config: BuildConfig,
+             run: _Run, resources: dict | None, cache: str) -> Iterator[tuple[Prepared, SourceResult]]:
+    """Bounded-window submit; results as they finish. ``resources``: Dask resources every source task needs
+    (the CLIP stage's, e.g. {"GPU": 1}, when CLIP runs)."""
     window = max(1, len(client.scheduler_info()["workers"])) * config.cluster.in_flight_per_worker
     pending = todo
     futures, owner = as_completed(), {}
@@ -179,10 +181,24 @@ def _process(client: Client, todo: Iterator[Prepared], stages: dict[str, list], 
         except Exception as e:  # noqa: BLE001 - KilledWorker and the like: record and go on
             res = _lost(item.source, item.sha256, e)
         fut.release()
+        yield item, res
+        submit(next(pending, None))
+
+
+def _with_samples(done: tuple[Prepared, SourceResult], samples: list) -> tuple[Prepared, SourceResult]:
+    done[1].samples = samples
+    return done
+
+
+def _commit_all(results: Iterator[tuple[Prepared, SourceResult]], captioner: Captioner | None, run: _Run,
+                bar: tqdm) -> None:
+    """Results (captioned first when a VLM is configured) into shards and the report, as they come."""
+    if captioner is not None:
+        results = captioner.stream(results, lambda done: done[1].samples, _with_samples)
+    for item, res in results:
         run.add(item, res)
         bar.update(1)
         bar.set_postfix(samples=sum(run.report.per_task.values()))
-        submit(next(pending, None))
 
 
 def _write_report(storage: Storage, report: RunReport, header: dict, shards: list, wall: float, run: int) -> dict:
@@ -222,10 +238,12 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
             raise ConfigChanged(f"{storage}: built under config {ledger.config_sha[:12]}, this config is "
                                 f"{config_sha[:12]}; pass --rebuild to reprocess every listed source under it "
                                 f"(the old config's shards are retired when that run completes)")
-        orphans = _reconcile(storage, ledger)
+        orphans = remove_orphan_shards(storage, ledger)
         run = ledger.last_run + 1
         staging = storage.staging()
         report = RunReport()
+        captioner = (Captioner(config.caption, taxonomy, default_cache_dir(config.caption, storage))
+                     if config.caption.enabled else None)
         try:
             with tqdm(total=len(sources), desc="sources", unit="src", disable=not progress) as bar:
                 def dropped(row: SourceResult) -> None:
@@ -243,8 +261,9 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
                     stages = {kind: build_stages(config, clip.spec, kind) for kind in {s.kind for s in sources}}
                     with dask_client(config, clip.ready) as client:
                         print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
-                        _process(client, itertools.chain([first], todo), stages, config, results, bar,
-                                 (config.clip.resources or None) if clip.ready else None, cache)
+                        done = _results(client, itertools.chain([first], todo), stages, config, results,
+                                        (config.clip.resources or None) if clip.ready else None, cache)
+                        _commit_all(done, captioner, results, bar)
             shards = committer.close()
             skipped = plan.skipped + results.unchanged
             stale = repack_stale(storage, ledger, run, staging)
@@ -253,6 +272,7 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
             if Path(cache).is_dir():
                 ScratchCache(cache, config.cache.max_bytes).close()
         header = {"version": __version__, "manifest": str(manifest), "config_sha": config_sha, "clip": clip.message if clip else NO_CLIP,
+                  "caption": captioner.summary() if captioner else None,
                   "config": config.model_dump(mode="json"),
                   "refresh": {"run": run, "skipped": skipped, "removed_orphan_shards": orphans,
                               "retired_stale_shards": stale}}

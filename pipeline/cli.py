@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from makeanything.exit_codes import EXIT_LOCKED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
 from pipeline.clip import ClipUnavailable
-from pipeline.config import BuildConfig
+from pipeline.config import BuildConfig, CaptionConfig
 from pipeline.corpus.curation import CurationError
 from pipeline.manifest import ManifestError
 
@@ -20,7 +20,15 @@ def _config(args: argparse.Namespace) -> BuildConfig:
     cluster = cfg.cluster.model_copy(update={k: v for k, v in
                                              (("workers", args.workers), ("scheduler", args.scheduler)) if v})
     clip = cfg.clip.model_copy(update={"require": True}) if args.require_clip else cfg.clip
-    return cfg.model_copy(update={"cluster": cluster, "clip": clip})
+    return cfg.model_copy(update={"cluster": cluster, "clip": clip, "caption": caption_overrides(cfg.caption, args)})
+
+
+def caption_overrides(caption: CaptionConfig, args: argparse.Namespace) -> CaptionConfig:
+    """The config's caption section with the command line's --caption-* (or caption's --url ...) on top."""
+    given = {field: getattr(args, name) for field, name in
+             (("url", "caption_url"), ("model", "caption_model"), ("budget", "caption_budget"))
+             if getattr(args, name, None) is not None}
+    return CaptionConfig.model_validate({**caption.model_dump(), **given})
 
 
 def _summary(s: dict) -> None:
@@ -84,6 +92,11 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify-content", action="store_true",
                    help="hash every source's content again instead of trusting unchanged metadata "
                         "(size, mtime, inode; ETag / version / Last-Modified for remote sources)")
+    g = p.add_argument_group("VLM captions (docs/CAPTION.md; off unless a URL is given)")
+    g.add_argument("--caption-url", help="OpenAI-compatible API base URL, e.g. http://localhost:8000/v1 "
+                                         "(key from the environment variable caption.api_key_env, default OPENAI_API_KEY)")
+    g.add_argument("--caption-model", help="model name the server knows (default: caption.model, gpt-4o)")
+    g.add_argument("--caption-budget", type=int, help="stop asking after this many requests")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -131,6 +131,40 @@ class VectorConfig(_Section):
     max_elements: int = Field(20000, ge=1, description="SVGs with more XML elements are rejected")
     max_size: float = Field(1e5, gt=0, description="a declared width or height above this (px) is rejected as giant")
     max_seconds: float = Field(20.0, gt=0, description="an item still rendering after this long is rejected")
+class CaptionConfig(_Section):
+    """Hierarchical captions from a vision-language model over an OpenAI-compatible chat-completions API
+    (OpenAI, vLLM, Ollama, llama.cpp server, LM Studio); see docs/CAPTION.md. Off until ``url`` is set.
+
+    Not part of the config hash: captions are tracked per sample (model and prompt hash in the json), so
+    turning them on never forces a rebuild; `makeanything caption` adds them to an existing corpus.
+    """
+
+    url: str | None = Field(None, description="API base URL, e.g. https://api.openai.com/v1 or http://localhost:8000/v1")
+    model: str = Field("gpt-4o", description="model name the server knows, e.g. Qwen/Qwen2-VL-7B-Instruct")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key "
+                             "(the key itself never goes into a config, report, log or shard)")
+    prompt: str | None = Field(None, description="instruction for every task, replacing the taxonomy's "
+                               "caption_prompt; fields {process} {name} {frames} {subject} {subject_line}")
+    images: Literal["frames", "grid"] = Field("frames", description="send the step frames as N images, or the "
+                                              "grid as one image with its reading order stated")
+    image_side: int = Field(512, ge=64, description="images are downscaled to this long side before sending")
+    response_format: Literal["json_object", "json_schema", "none"] = Field(
+        "json_object", description="structured output: json_object (widely served), json_schema (OpenAI, vLLM), "
+                                   "none (the prompt alone asks for JSON)")
+    max_concurrency: int = Field(8, ge=1, description="requests in flight at once")
+    timeout_s: float = Field(60.0, gt=0, description="seconds one request may take")
+    retries: int = Field(4, ge=0, description="retries of a request after 429, 5xx, a timeout or a lost connection")
+    backoff_s: float = Field(1.0, ge=0, description="first retry delay, doubled each time (429 with Retry-After: "
+                             "the server's delay)")
+    max_tokens: int = Field(800, ge=16)
+    budget: int | None = Field(None, ge=0, description="stop asking after this many requests (--caption-budget); "
+                               "the rest keep their template caption")
+    cache_dir: str | None = Field(None, description="answers cached by (frames, model, prompt); default "
+                                  "OUT/caption-cache for local outputs, ~/.cache/makeanything/captions otherwise")
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
 
 
 class ShardConfig(_Section):
@@ -178,6 +212,7 @@ class BuildConfig(_Section):
     select: SelectConfig = SelectConfig()
     clip: ClipConfig = ClipConfig()
     vector: VectorConfig = VectorConfig()
+    caption: CaptionConfig = CaptionConfig()
     shards: ShardConfig = ShardConfig()
     cluster: ClusterConfig = ClusterConfig()
 
@@ -189,6 +224,6 @@ class BuildConfig(_Section):
         return cls.model_validate(raw)
 
     def sha(self) -> str:
-        """Hash of everything that changes the output (not where it runs)."""
-        data = self.model_dump(exclude={"cluster", "cache"})
+        """Hash of everything that changes which samples are made (not where it runs, nor their VLM captions)."""
+        data = self.model_dump(exclude={"cluster", "cache", "caption"})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

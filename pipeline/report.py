@@ -75,8 +75,26 @@ def _markdown(r: dict, sheets: dict[str, str]) -> str:
     lines += ["", "## Sources without sequences", "", "| entry | source | status | reason |", "|---|---|---|---|"]
     lines += [f"| {s['entry']} | `{s['uri']}` | {s['status']} | {s['reason']} |"
               for s in r["sources"] if s["status"] != "ok"]
+    lines += caption_lines(r.get("caption"))
     lines += ["", "## Time per stage (s, summed over workers)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in r["stage_seconds"].items()]
     lines += ["", "## Contact sheets", ""]
     lines += [f"### {task}\n\n![{task}]({name})\n" for task, name in sheets.items()]
     return "\n".join(lines) + "\n"
+
+
+def caption_lines(c: dict | None) -> list[str]:
+    """The VLM caption section: counts, cost, and every sample that kept its template caption, with why."""
+    if not c:
+        return []
+    retries = ", ".join(f"{k} {v}" for k, v in c["retries"].items()) or "none"
+    lines = ["", "## VLM captions", "",
+             f"{c['captioned']} captioned by `{c['model']}` ({c['from_cache']} from the cache), {c['fallback']} kept "
+             f"the template caption; {c['requests']} requests (retries: {retries}), {c['prompt_tokens']} prompt + "
+             f"{c['completion_tokens']} completion tokens"
+             + (f"; budget {c['budget']} requests, {c['not_asked_budget']} samples not asked" if c["budget"] is not None
+                else "") + "."]
+    if c["fallbacks"]:
+        lines += ["", "| sample | why it kept the template caption |", "|---|---|"]
+        lines += [f"| `{k}` | {v} |" for k, v in c["fallbacks"].items()]
+    return lines

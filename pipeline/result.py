@@ -9,6 +9,7 @@ from typing import Literal
 
 from pipeline import __version__
 from pipeline.config import BuildConfig
+from pipeline.caption.record import template_record
 from pipeline.corpus.schema import conform
 from pipeline.shot_strip import shot_strip
 from pipeline.shards import Sample, encode_jpeg
@@ -57,9 +58,9 @@ def _meta(work: Work, seq: Sequence, key: str, config: BuildConfig) -> dict:
             if f.embedding is not None:
                 d["clip_embedding"] = [round(float(x), 5) for x in f.embedding]
     return conform({
-        "key": key, "task": task.describe(), "caption": {"text": seq.caption}, "layout": task.layout.describe(),
+        "key": key, "task": task.describe(), "caption": template_record(seq.caption), "layout": task.layout.describe(),
         "frames": frames,
-        "source": {"uri": src.uri, "id": src.id, "sha256": work.sha256, "kind": src.kind,
+        "source": {"uri": src.uri, "id": src.id, "sha256": work.sha256, "kind": src.kind, "subject": src.subject,
                    "license": src.license, "attribution": src.attribution,
                    **{k: p.get(k) for k in ("fps", "frame_count", "width", "height", "duration", "codec", "rotation")}},
         "scores": {"process": seq.segment_scores, **seq.scores},

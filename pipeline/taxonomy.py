@@ -27,6 +27,7 @@ class Task(BaseModel):
     process: str = Field(description="phrase used in captions, e.g. 'oil painting'")
     prompts: tuple[str, ...] = Field(min_length=1, description="positive CLIP prompts")
     caption_template: str
+    caption_prompt: str = Field(description="what the caption stage asks the VLM (docs/CAPTION.md)")
 
     @model_validator(mode="after")
     def _check(self) -> "Task":
@@ -42,6 +43,13 @@ class Task(BaseModel):
         return self.caption_template.format(
             rows=self.layout.rows, cols=self.layout.cols, frames=self.frames, process=self.process,
             name=self.name, subject=subject or "", subject_suffix=f", {subject}" if subject else "")
+
+    def caption_request(self, subject: str | None, template: str | None = None) -> str:
+        """The VLM's instruction for one sequence of this task (``template`` overrides the taxonomy's)."""
+        return (template or self.caption_prompt).format(
+            rows=self.layout.rows, cols=self.layout.cols, frames=self.frames, process=self.process,
+            name=self.name, subject=subject or "", subject_suffix=f", {subject}" if subject else "",
+            subject_line=f" The subject is {subject}." if subject else "")
 
     def describe(self) -> dict:
         """The shard-json `task` record."""
@@ -70,6 +78,8 @@ class Taxonomy(BaseModel):
         layouts = {name: Layout(**spec) for name, spec in (raw.get("layouts") or {}).items()}
         template = raw.get("caption_template", "{rows}*{cols} of {frames} sub-images, "
                                                "step-by-step {process} process{subject_suffix}")
+        prompt = raw.get("caption_prompt", "The {frames} images are the steps of one {process} process, "
+                                             "in order.{subject_line} Describe the process and each step.")
         tasks = {}
         for entry in raw["tasks"]:
             entry = dict(entry)
@@ -79,6 +89,7 @@ class Taxonomy(BaseModel):
                     raise ValueError(f"{path}: task {entry.get('id')} names unknown layout {lay!r}")
                 entry["layout"] = layouts[lay]
             entry.setdefault("caption_template", template)
+            entry.setdefault("caption_prompt", prompt)
             if entry["id"] in tasks:
                 raise ValueError(f"{path}: task id {entry['id']} listed twice")
             tasks[entry["id"]] = Task(**entry)

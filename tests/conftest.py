@@ -14,8 +14,9 @@ import yaml
 
 from pipeline.synthetic import Script, Truth, make_tutorial
 
-# The refresh/crash/S3/distributed tests share a corpus and a reference build (fixtures there).
-pytest_plugins = ["tests.refresh_support", "tests.mixed_corpus"]
+# The refresh/crash/S3/distributed tests share a corpus and a reference build (fixtures there);
+# the caption tests talk to a loopback chat-completions server (tests/vlm_server.py).
+pytest_plugins = ["tests.refresh_support", "tests.mixed_corpus", "tests.vlm_server"]
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 SMALL = (320, 180)

@@ -36,6 +36,9 @@ class DataConfig(_Strict):
     latent_cache: str | None = Field(default=None, description="folder caching the VAE latents of the grids by "
                                                                "sample key and content; filled before training, "
                                                                "then the VAE stays off the GPU")
+    caption: Literal["rich", "template"] = Field(
+        default="rich", description="rich: KEY.txt, the VLM's hierarchical caption where the sample has one; "
+                                    "template: the taxonomy's one-line caption (caption.template in the json)")
 
 
 class LoraConfig(_Strict):

@@ -23,6 +23,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from pipeline.caption.record import template_of
 from pipeline.corpus.curation import Exclusions
 from pipeline.layout import Layout
 from pipeline.taxonomy import Taxonomy
@@ -74,10 +75,18 @@ def open_shard(url: str):
 
 @dataclass(frozen=True)
 class HeadResolver:
-    """Finds a sample's task head and layout: from our json, else the caption tag, else the config mapping."""
+    """Finds a sample's task head and layout: from our json, else the caption tag, else the config mapping;
+    and which of our captions to train on (``caption``: the VLM's ``rich`` one when present, or ``template``)."""
 
     taxonomy: Taxonomy
     head_map: dict[str, int]
+    caption: str = "rich"
+
+    def text(self, txt: str, meta: dict | None) -> str:
+        """The caption to train on: KEY.txt (rich when a VLM captioned the sample), or the json's template line."""
+        if self.caption == "template" and meta is not None:
+            return template_of(meta["caption"])
+        return txt
 
     def __call__(self, key: str, url: str, caption: str, meta: dict | None) -> tuple[int, Layout]:
         if meta is not None:
@@ -143,7 +152,7 @@ def decode(raw: dict, resolve: HeadResolver, cell: int | None, token: int) -> di
         raise DataError(f"sample {key} in {url} needs an image (jpg/png) and a caption (txt/caption); "
                         f"has {sorted(k for k in raw if not k.startswith('__'))}")
     meta = json.loads(raw["json"]) if "json" in raw else None
-    caption = raw[text_ext].decode("utf-8").strip()
+    caption = resolve.text(raw[text_ext].decode("utf-8").strip(), meta)
     head, layout = resolve(key, url, caption, meta)
     side = cell or layout.cell
     if side % token:

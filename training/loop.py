@@ -151,7 +151,7 @@ class Trainer:
             if should_offload(cfg.lora.offload_heads, self.lora, self.device, self.d.world) else None
         self.text = TextEncoder(self.flux, self.device, cfg.data.text_cache)
         self.latents = LatentEncoder(self.flux, self.device, cfg.data.latent_cache, cfg.data.cell)
-        self.resolve = HeadResolver(self.taxonomy, cfg.data.head_map)
+        self.resolve = HeadResolver(self.taxonomy, cfg.data.head_map, cfg.data.caption)
         self.fill_caches()
         for enc in (self.text, self.latents):  # encoders whose outputs are cached stay off the GPU
             if enc.cache is None:

@@ -43,9 +43,10 @@ OPT_STR, OPT_INT, OPT_FLOAT = Leaf("string", True), Leaf("int64", True), Leaf("f
 SAMPLE = Struct({
     "key": STR,
     "task": Struct({"id": STR, "name": STR, "path": STR, "head": INT}),
-    # text is KEY.txt, the training caption; the rest is a VLM's hierarchical caption (null when there is none)
-    "caption": Struct({"text": STR, "process": OPT_STR, "steps": List(STR, nullable=True), "model": OPT_STR,
-                       "prompt_sha": OPT_STR}),
+    # text is KEY.txt, the training caption; template the taxonomy's one-line caption; the rest is a VLM's
+    # hierarchical caption (null when there is none)
+    "caption": Struct({"text": STR, "template": OPT_STR, "process": OPT_STR, "steps": List(STR, nullable=True),
+                       "model": OPT_STR, "prompt_sha": OPT_STR}),
     "layout": Struct({"rows": INT, "cols": INT, "order": STR, "cell": INT, "separator": INT,
                       "size": List(INT), "positions": List(List(INT))}),
     "frames": List(Struct({
@@ -56,7 +57,8 @@ SAMPLE = Struct({
         "clip_embedding": List(Leaf("float32"), nullable=True), "added": OPT_FLOAT,
     })),
     "source": Struct({
-        "uri": STR, "id": OPT_STR, "sha256": STR, "kind": STR, "license": OPT_STR, "attribution": OPT_STR,
+        "uri": STR, "id": OPT_STR, "sha256": STR, "kind": STR, "subject": OPT_STR, "license": OPT_STR,
+        "attribution": OPT_STR,
         "fps": OPT_FLOAT, "frame_count": OPT_INT, "width": OPT_INT, "height": OPT_INT, "duration": OPT_FLOAT,
         "codec": OPT_STR, "rotation": OPT_INT,
     }),

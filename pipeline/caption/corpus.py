@@ -1,0 +1,157 @@
+"""`makeanything caption CORPUS`: VLM captions for a corpus that already exists, under the refresh's rules.
+
+Shards are never edited in place. Each shard holding samples without a caption by this model and prompt
+is written anew (same samples and keys, new captions) as a new shard; one ledger record names the new
+shard and retires the old one, so the dataset switches from one to the other atomically. ``dataset.json``
+is written last, then the retired files are deleted. A crash leaves either an unrecorded new shard or a
+retired old one; both are deleted at the next start (pipeline.build.remove_orphan_shards), and a rerun
+captions what is left, from the answer cache where the VLM already answered: every sample ends up in the
+dataset once, captioned once.
+"""
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tarfile
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+from tqdm import tqdm
+
+from pipeline import __version__
+from pipeline.atomic import write_json, write_text
+from pipeline.build import remove_orphan_shards
+from pipeline.caption.cache import default_cache_dir
+from pipeline.caption.stage import Captioner
+from pipeline.config import CaptionConfig
+from pipeline.failpoint import failpoint
+from pipeline.index import make_index, read_index, write_index
+from pipeline.ledger import Ledger
+from pipeline.lock import OutputLock
+from pipeline.report import caption_lines
+from pipeline.shards import Sample, ShardWriter
+from pipeline.storage import Storage
+from pipeline.taxonomy import Taxonomy
+
+Item = tuple[dict, list[Sample], list[Sample]]  # (ledger shard record, every sample, those to caption)
+
+
+class NotADataset(FileNotFoundError):
+    """The folder has no dataset.json."""
+
+
+def read_shard(storage: Storage, name: str) -> list[Sample]:
+    """The samples of one of our shards, in tar order."""
+    members: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(fileobj=io.BytesIO(storage.read(f"shards/{name}"))) as tar:
+        for m in tar.getmembers():
+            key, _, ext = m.name.partition(".")
+            members.setdefault(key, {})[ext] = tar.extractfile(m).read()
+    return [Sample(key, p["jpg"], p["txt"].decode(), json.loads(p["json"])) for key, p in members.items()]
+
+
+class CorpusCaptioner:
+    """One `caption` run over the live shards of ``storage`` (the caller holds the output's lock)."""
+
+    def __init__(self, storage: Storage, ledger: Ledger, captioner: Captioner, run: int, staging: Path) -> None:
+        self.storage, self.ledger, self.captioner, self.run, self.staging = storage, ledger, captioner, run, staging
+        self.rewritten: list[tuple[str, str]] = []  # (old shard, new shard)
+        self.unreadable: dict[str, str] = {}
+        self.numbers: Counter = Counter()
+
+    def items(self, shards: list[dict]) -> Iterator[Item]:
+        """Shards with something to caption, read one at a time; unreadable ones are noted and skipped."""
+        for shard in shards:
+            try:
+                samples = read_shard(self.storage, shard["name"])
+            except (OSError, tarfile.TarError, ValueError, KeyError) as e:
+                self.unreadable[shard["name"]] = f"{type(e).__name__}: {e}"
+                continue
+            todo = [s for s in samples if self.captioner.wanted(s.meta)]
+            if todo:
+                yield shard, samples, todo
+
+    def _publish(self, tmp: Path, name: str) -> None:
+        self.storage.put(tmp, f"shards/{name}")
+        failpoint("shard-published")
+
+    def commit(self, shard: dict, samples: list[Sample], done: list[Sample]) -> None:
+        """Write the shard anew with the captioned samples in place, then swap it for the old one in the ledger."""
+        by_key = {s.key: s for s in done if s.meta["caption"]["model"]}
+        if not by_key:
+            return  # nothing new to write (all fell back): the old shard stays as it is
+        split = shard["split"]
+        writer = ShardWriter(self.staging, prefix=f"{split}-r{self.run:04d}-000", samples_per_shard=len(samples),
+                             start_index=self.numbers[split], publish=self._publish)
+        info = writer.write_group([by_key.get(s.key, s) for s in samples])
+        assert info is not None  # samples_per_shard == len(samples): the group fills the shard
+        self.numbers[split] += 1
+        record = {**shard, "name": info.name, "run": self.run, "bytes": info.bytes, "sha256": info.sha256,
+                  "keys": info.keys, "samples": info.samples}
+        self.ledger.commit(self.run, self.ledger.config_sha, shards=[record], retired=[shard["name"]])
+        failpoint("committed")
+        self.rewritten.append((shard["name"], info.name))
+
+
+def _write_report(storage: Storage, run: int, report: dict) -> None:
+    """``caption-report.json`` / ``.md`` in ``reports/run-NNNN/`` and, as the latest, at the root."""
+    with tempfile.TemporaryDirectory(prefix="makeanything-caption-") as tmp:
+        write_json(Path(tmp) / "caption-report.json", report)
+        md = [f"# Caption run {run}", "", f"{len(report['rewritten'])} shards rewritten with new captions; "
+              f"{report['duration_s']:.1f} s."] + caption_lines(report["caption"])
+        md += [f"\nUnreadable shard `{k}`: {v}" for k, v in report["unreadable"].items()]
+        write_text(Path(tmp) / "caption-report.md", "\n".join(md) + "\n")
+        names = ["caption-report.json", "caption-report.md"]
+        storage.upload_folder(Path(tmp), names, prefix=f"reports/run-{run:04d}")
+        storage.upload_folder(Path(tmp), names)
+
+
+def caption_corpus(out: str | Path, cfg: CaptionConfig, progress: bool = True) -> dict:
+    """Caption every sample of the corpus in ``out`` that has no caption by ``cfg.model`` and its prompt;
+    returns the one-line summary. NotADataset, LockBusy and config errors raise before any request."""
+    t0, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    storage = Storage(out)
+    index = read_index(storage)
+    if index is None:
+        raise NotADataset(f"{storage}: no dataset.json (not a dataset, or its first run never completed)")
+    taxonomy = Taxonomy.load(index["config"].get("taxonomy"))
+    captioner = Captioner(cfg, taxonomy, default_cache_dir(cfg, storage))
+    with OutputLock(storage):
+        ledger = Ledger.load(storage)
+        orphans = remove_orphan_shards(storage, ledger)
+        run = ledger.last_run + 1
+        staging = storage.staging()
+        job = CorpusCaptioner(storage, ledger, captioner, run, staging)
+        shards = ledger.live_shards()
+        try:
+            with tqdm(total=len(shards), desc="shards", unit="shard", disable=not progress) as bar:
+                for shard, samples, done in captioner.stream(job.items(shards), lambda item: item[2],
+                                                             lambda item, done: (item[0], item[1], done)):
+                    job.commit(shard, samples, done)
+                    bar.update(1)
+                bar.update(len(shards) - bar.n)
+        finally:
+            storage.clear_staging(staging)
+        summary = captioner.summary()
+        counts = {"captioned": summary["captioned"], "fallback": summary["fallback"],
+                  "already_captioned": summary["already_captioned"], "requests": summary["requests"],
+                  "shards_rewritten": len(job.rewritten)}
+        report = {"version": __version__, "run": run, "started": started, "duration_s": round(time.perf_counter() - t0, 3),
+                  "caption": summary, "rewritten": dict(job.rewritten), "unreadable": job.unreadable,
+                  "removed_orphan_shards": orphans}
+        _write_report(storage, run, report)
+        history = index.get("history", []) + [{"run": run, "version": __version__, "command": "caption",
+                                               "config_sha": ledger.config_sha, "started": started,
+                                               "duration_s": report["duration_s"], "counts": counts}]
+        failpoint("before-index")
+        write_index(storage, make_index(ledger, index["config"], history))
+        for old, _ in job.rewritten:
+            storage.remove(f"shards/{old}")
+    if job.unreadable:
+        print(f"{len(job.unreadable)} shards could not be read: see {storage}/caption-report.md", file=sys.stderr)
+    return {"status": "ok", "out": str(storage), "run": run, **counts, "unreadable_shards": len(job.unreadable),
+            "removed_orphan_shards": len(orphans), "duration_s": round(time.perf_counter() - t0, 3)}
