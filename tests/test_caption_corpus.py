@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from evaluation.adapters import read_shard
 from makeanything.cli import main
 from pipeline.inspect import verify
 from pipeline.index import read_index
@@ -96,6 +97,12 @@ def test_caption_command_captions_each_sample_once_and_the_loader_reads_them(cor
     template = {s["key"]: s["caption"] for s in decoded(urls, HeadResolver(taxonomy, {}, "template"), 32, 16)}
     assert rich == {k: s["txt"] for k, s in after.items()}
     assert template == {k: s["txt"] for k, s in before.items()}
+    # evaluation reads the prompt and the step texts from the <image-k> parts
+    seqs = [q for u in urls for q in read_shard(Path(u), "ours", taxonomy)]
+    assert {q.key: q.steps for q in seqs} == {k: s["json"]["caption"]["steps"] for k, s in after.items()}
+    for q in seqs:
+        cap, lay = after[q.key]["json"]["caption"], after[q.key]["json"]["layout"]
+        assert q.prompt == f"{lay['rows']}*{lay['cols']} of {lay['rows'] * lay['cols']} sub-images, {cap['process']}"
 
 
 def test_another_model_recaptions_and_a_server_down_keeps_the_template(corpus_copy, vlm, capsys):

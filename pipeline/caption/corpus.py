@@ -28,6 +28,7 @@ from pipeline.build import remove_orphan_shards
 from pipeline.caption.cache import default_cache_dir
 from pipeline.caption.stage import Captioner
 from pipeline.config import CaptionConfig
+from pipeline.corpus.schema import conform
 from pipeline.failpoint import failpoint
 from pipeline.index import make_index, read_index, write_index
 from pipeline.ledger import Ledger
@@ -45,13 +46,14 @@ class NotADataset(FileNotFoundError):
 
 
 def read_shard(storage: Storage, name: str) -> list[Sample]:
-    """The samples of one of our shards, in tar order."""
+    """The samples of one of our shards, in tar order (ValueError, KeyError or TarError when it is not one)."""
     members: dict[str, dict[str, bytes]] = {}
     with tarfile.open(fileobj=io.BytesIO(storage.read(f"shards/{name}"))) as tar:
         for m in tar.getmembers():
             key, _, ext = m.name.partition(".")
             members.setdefault(key, {})[ext] = tar.extractfile(m).read()
-    return [Sample(key, p["jpg"], p["txt"].decode(), json.loads(p["json"])) for key, p in members.items()]
+    # conform: samples written before a nullable field existed get it as null (SchemaError if off the schema)
+    return [Sample(key, p["jpg"], p["txt"].decode(), conform(json.loads(p["json"]))) for key, p in members.items()]
 
 
 class CorpusCaptioner:
