@@ -10,13 +10,10 @@ dataset once, captioned once.
 """
 from __future__ import annotations
 
-import io
-import json
 import sys
 import tarfile
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -28,32 +25,22 @@ from pipeline.build import remove_orphan_shards
 from pipeline.caption.cache import default_cache_dir
 from pipeline.caption.stage import Captioner
 from pipeline.config import CaptionConfig
-from pipeline.corpus.schema import conform
 from pipeline.failpoint import failpoint
 from pipeline.index import make_index, read_index, write_index
 from pipeline.ledger import Ledger
 from pipeline.lock import OutputLock
 from pipeline.report import caption_lines
-from pipeline.shards import Sample, ShardWriter
+from pipeline.retire import replace_shard, shard_samples
+from pipeline.shards import Sample
 from pipeline.storage import Storage
 from pipeline.taxonomy import Taxonomy
 
+CAPTION_LANE = 998  # shard names {split}-r{run}-998-{n}: no lane the committer or a repack uses
 Item = tuple[dict, list[Sample], list[Sample]]  # (ledger shard record, every sample, those to caption)
 
 
 class NotADataset(FileNotFoundError):
     """The folder has no dataset.json."""
-
-
-def read_shard(storage: Storage, name: str) -> list[Sample]:
-    """The samples of one of our shards, in tar order (ValueError, KeyError or TarError when it is not one)."""
-    members: dict[str, dict[str, bytes]] = {}
-    with tarfile.open(fileobj=io.BytesIO(storage.read(f"shards/{name}"))) as tar:
-        for m in tar.getmembers():
-            key, _, ext = m.name.partition(".")
-            members.setdefault(key, {})[ext] = tar.extractfile(m).read()
-    # conform: samples written before a nullable field existed get it as null (SchemaError if off the schema)
-    return [Sample(key, p["jpg"], p["txt"].decode(), conform(json.loads(p["json"]))) for key, p in members.items()]
 
 
 class CorpusCaptioner:
@@ -63,14 +50,13 @@ class CorpusCaptioner:
         self.storage, self.ledger, self.captioner, self.run, self.staging = storage, ledger, captioner, run, staging
         self.rewritten: list[tuple[str, str]] = []  # (old shard, new shard)
         self.unreadable: dict[str, str] = {}
-        self.numbers: Counter = Counter()
 
     def items(self, shards: list[dict]) -> Iterator[Item]:
         """Shards with something to caption, read one at a time; unreadable ones are noted and skipped."""
         for shard in shards:
             try:
-                samples = read_shard(self.storage, shard["name"])
-            except (OSError, tarfile.TarError, ValueError, KeyError) as e:
+                samples = shard_samples(self.storage.read(f"shards/{shard['name']}"))
+            except (OSError, tarfile.TarError, ValueError, KeyError) as e:  # SchemaError is a ValueError
                 self.unreadable[shard["name"]] = f"{type(e).__name__}: {e}"
                 continue
             todo = [s for s in samples if self.captioner.wanted(s.meta)]
@@ -86,17 +72,10 @@ class CorpusCaptioner:
         by_key = {s.key: s for s in done if s.meta["caption"]["model"]}
         if not by_key:
             return  # nothing new to write (all fell back): the old shard stays as it is
-        split = shard["split"]
-        writer = ShardWriter(self.staging, prefix=f"{split}-r{self.run:04d}-000", samples_per_shard=len(samples),
-                             start_index=self.numbers[split], publish=self._publish)
-        info = writer.write_group([by_key.get(s.key, s) for s in samples])
-        assert info is not None  # samples_per_shard == len(samples): the group fills the shard
-        self.numbers[split] += 1
-        record = {**shard, "name": info.name, "run": self.run, "bytes": info.bytes, "sha256": info.sha256,
-                  "keys": info.keys, "samples": info.samples}
-        self.ledger.commit(self.run, self.ledger.config_sha, shards=[record], retired=[shard["name"]])
+        new = replace_shard(self.storage, self.ledger, self.run, self.staging, shard,
+                            [by_key.get(s.key, s) for s in samples], CAPTION_LANE, len(self.rewritten), self._publish)
         failpoint("committed")
-        self.rewritten.append((shard["name"], info.name))
+        self.rewritten.append((shard["name"], new))
 
 
 def _write_report(storage: Storage, run: int, report: dict) -> None:
@@ -153,6 +132,7 @@ def caption_corpus(out: str | Path, cfg: CaptionConfig, progress: bool = True) -
         write_index(storage, make_index(ledger, index["config"], history))
         for old, _ in job.rewritten:
             storage.remove(f"shards/{old}")
+        ledger.compact()
     if job.unreadable:
         print(f"{len(job.unreadable)} shards could not be read: see {storage}/caption-report.md", file=sys.stderr)
     return {"status": "ok", "out": str(storage), "run": run, **counts, "unreadable_shards": len(job.unreadable),
