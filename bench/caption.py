@@ -23,6 +23,7 @@ from typing import Iterator
 import numpy as np
 import skimage.data
 
+from bench.loader import photo_crops
 from pipeline.caption.record import template_record
 from pipeline.caption.stage import Captioner
 from pipeline.config import CaptionConfig
@@ -42,11 +43,7 @@ def samples(n: int, cell: int = 352) -> list[Sample]:
     photos = [np.asarray(getattr(skimage.data, p)())[..., :3] for p in PHOTOS]
     out = []
     for i in range(n):
-        src = photos[i % len(photos)]
-        frames = []
-        for _ in range(task.frames):
-            y, x = rng.integers(0, src.shape[0] // 3), rng.integers(0, src.shape[1] // 3)
-            frames.append(src[y:y + src.shape[0] * 2 // 3, x:x + src.shape[1] * 2 // 3])
+        frames = photo_crops(rng, photos[i % len(photos)], task.frames)
         key = f"painting_bench{i:04d}_s0"
         template = task.caption("a photo")
         meta = made_meta(key, task.describe(), layout.describe(), template, uri=key, sha256=f"{i:064d}", kind="images")

@@ -30,6 +30,15 @@ from training.data import DECODED, HeadResolver, ShardStream, expand_shards, ope
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 
+def photo_crops(rng: np.random.Generator, src: np.ndarray, n: int) -> list[np.ndarray]:
+    """``n`` random crops of two thirds of a photo: distinct frames with real image content."""
+    frames = []
+    for _ in range(n):
+        y, x = rng.integers(0, src.shape[0] // 3), rng.integers(0, src.shape[1] // 3)
+        frames.append(src[y:y + src.shape[0] * 2 // 3, x:x + src.shape[1] * 2 // 3])
+    return frames
+
+
 def write_demo(folder: Path, n: int) -> None:
     """``n`` grids per layout (3x3 painting, 2x2 clay-toys) from crops of scikit-image photos."""
     tasks = Taxonomy.load()
@@ -38,11 +47,7 @@ def write_demo(folder: Path, n: int) -> None:
     with ShardWriter(folder, samples_per_shard=50) as w:
         for i in range(n):
             for task in (tasks["painting"], tasks["clay-toys"]):
-                src = srcs[i % len(srcs)]
-                frames = []
-                for _ in range(task.frames):
-                    y, x = rng.integers(0, src.shape[0] // 3), rng.integers(0, src.shape[1] // 3)
-                    frames.append(src[y:y + src.shape[0] * 2 // 3, x:x + src.shape[1] * 2 // 3])
+                frames = photo_crops(rng, srcs[i % len(srcs)], task.frames)
                 key = f"{task.id}_bench_s{i}"
                 w.write(Sample(key, encode_jpeg(tile(frames, task.layout)), task.caption(),
                                made_meta(key, task.describe(), task.layout.describe(), task.caption(),
