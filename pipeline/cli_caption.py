@@ -20,7 +20,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
         if not cfg.url:
             raise ValueError("no endpoint: give --url or caption.url in --config")
         summary = caption_corpus(args.out, cfg, progress=not args.quiet)
-    except (ValidationError, ValueError, NotADataset, FileNotFoundError) as e:
+    except (ValidationError, ValueError, NotADataset, FileNotFoundError) as e:  # CurationError is a ValueError
         return _error(args, EXIT_USAGE, str(e))
     except LockBusy as e:
         return _error(args, EXIT_LOCKED, str(e))

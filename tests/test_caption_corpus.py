@@ -13,6 +13,7 @@ import pytest
 
 from evaluation.adapters import read_shard
 from makeanything.cli import main
+from pipeline.corpus.card import render
 from pipeline.inspect import verify
 from pipeline.index import read_index
 from pipeline.storage import Storage
@@ -79,6 +80,7 @@ def test_caption_command_captions_each_sample_once_and_the_loader_reads_them(cor
     index = read_index(Storage(out))
     assert index["samples"] == reference["index"]["samples"] and index["history"][-1]["command"] == "caption"
     assert sorted(p.name for p in (out / "shards").iterdir()) == sorted(s["name"] for s in index["shards"])
+    assert (out / "README.md").read_text() == render(index, Taxonomy.load())  # the card follows dataset.json
     report = json.loads((out / "caption-report.json").read_text())
     assert report["caption"]["captioned"] == len(after) and report["caption"]["fallbacks"] == {}
     assert "## VLM captions" in (out / "caption-report.md").read_text()

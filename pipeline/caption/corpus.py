@@ -25,6 +25,8 @@ from pipeline.build import remove_orphan_shards
 from pipeline.caption.cache import default_cache_dir
 from pipeline.caption.stage import Captioner
 from pipeline.config import CaptionConfig
+from pipeline.corpus.card import write_card
+from pipeline.corpus.curation import load as load_curation
 from pipeline.failpoint import failpoint
 from pipeline.index import make_index, read_index, write_index
 from pipeline.ledger import Ledger
@@ -102,6 +104,7 @@ def caption_corpus(out: str | Path, cfg: CaptionConfig, progress: bool = True) -
     taxonomy = Taxonomy.load(index["config"].get("taxonomy"))
     captioner = Captioner(cfg, taxonomy, default_cache_dir(cfg, storage))
     with OutputLock(storage):
+        curation = load_curation(storage)  # CurationError (exit 2) before any request
         ledger = Ledger.load(storage)
         orphans = remove_orphan_shards(storage, ledger)
         run = ledger.last_run + 1
@@ -128,8 +131,10 @@ def caption_corpus(out: str | Path, cfg: CaptionConfig, progress: bool = True) -
         history = index.get("history", []) + [{"run": run, "version": __version__, "command": "caption",
                                                "config_sha": ledger.config_sha, "started": started,
                                                "duration_s": report["duration_s"], "counts": counts}]
+        new_index = make_index(ledger, index["config"], history, curation)
+        write_card(storage, new_index, taxonomy)  # it lists the shards too
         failpoint("before-index")
-        write_index(storage, make_index(ledger, index["config"], history))
+        write_index(storage, new_index)
         for old, _ in job.rewritten:
             storage.remove(f"shards/{old}")
         ledger.compact()
