@@ -20,7 +20,8 @@ class LockBusy(RuntimeError):
     """Another live job holds the output."""
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (one we may not signal still counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -67,7 +68,7 @@ class OutputLock:
             held = self._holder()
             if not held:
                 continue  # released between our attempt and the read
-            if held.get("host") == self.owner["host"] and not _alive(int(held.get("pid", -1))):
+            if held.get("host") == self.owner["host"] and not pid_alive(int(held.get("pid", -1))):
                 self.storage.remove(NAME)  # stale: its process is dead
                 self.took_over = held
                 continue

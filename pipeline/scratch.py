@@ -24,21 +24,12 @@ from urllib.parse import urlparse
 import fsspec
 
 from pipeline.fingerprint import CHUNK
+from pipeline.lock import pid_alive
 from pipeline.remote import HTTP, TIMEOUT, RemoteInfo
 
 
 class CacheFull(RuntimeError):
     """The object cannot fit the cache at all, or no space came free in time."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _open_remote(url: str) -> BinaryIO:
@@ -89,14 +80,14 @@ class ScratchCache:
                 for path, meta in self._entries():
                     if path.name == f"{key}.json":
                         if meta.get("sha256") and info.signature and meta.get("signature") == info.signature \
-                                and meta.get("size") == info.size and not _alive(meta.get("pid", 0)):
+                                and meta.get("size") == info.size and not pid_alive(meta.get("pid", 0)):
                             meta["pid"] = os.getpid()  # a killed run's complete download of the same object
                             (self.folder / f"{key}.json").write_text(json.dumps(meta))
                             return meta
-                        if not _alive(meta.get("pid", 0)):
+                        if not pid_alive(meta.get("pid", 0)):
                             self._drop(path)
                             continue
-                    elif not _alive(meta.get("pid", 0)):  # left by a killed worker
+                    elif not pid_alive(meta.get("pid", 0)):  # left by a killed worker
                         self._drop(path)
                         continue
                     used += meta["reserved"]
@@ -142,7 +133,7 @@ class ScratchCache:
         """Remove whatever no live process holds (the driver calls this at the end of a run)."""
         with self._locked():
             for path, meta in self._entries():
-                if not _alive(meta.get("pid", 0)) or meta.get("pid") == os.getpid():
+                if not pid_alive(meta.get("pid", 0)) or meta.get("pid") == os.getpid():
                     self._drop(path)
             held = {p.name[:-len(".json")] for p in self.folder.glob("*.json")}
             for p in self.folder.iterdir():  # debris without a record, e.g. a download of an older version

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pipeline.atomic import write_json
 from pipeline.config import CaptionConfig
-from pipeline.lock import _alive
+from pipeline.lock import pid_alive
 from pipeline.storage import Storage
 
 
@@ -41,7 +41,7 @@ class AnswerCache:
         """Delete the temporary files of writers killed mid-write (pipeline.atomic names them ``.NAME.PID.tmp``)."""
         for tmp in self.folder.glob("*/.*.tmp"):
             pid = tmp.name.rsplit(".", 2)[-2]
-            if not pid.isdigit() or not _alive(int(pid)):
+            if not pid.isdigit() or not pid_alive(int(pid)):
                 tmp.unlink(missing_ok=True)
 
     def _path(self, key: str) -> Path:
