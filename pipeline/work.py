@@ -56,6 +56,11 @@ class Frame:
     view: np.ndarray | None = None  # small float RGB in the reference view, photometrically normalised, NaN off view
     gain: np.ndarray | None = None  # RGB gains that bring the frame to its group's photometry (None: as filmed)
 
+    @property
+    def moved(self) -> bool:
+        """Whether the frame must be warped to its group's reference view (the camera moved or re-framed)."""
+        return self.warp is not None and not np.allclose(self.warp, np.eye(3))
+
 
 @dataclass
 class Group:

@@ -29,7 +29,7 @@ def view(frame: Frame, ref_size: tuple[int, int]) -> np.ndarray:
     """The frame's thumbnail warped into the reference view (w, h); NaN where the frame does not see."""
     rw, rh = ref_size
     tw, th = THUMB, max(2, round(rh * THUMB / rw))
-    if frame.warp is None or np.allclose(frame.warp, np.eye(3)):
+    if not frame.moved:
         return thumb(frame.image, (tw, th))
     fh, fw = frame.image.shape[:2]
     small = thumb(frame.image)

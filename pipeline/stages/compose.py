@@ -14,7 +14,7 @@ def in_reference(frame: Frame, size: tuple[int, int] | None) -> np.ndarray:
     img = frame.image
     if frame.gain is not None and not np.allclose(frame.gain, 1.0, atol=0.01):
         img = np.clip(img.astype(np.float32) * frame.gain, 0, 255).astype(np.uint8)
-    if frame.warp is None or size is None or np.allclose(frame.warp, np.eye(3)):
+    if size is None or not frame.moved:
         return img
     return cv2.warpAffine(img, frame.warp[:2].astype(np.float32), size, flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))

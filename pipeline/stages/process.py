@@ -32,16 +32,21 @@ def work_region(views: np.ndarray, tol: float) -> np.ndarray:
     return differs(_state(views[:k]), _state(views[-k:]), tol)
 
 
+def _unlike(views: np.ndarray, state: np.ndarray, region: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: the fraction of the work region it sees that differs from ``state``, and how many
+    work-region pixels it sees."""
+    shown = seen(views)[:, region].sum(axis=1)
+    unlike = differs(views, state[None], tol)[:, region].sum(axis=1)  # never true off view
+    return unlike / np.maximum(shown, 1), shown
+
+
 def completion_curve(views: np.ndarray, region: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
     """Per frame: the fraction of the seen work region that already matches the final state, and the
     fraction of the work region the frame sees."""
     if not region.any():
         return np.ones(len(views)), np.ones(len(views))
-    final = _state(views[-_ends(len(views)):])
-    visible = seen(views)[:, region]
-    match = ~differs(views, final[None], tol)[:, region] & visible
-    shown = visible.sum(axis=1)
-    return match.sum(axis=1) / np.maximum(shown, 1), shown / region.sum()
+    unlike, shown = _unlike(views, _state(views[-_ends(len(views)):]), region, tol)
+    return 1 - unlike, shown / region.sum()
 
 
 def departure_curve(views: np.ndarray, region: np.ndarray, tol: float) -> np.ndarray:
@@ -51,10 +56,7 @@ def departure_curve(views: np.ndarray, region: np.ndarray, tol: float) -> np.nda
     departure from the start sees them, so the two together rise through every visible stage."""
     if not region.any():
         return np.zeros(len(views))
-    start = _state(views[:_ends(len(views))])
-    visible = seen(views)[:, region]
-    moved = differs(views, start[None], tol)[:, region] & visible
-    return moved.sum(axis=1) / np.maximum(visible.sum(axis=1), 1)
+    return _unlike(views, _state(views[:_ends(len(views))]), region, tol)[0]
 
 
 def work_box(region: np.ndarray, margin: float) -> list[float]:
@@ -127,6 +129,10 @@ class FindProcess:
         images = work.source.kind == "images"
         ref = work.frames[group.reference].image
         size = (ref.shape[1], ref.shape[0])
+        if not images:  # the length test needs no views: short groups (title cards, inserts) cost nothing
+            seconds = sum(work.frames[b - 1].time - work.frames[a].time for a, b in group.shots)
+            if seconds < self.cfg.min_seconds:
+                return f"too short ({seconds:.1f}s)"
         tol = self.cfg.pixel_tolerance
         views = normalised_views(frames, size, photometric=not images)
         for f, v in zip(frames, views):
@@ -138,9 +144,6 @@ class FindProcess:
             self._score(frames, curve, departed, visible)
             work.segments.append(Segment(frames=frames, region=region, size=size))
             return ""
-        seconds = sum(work.frames[b - 1].time - work.frames[a].time for a, b in group.shots)
-        if seconds < self.cfg.min_seconds:
-            return f"too short ({seconds:.1f}s)"
         area = float(region.mean())
         k = _ends(len(curve))
         gain = float(np.median(curve[-k:]) - np.median(curve[:k]))

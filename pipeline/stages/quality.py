@@ -68,11 +68,14 @@ class Quality:
                if video else np.zeros(len(frames)))
         # A fade spans a few analysis frames: judge each against its neighbours and the frames beyond them,
         # aligned (a fade within one framing) and as filmed (a fade between two framings mixes two views).
-        moved = any(f.warp is not None and not np.allclose(f.warp, np.eye(3)) for f in frames)
-        raw = np.stack([thumb(f.image, views.shape[2:0:-1]) for f in frames]) if video and moved else None
-        blend = [max([blend_share(v[i - d], v[i], v[i + d], self.tol) for v in (views, raw) if v is not None
-                      for d in (1, 2) if video and 0 <= i - d and i + d < len(frames)], default=0.0)
-                 for i in range(len(frames))]
+        blend = np.zeros(len(frames))
+        if video:
+            sources = [views]
+            if any(f.moved for f in frames):
+                sources.append(np.stack([thumb(f.image, views.shape[2:0:-1]) for f in frames]))
+            for i in range(len(frames)):
+                blend[i] = max((blend_share(v[i - d], v[i], v[i + d], self.tol)
+                                for v in sources for d in (1, 2) if d <= i < len(frames) - d), default=0.0)
         kept: list[Frame] = []
         for f, s, m, o, b in zip(frames, sharp, local, occ, blend):
             f.scores.update(sharpness=round(float(s), 2), occlusion=round(float(o), 4), blend=round(float(b), 4))
