@@ -2,13 +2,16 @@
 
 Halves the transformer's resident memory (Flux-dev: 22 GiB -> 11 GiB). Two ways to compute with it:
 
-- ``native`` (GPUs with fp8 tensor cores, probed once per device): the activation is quantised per token to
-  e4m3 and ``torch._scaled_mm`` multiplies fp8 by fp8 with both row scales applied in the kernel, so no bf16
-  copy of the weight is ever made in the forward (nor in the recomputed forward of gradient checkpointing).
-- ``upcast`` (anywhere, the CPU included): the weight is upcast to the activation's dtype layer by layer.
+- ``native`` (CUDA GPUs of compute capability 8.9 or more, i.e. fp8 tensor cores, probed once per device):
+  the activation is quantised per token to e4m3 and ``torch._scaled_mm`` multiplies fp8 by fp8 with both row
+  scales and the bias applied in the GEMM's epilogue (fast accumulation, bf16 out): two kernels per Linear,
+  and no bf16 copy of the weight in the forward (nor in the recomputed forward of gradient checkpointing).
+  A CPU build of torch may run ``_scaled_mm`` too (oneDNN); there ``native`` is used only when asked for.
+- ``upcast`` (anywhere): the weight is dequantised to the activation's dtype layer by layer, with its row
+  scales (one fused Triton kernel on a GPU), then an ordinary Linear with its bias.
 
-The backward (the input gradient the LoRA layers below need) always upcasts the weight, so gradients are not
-quantised. Only the saved fp8 weight is kept for it: no upcast copy outlives its layer.
+The backward (the input gradient the LoRA layers below need) always dequantises the weight the same way, so
+gradients are not quantised. Only the fp8 weight is saved for it: no upcast copy outlives its layer.
 """
 from __future__ import annotations
 
@@ -36,8 +39,9 @@ def _autocast_dtype(x: torch.Tensor) -> torch.dtype:
 
 def quantize_tokens(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(e4m3 [M, K], float32 scale [M, 1]) of activations x2 [M, K], one scale per token: one fused Triton
-    kernel on a GPU (reads the activation twice, writes one byte per element), else torch operations."""
-    kernel = _triton_quantizer() if x2.is_cuda and _TRITON_OK.get(x2.device) else None
+    kernel on a GPU where it passed its check (reads the activation twice, writes one byte per element), else
+    torch operations."""
+    kernel = _kernels()["quantize"] if x2.is_cuda and _kernel_ok(x2.device, "quantize") else None
     return kernel(x2) if kernel is not None else _torch_quantize_tokens(x2)
 
 
@@ -47,18 +51,26 @@ def _torch_quantize_tokens(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return (x2.float() / scale).to(FP8), scale
 
 
-_TRITON_OK: dict[torch.device, bool] = {}  # set by native_supported(device) after checking the kernel there
-_TRITON_WHY: dict[torch.device, str] = {}  # why not, where it is False
+def dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The weight ``q * scale[:, None]`` in ``dtype``: one fused Triton kernel on a GPU where it passed its check
+    (reads one byte, writes one element), else torch operations (rounded once, from float32, either way)."""
+    kernel = _kernels()["dequantize"] if q.is_cuda and _kernel_ok(q.device, "dequantize") else None
+    return kernel(q, scale, dtype) if kernel is not None else _torch_dequantize(q, scale, dtype)
+
+
+def _torch_dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return (q.float() * scale[:, None]).to(dtype)
 
 
 @lru_cache(maxsize=None)
-def _triton_quantizer():
-    """The Triton row quantiser as a function x2 -> (q, scale), or None without Triton."""
+def _kernels() -> dict[str, object]:
+    """The Triton kernels as plain functions ('quantize': x2 -> (q, scale); 'dequantize': (q, scale, dtype) ->
+    weight), or an empty dict without Triton."""
     try:
         import triton
         import triton.language as tl
     except ImportError:
-        return None
+        return {}
 
     @triton.jit
     def quant_rows(x_ptr, q_ptr, s_ptr, K, stride, BLOCK: tl.constexpr):
@@ -75,7 +87,14 @@ def _triton_quantizer():
             v = tl.load(x_ptr + row * stride + cols, mask=cols < K, other=0.0).to(tl.float32)
             tl.store(q_ptr + row * K + cols, (v / scale).to(q_ptr.dtype.element_ty), mask=cols < K)
 
-    def run(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @triton.jit
+    def dequant_rows(q_ptr, s_ptr, w_ptr, K, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        v = tl.load(q_ptr + row * K + cols, mask=cols < K, other=0.0).to(tl.float32)
+        tl.store(w_ptr + row * K + cols, (v * tl.load(s_ptr + row)).to(w_ptr.dtype.element_ty), mask=cols < K)
+
+    def quantize(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x2.stride(1) != 1:
             x2 = x2.contiguous()
         m, k = x2.shape
@@ -84,49 +103,85 @@ def _triton_quantizer():
         quant_rows[(m,)](x2, q, scale, k, x2.stride(0), BLOCK=1024)
         return q, scale
 
-    return run
+    def dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        n, k = q.shape
+        w = torch.empty(n, k, dtype=dtype, device=q.device)
+        dequant_rows[(n, triton.cdiv(k, 1024))](q, scale, w, k, BLOCK=1024)
+        return w
+
+    return {"quantize": quantize, "dequantize": dequantize}
 
 
-def _native_matmul(x2: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
-    """x2 [M, in] (any float) times the e4m3 weight q [out, in], fp8 x fp8 with per-token and per-row scales."""
+def _cuda_index(device: torch.device) -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if device.type == "cuda" and device.index is None \
+        else device
+
+
+def _kernel_ok(device: torch.device, name: str) -> bool:
+    return _check_kernels(_cuda_index(device))[name] is None
+
+
+@lru_cache(maxsize=None)
+def _check_kernels(device: torch.device) -> dict[str, str | None]:
+    """Each Triton kernel against torch's own operations on ``device``, once: kernel -> None where it may be
+    used, else why not (no Triton, a compile or launch failure, or a different result)."""
+    kernels = _kernels()
+    if not kernels:
+        return {"quantize": "Triton is not installed", "dequantize": "Triton is not installed"}
+    why: dict[str, str | None] = {}
+    x = torch.randn(64, 2000, device=device, dtype=torch.bfloat16) * torch.logspace(-3, 3, 64, device=device)[:, None]
+    try:
+        q, s = kernels["quantize"](x)
+        ref_q, ref_s = _torch_quantize_tokens(x)
+        # a scale may differ in the last bit (division by 448 compiled as a reciprocal product)
+        same_scale = bool(torch.allclose(s, ref_s, rtol=1e-6, atol=0))
+        why["quantize"] = None if same_scale and one_step_apart(q, ref_q) else (
+            f"differs from torch's casts (scales equal: {same_scale}, max scale diff "
+            f"{(s - ref_s).abs().max().item():.3g}, values within one step: {one_step_apart(q, ref_q)})")
+    except Exception as e:  # noqa: BLE001 (any compile or launch failure: use torch's casts)
+        why["quantize"] = f"failed: {e!r}"[:300]
+    try:
+        q, s = quantize_rows(torch.randn(48, 2000, device=device) * torch.logspace(-3, 3, 48, device=device)[:, None])
+        w, ref = kernels["dequantize"](q, s, torch.bfloat16), _torch_dequantize(q, s, torch.bfloat16)
+        why["dequantize"] = None if torch.equal(w, ref) else \
+            f"differs from torch's casts (max diff {(w.float() - ref.float()).abs().max().item():.3g})"
+    except Exception as e:  # noqa: BLE001
+        why["dequantize"] = f"failed: {e!r}"[:300]
+    return why
+
+
+def _native_matmul(x2: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
+                   out_dtype: torch.dtype) -> torch.Tensor:
+    """x2 [M, in] (any float) times the e4m3 weight q [out, in] plus ``bias``: fp8 x fp8 with per-token and
+    per-row scales. ``q.t()`` is column-major as ``_scaled_mm`` wants its second operand; the bias is fused
+    into the GEMM where the kernels take it (a bf16 or fp16 output)."""
     xq, sx = quantize_tokens(x2)
-    return torch._scaled_mm(xq, q.t(), scale_a=sx, scale_b=scale[None, :], out_dtype=out_dtype)
+    fused = bias is not None and out_dtype in (torch.bfloat16, torch.float16)
+    y = torch._scaled_mm(xq, q.t(), scale_a=sx, scale_b=scale[None, :], bias=bias.to(out_dtype) if fused else None,
+                         out_dtype=out_dtype, use_fast_accum=True)
+    return y if bias is None or fused else y + bias
 
 
 def native_supported(device: torch.device) -> bool:
-    """Whether ``torch._scaled_mm`` with row-wise scales runs on ``device`` (probed once per device)."""
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
+    """Whether row-wise ``torch._scaled_mm`` with a fused bias runs on ``device``: on CUDA it needs compute
+    capability 8.9 or more (fp8 tensor cores); a CPU build may have it. Probed once per device."""
+    device = _cuda_index(device)
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
+        return False
     return _probe(device)
 
 
 @lru_cache(maxsize=None)
 def _probe(device: torch.device) -> bool:
-    """Whether ``torch._scaled_mm`` with row-wise scales runs on ``device`` (tried once on a small product).
-    Also checks the Triton quantiser there against torch's own casts, and falls back to those if it differs."""
-    if device.type != "cuda":
-        return False
-    x = torch.randn(64, 2000, device=device, dtype=torch.bfloat16) * torch.logspace(-3, 3, 64, device=device)[:, None]
-    if _triton_quantizer() is not None:
-        _TRITON_OK[device] = False
-        try:
-            q, s = _triton_quantizer()(x)
-            ref_q, ref_s = _torch_quantize_tokens(x)
-            # a scale may differ in the last bit (division by 448 compiled as a reciprocal product)
-            same_scale = bool(torch.allclose(s, ref_s, rtol=1e-6, atol=0))
-            _TRITON_OK[device] = same_scale and one_step_apart(q, ref_q)
-            if not _TRITON_OK[device]:
-                _TRITON_WHY[device] = (f"differs from torch's casts (scales equal: {same_scale}, "
-                                       f"max scale diff {(s - ref_s).abs().max().item():.3g}, values within one "
-                                       f"step: {one_step_apart(q, ref_q)})")
-        except Exception as e:  # noqa: BLE001 (any compile or launch failure: use torch's casts)
-            _TRITON_OK[device], _TRITON_WHY[device] = False, f"failed: {e!r}"[:300]
+    """Tries a small row-wise product with a bias (and odd token count) on ``device``."""
     try:
         w, s = quantize_rows(torch.randn(32, 2000, device=device))
-        _native_matmul(x, w, s, torch.bfloat16)
-        torch.cuda.synchronize(device)
+        x = torch.randn(50, 2000, device=device, dtype=torch.bfloat16)
+        _native_matmul(x, w, s, torch.zeros(32, device=device, dtype=torch.bfloat16), torch.bfloat16)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         return True
-    except (RuntimeError, NotImplementedError):
+    except (RuntimeError, NotImplementedError, TypeError):
         return False
 
 
@@ -139,14 +194,17 @@ def one_step_apart(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def native_report(device: torch.device) -> str:
-    """How fp8 matmuls run on ``device`` (for logs and the bench)."""
+    """How fp8 matmuls run on ``device`` under ``auto`` (for logs and the bench)."""
+    device = _cuda_index(device)
+    if device.type != "cuda":
+        return (f"upcast (auto multiplies in fp8 on CUDA only; 'native' "
+                f"{'runs' if native_supported(device) else 'does not run'} on this {device.type})")
+    how = {name: "a Triton kernel" if why is None else f"torch operations ({why})"
+           for name, why in _check_kernels(device).items()}
+    upcast = f"weights dequantised by {how['dequantize']}"
     if not native_supported(device):
-        return "upcast (no native fp8 matmul here)"
-    if device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    if _TRITON_OK.get(device):
-        return "native, activations quantised by a Triton kernel"
-    return f"native, activations quantised by torch casts (Triton kernel {_TRITON_WHY.get(device, 'unavailable')})"
+        return f"upcast (no native fp8 matmul, compute capability {torch.cuda.get_device_capability(device)}); {upcast}"
+    return f"native, activations quantised by {how['quantize']}; backward (and upcast mode): {upcast}"
 
 
 class _Fp8Matmul(torch.autograd.Function):
@@ -158,16 +216,14 @@ class _Fp8Matmul(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
                 native: bool) -> torch.Tensor:
         ctx.save_for_backward(q, scale)
-        if native:
-            y = _native_matmul(x.reshape(-1, x.shape[-1]), q, scale, x.dtype).reshape(*x.shape[:-1], -1)
-            return y if bias is None else y + bias
-        y = F.linear(x, q.to(x.dtype))
-        return y * scale if bias is None else torch.addcmul(bias, y, scale)
+        x2 = x.reshape(-1, x.shape[-1])
+        y = _native_matmul(x2, q, scale, bias, x.dtype) if native else F.linear(x2, dequantize(q, scale, x.dtype), bias)
+        return y.reshape(*x.shape[:-1], -1)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         q, scale = ctx.saved_tensors
-        return (grad * scale.to(grad.dtype)) @ q.to(grad.dtype), None, None, None, None
+        return grad @ dequantize(q, scale, grad.dtype), None, None, None, None
 
 
 class Fp8Linear(nn.Module):
@@ -182,33 +238,32 @@ class Fp8Linear(nn.Module):
         self.register_buffer("weight", q)
         self.register_buffer("scale", scale)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
-        self._cast: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self._bias: torch.Tensor | None = None  # the bias in the compute dtype, cast once (not once per call)
+        self._native: dict[tuple[torch.device, str], bool] = {}  # native() per device and mode, decided once
 
     def native(self, x: torch.Tensor) -> bool:
-        if self.mode == "upcast":
-            return False
-        ok = native_supported(x.device) and self.in_features % 16 == 0 and self.out_features % 16 == 0
-        if self.mode == "native" and not ok:
-            raise RuntimeError(f"model.fp8_matmul: native fp8 matmul is not available on {x.device} for a "
-                               f"{self.in_features}->{self.out_features} layer; use 'auto' or 'upcast'")
-        return ok
-
-    def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
-        """The weight as ``dtype`` (for merging and checks; the forward never materialises it)."""
-        return (self.weight.float() * self.scale[:, None]).to(dtype)
-
-    def _in(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Scale and bias in the compute dtype, cast once (not once per call)."""
-        if self._cast is None or self._cast[0].dtype != dtype or self._cast[0].device != self.scale.device:
-            self._cast = (self.scale.to(dtype), None if self.bias is None else self.bias.to(dtype))
-        return self._cast
+        """Whether this call multiplies in fp8: ``auto`` on a CUDA device that has it, ``native`` wherever
+        ``_scaled_mm`` runs (a clear error where not); both need in and out features in multiples of 16."""
+        key = (x.device, self.mode)
+        if key not in self._native:
+            if self.mode == "upcast" or (self.mode == "auto" and not x.is_cuda):
+                self._native[key] = False
+            else:
+                ok = self.in_features % 16 == 0 and self.out_features % 16 == 0 and native_supported(x.device)
+                if self.mode == "native" and not ok:
+                    raise RuntimeError(f"model.fp8_matmul: native fp8 matmul is not available on {x.device} for "
+                                       f"a {self.in_features}->{self.out_features} layer; use 'auto' or 'upcast'")
+                self._native[key] = ok
+        return self._native[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = _autocast_dtype(x)
-        native = self.native(x)
-        scale, bias = self._in(dtype)
-        # the native kernel applies the float32 row scales itself; the upcast path scales the output
-        return _Fp8Matmul.apply(x.to(dtype), self.weight, self.scale if native else scale, bias, native)
+        bias = self.bias
+        if bias is not None and bias.dtype != dtype:
+            if self._bias is None or self._bias.dtype != dtype or self._bias.device != bias.device:
+                self._bias = bias.to(dtype)
+            bias = self._bias
+        return _Fp8Matmul.apply(x.to(dtype), self.weight, self.scale, bias, self.native(x))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, fp8 e4m3 per-row, {self.mode}"
