@@ -239,3 +239,35 @@ def _stamps(folder) -> dict[str, tuple[str, int]]:
         with safe_open(str(path), "pt") as f:
             out[path.name] = (f.metadata()["digest"], path.stat().st_mtime_ns)
     return out
+
+
+# --- the GPU benchmark's script -----------------------------------------------------------------------------
+
+def test_gpu_bench_runs_every_variant_on_the_tiny_model_and_prints_the_fit_check(monkeypatch, capsys):
+    """bench/train_gpu.py is measured on a GPU separately: here its whole script runs on the CPU (tiny model),
+    so it cannot rot unnoticed; on the CPU offloading must match resident heads exactly."""
+    from bench import train_gpu
+
+    monkeypatch.setattr("sys.argv", ["train_gpu", "--tiny", "--steps", "1", "--warmup", "1", "--grids", "2x2"])
+    train_gpu.main()
+    out = capsys.readouterr().out
+    assert "heads offloaded vs resident differ by 0.00e+00 relative L2 (ok)" in out
+    variants = ["peft", "peft f32 LoRA", "ours 21 heads", "ours+offload", "recraft", "ours+offload+fp8 upcast"]
+    variants += ["ours+offload+fp8 native"] if native_supported(torch.device("cpu")) else []
+    for v in variants:
+        row = next(line for line in out.splitlines() if line.startswith(f"| 2x2 | {v} |"))
+        assert float(row.split("|")[3]) > 0  # s/step measured
+        assert any(line.startswith(f"  2x2 {v} ") and "fit" in line for line in out.splitlines())
+    assert "T5-XXL encoder 8.87" in out  # what the caches keep off the GPU, from the real configuration
+    assert "fp8 upcast: output rel. L2 error vs bf16" in out
+
+
+def test_gpu_bench_says_it_needs_cuda_for_the_full_size_model(monkeypatch, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: this would start the full benchmark")
+    from bench import train_gpu
+
+    monkeypatch.setattr("sys.argv", ["train_gpu", "--steps", "1"])
+    with pytest.raises(SystemExit) as exit_:
+        train_gpu.main()
+    assert exit_.value.code == 2 and "needs a CUDA GPU" in capsys.readouterr().err

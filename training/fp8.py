@@ -280,4 +280,8 @@ def quantize_(model: nn.Module, names: list[str], device: torch.device, mode: st
         before += lin.weight.numel() * lin.weight.element_size()
         setattr(model.get_submodule(parent), child, Fp8Linear(lin.to(device), mode))
         lin.to("meta")  # drop the full-precision copy now, not at the end
+    if device.type == "cuda":  # probe the kernels now, not inside the first forward
+        _check_kernels(_cuda_index(device))
+        if mode != "upcast":
+            native_supported(device)
     return before

@@ -1,9 +1,12 @@
 """Inactive LoRA heads off the GPU: every B head (and its AdamW state) lives in pinned CPU memory, and only the
 heads of the current batch are on the GPU.
 
-A head is fetched (one flat host-to-device copy per buffer, on a side stream) while the previous step still
-runs, because the loader already knows the next batch; after the optimiser step the heads the next batch does
-not use are copied back, also on the side stream. A parameter keeps its identity throughout (only its
+A head is fetched (one flat host-to-device copy per buffer, on an "up" side stream) while the previous step
+still runs, because the loader already knows the next batch; after the optimiser step the heads the next batch
+does not use are copied back on a "down" side stream. Two streams, because PCIe copies both ways at once: the
+next head's AdamW moments come in while the last head goes out, and neither waits for the other unless it is
+the same head. Nothing here waits for the host: the training loop's own synchronisation (``loss.item()``) is
+on the main stream, so the write-back overlaps the next step. A parameter keeps its identity throughout (only its
 ``.data`` moves), so the optimiser, gradient clipping and checkpoints see the same objects as without
 offloading, and the arithmetic is the same: on the CPU the result is bit-for-bit that of a run without it.
 
@@ -64,9 +67,12 @@ class HeadOffloader:
     def __init__(self, lora: AsymmetricLora, opt: torch.optim.Optimizer, device: torch.device) -> None:
         self.opt, self.device = opt, device
         self.cuda = device.type == "cuda"
-        self.stream = torch.cuda.Stream(device) if self.cuda else None
+        self.up = torch.cuda.Stream(device) if self.cuda else None  # host -> device
+        self.down = torch.cuda.Stream(device) if self.cuda else None  # device -> host
+        self.written: dict[int, torch.cuda.Event] = {}  # head -> its last write-back (a fetch must come after)
         self.params: list[list[nn.Parameter]] = [[m.lora_B[k] for m in lora.modules.values()]
                                                  for k in range(lora.heads)]
+        self.sizes = [[p.numel() for p in ps] for ps in self.params]  # a flat buffer's pieces, per head
         self.home = [_Home() for _ in range(lora.heads)]
         self.resident: dict[int, _OnDevice] = {}  # 0-based head -> its device buffers (params point into them)
         for k, ps in enumerate(self.params):
@@ -80,12 +86,12 @@ class HeadOffloader:
     # --- host side ----------------------------------------------------------------------------------
     def _alloc(self, k: int, kind: str, like: list[torch.Tensor]) -> None:
         """Head ``k``'s host buffer of ``kind``, shaped like ``like`` (one view per parameter), uninitialised."""
-        flat = torch.empty(sum(v.numel() for v in like), dtype=like[0].dtype, pin_memory=self.cuda)
-        views, at = [], 0
-        for v in like:
-            views.append(flat[at:at + v.numel()].view(v.shape))
-            at += v.numel()
-        self.home[k].flat[kind], self.home[k].views[kind] = flat, views
+        flat = torch.empty(sum(self.sizes[k]), dtype=like[0].dtype, pin_memory=self.cuda)
+        self.home[k].flat[kind], self.home[k].views[kind] = flat, self._views(k, flat)
+
+    def _views(self, k: int, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Head ``k``'s parameters' shapes as views of the flat buffer ``flat`` (one split, then reshapes)."""
+        return [piece.view(p.shape) for piece, p in zip(flat.split_with_sizes(self.sizes[k]), self.params[k])]
 
     def _install(self, k: int, kind: str, views: list[torch.Tensor]) -> None:
         """Head ``k``'s parameters (or AdamW moments) become ``views``."""
@@ -118,23 +124,18 @@ class HeadOffloader:
             if kind in dev.flat or (kind != "param" and not self.home[k].trained):
                 continue
             home = self.home[k].flat[kind]
-            if self.cuda:  # the side stream orders this after any write-back of the same head
-                with torch.cuda.stream(self.stream):
+            if self.cuda:
+                with torch.cuda.stream(self.up):
+                    written = self.written.pop(k, None)
+                    if written is not None:  # the host copy is complete only once its write-back has landed
+                        self.up.wait_event(written)
                     buf = home.to(self.device, non_blocking=True)
                     dev.pending[kind] = torch.cuda.Event()
-                    dev.pending[kind].record(self.stream)
+                    dev.pending[kind].record(self.up)
             else:
                 buf = home.clone()
             dev.flat[kind] = buf
-            self._point(k, kind, buf)
-
-    def _point(self, k: int, kind: str, buf: torch.Tensor) -> None:
-        """Head ``k``'s parameters (or moments) become views of the device buffer ``buf``."""
-        views, at = [], 0
-        for home_view in self.home[k].views[kind]:
-            views.append(buf[at:at + home_view.numel()].view(home_view.shape))
-            at += home_view.numel()
-        self._install(k, kind, views)
+            self._install(k, kind, self._views(k, buf))
 
     def _wait(self, k: int, kinds: tuple[str, ...]) -> None:
         """Later kernels of the current stream run after these copies of head ``k`` have landed."""
@@ -147,7 +148,7 @@ class HeadOffloader:
                 dev.flat[kind].record_stream(main)
 
     def prefetch(self, heads: list[int]) -> None:
-        """Start copying these heads' weights (1-based) to the device, behind what the side stream still does."""
+        """Start copying these heads' weights (1-based) to the device, behind what the up stream still does."""
         for k in sorted({h - 1 for h in heads}):
             self._fetch(k, ("param",))
 
@@ -178,11 +179,13 @@ class HeadOffloader:
             flat = {kind: dev.flat[kind] for kind in kinds if kind in dev.flat}
             loose = {kind: [self.opt.state[p][kind] for p in ps] for kind in kinds if kind not in dev.flat}
             if self.cuda:
-                self.stream.wait_stream(torch.cuda.current_stream(self.device))
-                with torch.cuda.stream(self.stream):
+                self.down.wait_stream(torch.cuda.current_stream(self.device))  # after the optimiser step
+                with torch.cuda.stream(self.down):
                     self._copy_home(k, flat, loose)
+                    self.written[k] = torch.cuda.Event()
+                    self.written[k].record(self.down)
                 for src in [*dev.flat.values(), *(t for ts in loose.values() for t in ts)]:
-                    src.record_stream(self.stream)  # freed for reuse only after the copy
+                    src.record_stream(self.down)  # freed for reuse only after the copy
             else:
                 self._copy_home(k, flat, loose)
             for kind in kinds:
@@ -198,5 +201,6 @@ class HeadOffloader:
     def sync(self) -> None:
         """Wait for copies in flight (before anything on the host reads the heads, e.g. a checkpoint)."""
         if self.cuda:
-            self.stream.synchronize()
+            self.up.synchronize()
+            self.down.synchronize()
             torch.cuda.current_stream(self.device).synchronize()
