@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from training.config import TinyModel
 from training.flux_model import build_tiny, save_base
-from training.fp8 import Fp8Linear, native_report, native_supported, quantize_, quantize_rows
+from training.fp8 import Fp8Linear, native_report, native_supported, one_step_apart, quantize_, quantize_rows
 from training.asymmetric_lora import select_targets
 from training.loop import Trainer, train
 from training_fixtures import one_thread, TASKS, tiny_config, write_shards  # noqa: F401 (one_thread: autouse)
@@ -139,6 +139,18 @@ def test_fp8_matmul_dispatch_native_only_where_it_runs_and_fits():
     with pytest.raises(RuntimeError, match="native fp8 matmul is not available on cpu for a 40->48 layer"):
         odd(torch.randn(3, 40))
     assert "upcast" in native_report(torch.device("cpu"))
+
+
+def test_kernel_check_tolerates_one_rounding_step_and_no_more():
+    """The GPU's Triton quantiser and dequantiser are accepted against torch's casts within one step of the
+    output dtype (this is the check that decides, on the GPU, whether they are used)."""
+    q, _ = quantize_rows(torch.randn(64, 500) * torch.logspace(-3, 3, 64)[:, None])
+    bits = q.view(torch.uint8)
+    step = lambda n: (((bits & 0x7F).clamp(max=0x7E - n) + n) | (bits & 0x80)).view(torch.float8_e4m3fn)  # noqa: E731
+    assert one_step_apart(step(0), q) and one_step_apart(step(1), q) and not one_step_apart(step(2), q)
+    w = torch.randn(100, 100).to(torch.bfloat16)
+    bump = lambda n: (w.view(torch.int16) + n).view(torch.bfloat16)  # noqa: E731
+    assert one_step_apart(bump(1), w) and not one_step_apart(bump(2), w)
 
 
 @pytest.mark.parametrize("mode", ["upcast", "native"])
