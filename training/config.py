@@ -89,8 +89,8 @@ class ModelConfig(_Strict):
         default="bf16", description="frozen block Linear weights: 'bf16' (in model.dtype) or 'fp8' (float8 e4m3 "
                                     "with a scale per row: half the memory)")
     fp8_matmul: Literal["auto", "native", "upcast"] = Field(
-        default="auto", description="fp8 base: 'native' fp8 x fp8 matmuls (Hopper/Ada), 'upcast' the weight per "
-                                    "layer, 'auto' native where the GPU has it")
+        default="auto", description="fp8 base: 'native' fp8 x fp8 matmuls (Ada/Hopper), 'upcast' the weight per "
+                                    "layer, 'auto' native on CUDA GPUs of compute capability 8.9+ that pass a probe")
 
 
 class SampleConfig(_Strict):
