@@ -264,7 +264,8 @@ def test_gpu_bench_runs_every_variant_on_the_tiny_model_and_prints_the_fit_check
     train_gpu.main()
     out = capsys.readouterr().out
     assert "heads offloaded vs resident differ by 0.00e+00 relative L2 (ok)" in out
-    variants = ["peft", "peft f32 LoRA", "ours 21 heads", "ours+offload", "recraft", "ours+offload+fp8 upcast"]
+    variants = ["peft", "peft f32 LoRA", "ours 21 heads", "ours+offload", "ours+offload, drained", "recraft",
+                "ours+offload+fp8 upcast"]
     variants += ["ours+offload+fp8 native"] if native_supported(torch.device("cpu")) else []
     for v in variants:
         row = next(line for line in out.splitlines() if line.startswith(f"| 2x2 | {v} |"))
