@@ -104,7 +104,8 @@ def unwrap(model: nn.Module, names: list[str]) -> None:
         mod = model.get_submodule(name)
         base = getattr(mod, "base_layer", None)
         base = getattr(mod, "base", None) if base is None else base
-        setattr(model.get_submodule(parent), child, base)
+        if base is not None:  # None: not wrapped (a variant that failed before wrapping it)
+            setattr(model.get_submodule(parent), child, base)
     if hasattr(model, "peft_config"):
         del model.peft_config
 
@@ -270,9 +271,12 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cuda.enable_cudnn_sdp(False)  # crashed in Flux's backward on this stack (reference.md 5)
         print(torch.cuda.get_device_name(), f"torch {torch.__version__}")
-    diff = offload_check(device)
-    print(f"offload check (tiny model on {device.type}, 6 steps, heads changing every step): heads offloaded vs "
-          f"resident differ by {diff:.2e} relative L2 ({'ok' if diff < 0.05 else 'WRONG: above 0.05'})")
+    try:
+        diff = offload_check(device)
+        print(f"offload check (tiny model on {device.type}, 6 steps, heads changing every step): heads offloaded "
+              f"vs resident differ by {diff:.2e} relative L2 ({'ok' if diff < 0.05 else 'WRONG: above 0.05'})")
+    except Exception as e:  # noqa: BLE001 (report it, measure the rest)
+        print(f"offload check FAILED: {e!r}"[:500])
     spec = TINY if a.tiny else FLUX_DEV
     model = random_flux(spec, device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     if not a.no_checkpointing:
@@ -286,8 +290,26 @@ def main() -> None:
           f"checkpointing {not a.no_checkpointing}, {a.warmup} + {a.steps} steps per variant")
     rows: list[tuple[str, str, dict]] = []
 
-    def run(label: str, variant: str, px: int, n_heads: int, offload: bool = False, cond=None, peft: str = "",
-            drain_each_step: bool = False):
+    def run(label: str, variant: str, px: int, n_heads: int, **kw) -> None:
+        """One variant; a failure (e.g. out of memory) is printed and the run goes on with the others."""
+        try:
+            r = variant_figures(label, variant, px, n_heads, **kw)
+        except Exception as e:  # noqa: BLE001 (one GPU run must bring back every figure it can)
+            print(f"{label} {px}px {variant:<26s} FAILED: {e!r}"[:500], flush=True)
+        else:
+            rows.append((label, variant, r))
+            base = next((x for lab, v, x in rows if lab == label and v == "peft"), r)
+            print(f"{label} {px}px {variant:<26s} {r['s']:.3f} s/step  peak {r['peak']:.1f} GiB "
+                  f"(reserved {r['reserved']:.1f})  time x{r['s'] / base['s']:.3f}  peak x{r['peak'] / base['peak']:.2f}"
+                  f"  [{time.perf_counter() - t_start:.0f} s]", flush=True)
+        finally:
+            unwrap(model, names)
+            gc.collect()  # the offloader's pinned buffers go back to the host allocator's cache for the next variant
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def variant_figures(label: str, variant: str, px: int, n_heads: int, offload: bool = False, cond=None,
+                        peft: str = "", drain_each_step: bool = False) -> dict:
         tokens = (px // 16) ** 2
         if peft:
             params = add_peft(model, names, a.rank, float32=peft == "f32")
@@ -310,18 +332,8 @@ def main() -> None:
         cycle = min(n_heads, max(2 * a.batch, a.warmup * a.batch))
         heads_at = (lambda i: [1 + ((i if offload else 0) * a.batch + j) % cycle for j in range(a.batch)])
         profiled = variant if a.profile and label == grids[-1][0] and variant in PROFILED else ""
-        r = measure(fwd, params, tokens, a.batch, text_len, spec, device, a.steps, a.warmup, px, cond, heads_at, off,
-                    profiled, drain_each_step)
-        rows.append((label, variant, r))
-        base = next(x for lab, v, x in rows if lab == label and v == "peft")
-        print(f"{label} {px}px {variant:<26s} {r['s']:.3f} s/step  peak {r['peak']:.1f} GiB "
-              f"(reserved {r['reserved']:.1f})  time x{r['s'] / base['s']:.3f}  peak x{r['peak'] / base['peak']:.2f}"
-              f"  [{time.perf_counter() - t_start:.0f} s]", flush=True)
-        unwrap(model, names)
-        del params, fwd, off
-        gc.collect()  # the offloader's pinned buffers go back to the host allocator's cache for the next variant
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        return measure(fwd, params, tokens, a.batch, text_len, spec, device, a.steps, a.warmup, px, cond, heads_at,
+                       off, profiled, drain_each_step)
 
     for label, px in grids:
         run(label, "peft", px, 1, peft="bf16")
@@ -374,9 +386,10 @@ def report(rows: list[tuple[str, str, dict]], errors: dict[str, float], enc: dic
     """The summary table (markdown), what the caches keep off the GPU, and the fit check."""
     print("\n| grid | variant | s/step | x peft | x peft f32 | peak GiB | x peft | x peft f32 | needs GiB |")
     print("|---|---|---|---|---|---|---|---|---|")
+    nan = {"s": float("nan"), "peak": float("nan")}
     for label, variant, r in rows:
-        base = next(x for lab, v, x in rows if lab == label and v == "peft")
-        f32 = next(x for lab, v, x in rows if lab == label and v == "peft f32 LoRA")
+        base = next((x for lab, v, x in rows if lab == label and v == "peft"), nan)
+        f32 = next((x for lab, v, x in rows if lab == label and v == "peft f32 LoRA"), nan)
         print(f"| {label} | {variant} | {r['s']:.3f} | {r['s'] / base['s']:.3f} | {r['s'] / f32['s']:.3f} | "
               f"{r['peak']:.1f} | {r['peak'] / base['peak']:.2f} | {r['peak'] / f32['peak']:.2f} | "
               f"{r['reserved'] + CONTEXT_GIB:.1f} |")

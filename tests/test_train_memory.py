@@ -275,6 +275,28 @@ def test_gpu_bench_runs_every_variant_on_the_tiny_model_and_prints_the_fit_check
     assert "fp8 upcast: output rel. L2 error vs bf16" in out
 
 
+def test_gpu_bench_reports_a_failing_variant_and_measures_the_others(monkeypatch, capsys):
+    """One GPU run must bring back every figure it can: a variant that fails (here everything offloaded, the
+    check included, as if out of memory) is printed as failed and the later variants still run."""
+    from bench import train_gpu
+
+    real = train_gpu.measure
+
+    def offload_fails(*args, **kw):
+        if (kw["offload"] if "offload" in kw else args[12]) is not None:  # the HeadOffloader argument
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(train_gpu, "measure", offload_fails)
+    monkeypatch.setattr("sys.argv", ["train_gpu", "--tiny", "--steps", "1", "--warmup", "1", "--grids", "2x2",
+                                     "--no-fp8"])
+    train_gpu.main()
+    out = capsys.readouterr().out
+    assert "offload check FAILED: RuntimeError('CUDA out of memory (simulated)')" in out
+    assert "2x2 64px ours+offload               FAILED: RuntimeError('CUDA out of memory (simulated)')" in out
+    assert "| 2x2 | recraft |" in out and "| 2x2 | ours+offload |" not in out
+
+
 def test_gpu_bench_says_it_needs_cuda_for_the_full_size_model(monkeypatch, capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is here: this would start the full benchmark")
