@@ -58,6 +58,12 @@ def register(a: Features, b: Features, min_inliers: int = 15, min_ratio: float =
     return np.vstack([m, [0, 0, 1]]).astype(np.float64)
 
 
+def distinct(a: Features, b: Features, min_points: int = 40) -> bool:
+    """Whether two views that did not register show different scenes, rather than too little to tell
+    (a blank canvas, a flat desk): both have plenty of features."""
+    return len(a.points) >= min_points and len(b.points) >= min_points
+
+
 def is_identity(m: np.ndarray, size: tuple[int, int], tol_px: float = 1.0) -> bool:
     """True when ``m`` moves no corner of a (w, h) frame by more than ``tol_px`` pixels."""
     w, h = size

@@ -34,44 +34,50 @@ def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, tol: float) 
     return float((np.abs(alpha - mix) < 0.15).mean())
 
 
-def _median(views: np.ndarray, idx: np.ndarray, most: int = 7) -> np.ndarray:
-    """Median of at most ``most`` of the views ``idx``, spread evenly (a window's median, cheaply)."""
-    return nan_median(views[idx[np.linspace(0, len(idx) - 1, min(most, len(idx))).round().astype(int)]])
+def _norms(views: np.ndarray, times: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per view, the envelope of the usual look around it: the median of the views within ``window`` / 2
+    seconds, on a grid of a quarter window so that neighbouring frames share one median."""
+    step = window / 4
+    slots = np.round(times / step).astype(int)
+    lo, hi = np.empty_like(views), np.empty_like(views)
+    for slot in np.unique(slots):
+        near = np.flatnonzero(np.abs(times - slot * step) <= window / 2)
+        env = envelope(nan_median(views[near[np.linspace(0, len(near) - 1, min(9, len(near))).round().astype(int)]]))
+        lo[slots == slot], hi[slots == slot] = env
+    return lo, hi
 
 
 def transient_fraction(views: np.ndarray, times: np.ndarray, window: float, tol: float,
                        where: np.ndarray | None = None) -> np.ndarray:
-    """Per view, the fraction of its seen pixels (inside ``where``: the work) unlike both what came before
-    and what comes after, where those two agree.
+    """Per view, the fraction of its seen pixels (inside ``where``: the work) that something passing
+    covers: unlike two frames as far before as after it that agree with each other, and unlike the usual
+    look of the work around it; the largest such fraction over distances up to ``window`` / 2 seconds.
 
-    Past and future states are medians over ``window`` seconds on each side: a hand that stays for less
-    than half of that drops out of both, while work that arrives matches the future and stays. The
-    windows start on a grid of a quarter window, so their medians are shared by neighbouring frames.
+    A hand comes and goes: some pair of frames around it, one before it came and one after it left, agree
+    where it was. Frames close in time agree nearly everywhere, also where the work is in progress (where a
+    hand usually is), while work that arrives matches the later frame and stays; a pixel painted twice in
+    the interval (base colour, then detail) agrees with neither neighbour, and the neighbours disagree.
+    The usual look (a median) keeps a frame without the hand from being flagged when both partners show
+    one (an arm reaching in from the same side twice).
     """
-    step = window / 4
-    states: dict[tuple[int, int], tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None] = {}
-
-    def state(slot: int, side: int):  # median and envelope of the window before (-1) / after (+1) a slot
-        if (slot, side) not in states:
-            edge = slot * step
-            idx = np.flatnonzero((times >= edge - window) & (times < edge) if side < 0
-                                 else (times > edge) & (times <= edge + window))
-            m = _median(views, idx) if len(idx) >= 2 else None
-            states[slot, side] = (m, envelope(m)) if m is not None else None
-        return states[slot, side]
-
-    agree: dict[tuple[int, int], np.ndarray] = {}
-    out = np.zeros(len(views))
-    for i in range(len(views)):
-        p_slot, f_slot = int(np.floor(times[i] / step)), int(np.ceil(times[i] / step))
-        past, future = state(p_slot, -1), state(f_slot, 1)
-        if past is None or future is None:
-            continue
-        if (p_slot, f_slot) not in agree:
-            agree[p_slot, f_slot] = ~outside(past[0], future[1], tol)
-        own = seen(views[i]) if where is None else seen(views[i]) & where
-        # Covered and then uncovered: unlike before and after, where before and after agree (a pixel
-        # painted twice in the window, first the base colour then the detail, agrees with neither).
-        moved = outside(views[i], past[1], tol) & outside(views[i], future[1], tol) & agree[p_slot, f_slot]
-        out[i] = float(moved[own].mean()) if own.any() else 0.0
+    n = len(views)
+    out = np.zeros(n)
+    if n < 3:
+        return out
+    env = envelope(views)
+    norm = _norms(views, times, window)
+    own = seen(views) if where is None else seen(views) & where[None]
+    own &= outside(views, norm, tol)
+    shown = np.maximum((seen(views) if where is None else seen(views) & where[None]).sum(axis=(1, 2)), 1)
+    half = window / 2
+    for d in range(1, (n - 1) // 2 + 1):
+        mid = slice(d, n - d)
+        ok = (times[mid] - times[: n - 2 * d] <= half) & (times[2 * d:] - times[mid] <= half)
+        if not ok.any():
+            break
+        before, after = (env[0][: n - 2 * d], env[1][: n - 2 * d]), (env[0][2 * d:], env[1][2 * d:])
+        agree = ~outside(views[: n - 2 * d], after, tol)
+        moved = outside(views[mid], before, tol) & outside(views[mid], after, tol) & agree & own[mid]
+        frac = np.where(ok, moved.sum(axis=(1, 2)) / shown[mid], 0.0)
+        out[mid] = np.maximum(out[mid], frac)
     return out

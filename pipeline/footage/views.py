@@ -32,11 +32,14 @@ def view(frame: Frame, ref_size: tuple[int, int]) -> np.ndarray:
     if not frame.moved:
         return thumb(frame.image, (tw, th))
     fh, fw = frame.image.shape[:2]
-    small = thumb(frame.image)
-    sh, sw = small.shape[:2]
-    to_small = np.diag([sw / fw, sh / fh, 1.0])
-    to_thumb = np.diag([tw / rw, th / rh, 1.0])
-    m = (to_thumb @ frame.warp @ np.linalg.inv(to_small))[:2].astype(np.float32)
+    to_view = np.diag([tw / rw, th / rh, 1.0]) @ frame.warp  # frame pixels -> view pixels
+    # Reduce the frame (area-averaged) to the scale it has in the view first, so that the warp only moves
+    # and turns it: a zoomed-in frame warped down by interpolation would alias fine texture (a desk, gravel)
+    # into values the other frames' views never show.
+    s = float(np.sqrt(abs(np.linalg.det(to_view[:2, :2]))))
+    sw, sh = max(2, round(fw * s)), max(2, round(fh * s))
+    small = thumb(frame.image, (sw, sh))
+    m = (to_view @ np.diag([fw / sw, fh / sh, 1.0]))[:2].astype(np.float32)
     out = cv2.warpAffine(small, m, (tw, th), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(-1, -1, -1))
     seen = cv2.warpAffine(np.ones((sh, sw), np.float32), m, (tw, th), flags=cv2.INTER_LINEAR, borderValue=0)
     out[seen < 0.999] = np.nan

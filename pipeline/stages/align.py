@@ -12,10 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.config import AlignConfig
-from pipeline.footage.register import Features, features, is_identity, register
+from pipeline.footage.register import Features, distinct, features, is_identity, register
+from pipeline.footage.transitions import blend_share
+from pipeline.footage.views import thumb
 from pipeline.work import Group, Work
 
 PROBES = 4  # frames per shot registered to find out whether the camera moves at all
+FADE = 0.5  # a frame is part of a cross-fade when more of its change than this is one common mix
 
 
 class _Features(dict):
@@ -30,36 +33,76 @@ class _Features(dict):
         return self[i]
 
 
-def _shot_warps(feats: _Features, a: int, b: int, size: tuple[int, int], probes: int) -> list[np.ndarray]:
-    """Per frame of shot [a, b), the transform onto the shot's last frame (identity when the camera stands still).
+class _Fades(dict):
+    """Whether an analysis frame is part of a cross-fade (a mix of two views), judged as filmed; computed
+    the first time it is asked."""
+
+    def __init__(self, work: Work, tol: float) -> None:
+        super().__init__()
+        self.frames, self.tol = work.frames, tol
+        self.thumbs: dict[int, np.ndarray] = {}
+
+    def _thumb(self, i: int) -> np.ndarray:
+        if i not in self.thumbs:
+            self.thumbs[i] = thumb(self.frames[i].image)
+        return self.thumbs[i]
+
+    def __missing__(self, i: int) -> bool:
+        self[i] = any(blend_share(self._thumb(i - d), self._thumb(i), self._thumb(i + d), self.tol) > FADE
+                      for d in (1, 2) if d <= i < len(self.frames) - d)
+        return self[i]
+
+
+def _shot_warps(feats: _Features, fades: _Fades, a: int, b: int, size: tuple[int, int],
+                probes: int) -> list[tuple[tuple[int, int], list[np.ndarray]]]:
+    """Shot [a, b) as one or more shots of one view each, with per frame the transform onto its shot's
+    last frame (identity when the camera stands still).
 
     A few frames spread over the shot are registered first; when none of them moved (or had too little
     in common with the end to tell, as a blank canvas), the camera stood still (jitter, a zoom or a pan
-    would show in them) and the shot costs no more registration."""
+    would show in them) and the shot costs no more registration. Otherwise every frame is registered to
+    the end, or chained through its successor. A cross-fade mixes two views and registers to either, so
+    nothing is chained through one: the shot is split there (a fade the scene detector did not see as a
+    cut), as it is where a frame matches neither the end nor its successor although both show plenty to
+    match (the scene changed: a talking head). Fade frames that match nothing become shots of their own.
+    """
     key = b - 1
     sample = sorted({int(round(x)) for x in np.linspace(a, key - 1, min(probes, key - a))}) if key > a else []
     if all((m := register(feats[i], feats[key])) is None or is_identity(m, size) for i in sample):
-        return [np.eye(3) for _ in range(b - a)]
+        return [((a, b), [np.eye(3) for _ in range(b - a)])]
     warps = [np.eye(3) for _ in range(b - a)]
     for i in range(b - 2, a - 1, -1):
         m = register(feats[i], feats[key])
         if m is None:  # too different from the end of the shot: go through the next frame instead
-            step = register(feats[i], feats[i + 1])
+            later = [((i + 1, b), _still(warps[i + 1 - a:], size))]
+            if fades[i] and i > a:
+                return _shot_warps(feats, fades, a, i, size, probes) + [((i, i + 1), [np.eye(3)])] + later
+            if fades[i]:  # the shot's first frame: a shot of its own
+                return [((i, i + 1), [np.eye(3)])] + later
+            step = None if fades[i + 1] else register(feats[i], feats[i + 1])
+            if step is None and (fades[i + 1] or distinct(feats[i], feats[i + 1])):
+                return _shot_warps(feats, fades, a, i + 1, size, probes) + later
             m = warps[i + 1 - a] @ step if step is not None else warps[i + 1 - a]
         warps[i - a] = m
-    if all(is_identity(m, size) for m in warps):
-        return [np.eye(3) for _ in warps]
-    return warps
+    return [((a, b), _still(warps, size))]
 
 
-def _links(work: Work, feats: _Features, shot_warps: list[list[np.ndarray]],
+def _still(warps: list[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
+    """Exact identities when no warp moves the view by a pixel: a fixed shot stays on the fast path."""
+    return [np.eye(3) for _ in warps] if all(is_identity(m, size) for m in warps) else warps
+
+
+def _links(work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np.ndarray]],
            back: int) -> dict[int, tuple[int, np.ndarray]]:
     """shot -> (the most recent of ``back`` earlier shots whose last frame its last or first frame
-    registers to, the transform from this shot's last frame to that one's)."""
+    registers to, the transform from this shot's last frame to that one's). A cross-fade frame is never
+    linked to: it mixes two views and registers to either."""
     links: dict[int, tuple[int, np.ndarray]] = {}
     for j, (a, b) in enumerate(work.shots):
         for i in range(j - 1, max(-1, j - 1 - back), -1):
             key_i = work.shots[i][1] - 1
+            if fades.get(key_i, False):
+                continue
             m = register(feats[b - 1], feats[key_i])
             if m is None and b - 1 > a:
                 first = register(feats[a], feats[key_i])
@@ -73,8 +116,9 @@ def _links(work: Work, feats: _Features, shot_warps: list[list[np.ndarray]],
 class Align:
     name = "align"
 
-    def __init__(self, cfg: AlignConfig) -> None:
+    def __init__(self, cfg: AlignConfig, pixel_tolerance: float) -> None:
         self.cfg = cfg
+        self.tol = pixel_tolerance
 
     def __call__(self, work: Work) -> Work:
         frames = work.frames
@@ -83,8 +127,11 @@ class Align:
             return work
         h, w = frames[0].image.shape[:2]
         feats = _Features(work)
-        shot_warps = [_shot_warps(feats, a, b, (w, h), PROBES) for a, b in work.shots]
-        links = _links(work, feats, shot_warps, self.cfg.link_back)
+        fades = _Fades(work, self.tol)
+        split = [part for a, b in work.shots for part in _shot_warps(feats, fades, a, b, (w, h), PROBES)]
+        work.shots = [shot for shot, _ in split]
+        shot_warps = [warps for _, warps in split]
+        links = _links(work, feats, fades, shot_warps, self.cfg.link_back)
         # Groups: each shot joins the group of the shot it links to. Keys map to the group's first key by
         # following links back, then into the group's reference view (its last shot's key frame).
         group_of: dict[int, int] = {}

@@ -39,6 +39,6 @@ def build_stages(config: BuildConfig, clip: ClipSpec | None = None, kind: str = 
         front: list[Stage] = [DrawProgressively(config.vector)]
     else:
         front = [Probe(), Decode(config.analysis, config.cluster.decode_threads), Segment(config.segment),
-                 Align(config.align), FindProcess(config.process), Quality(config.quality, tol), *clip_filter,
+                 Align(config.align, tol), FindProcess(config.process), Quality(config.quality, tol), *clip_filter,
                  Select(config.select, tol)]
     return front + [Tile(), Caption()] + after_caption

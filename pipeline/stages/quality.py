@@ -21,8 +21,13 @@ def sharpness(img: np.ndarray) -> float:
 
 
 def _times(frames: list[Frame]) -> np.ndarray:
-    """Frame times, or frame positions where there are none (image folders)."""
-    return np.array([f.time if f.time is not None else i for i, f in enumerate(frames)], dtype=float)
+    """The work's clock: frame times with the time spent away from the work (a talking-head insert
+    between two linked shots) taken out, so a hand is judged against the work just before and after it.
+    Frame positions where there are no times (image folders)."""
+    if any(f.time is None for f in frames) or len(frames) < 3:
+        return np.arange(len(frames), dtype=float)
+    dt = np.diff([f.time for f in frames])
+    return np.concatenate([[0.0], np.cumsum(np.minimum(dt, 2 * np.median(dt)))])
 
 
 def _local_median(values: np.ndarray, t: np.ndarray, window: float) -> np.ndarray:
