@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.footage.views import differs, envelope, nan_median, outside, seen
+from pipeline.footage.views import differs, envelope, nan_median, outside, seen, thumb
+from pipeline.work import Work
 
 RESIDUAL_MAX = 0.03  # of a pixel's change between the neighbours, what one mix may leave unexplained
 MIN_CHANGE = 0.02  # a fade changes at least this fraction of the view (a brush stroke changes less)
@@ -32,6 +33,21 @@ def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, tol: float) 
     if residual > RESIDUAL_MAX:
         return 0.0
     return float((np.abs(alpha - mix) < 0.15).mean())
+
+
+def fade_score(work: Work, k: int, tol: float, thumbs: dict[int, np.ndarray]) -> float:
+    """How surely analysis frame ``k`` of the video is part of a cross-fade, judged as filmed against the
+    frames one and two before and after it (a fade spans a few frames; its neighbours may be fade frames
+    too). Cached in ``work.fades``; ``thumbs`` caches the small frames between calls."""
+    if k not in work.fades:
+        def small(i: int) -> np.ndarray:
+            if i not in thumbs:
+                thumbs[i] = thumb(work.frames[i].image)
+            return thumbs[i]
+        n = len(work.frames)
+        work.fades[k] = max((blend_share(small(k - p), small(k), small(k + q), tol)
+                             for p, q in ((1, 1), (2, 2), (2, 1), (1, 2)) if k - p >= 0 and k + q < n), default=0.0)
+    return work.fades[k]
 
 
 def _norms(views: np.ndarray, times: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray]:

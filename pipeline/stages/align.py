@@ -13,11 +13,11 @@ import numpy as np
 
 from pipeline.config import AlignConfig
 from pipeline.footage.register import Features, distinct, features, is_identity, register
-from pipeline.footage.transitions import blend_share
-from pipeline.footage.views import thumb
+from pipeline.footage.transitions import fade_score
 from pipeline.work import Group, Work
 
 PROBES = 4  # frames per shot registered to find out whether the camera moves at all
+LINK_INLIERS = 8  # shots of one work re-framed at another zoom share fewer features than frames of a shot
 FADE = 0.5  # a frame is part of a cross-fade when more of its change than this is one common mix
 
 
@@ -33,24 +33,19 @@ class _Features(dict):
         return self[i]
 
 
-class _Fades(dict):
-    """Whether an analysis frame is part of a cross-fade (a mix of two views), judged as filmed; computed
-    the first time it is asked."""
+class _Fades:
+    """Whether an analysis frame is part of a cross-fade (a mix of two views), judged as filmed."""
 
     def __init__(self, work: Work, tol: float) -> None:
-        super().__init__()
-        self.frames, self.tol = work.frames, tol
+        self.work, self.tol = work, tol
         self.thumbs: dict[int, np.ndarray] = {}
 
-    def _thumb(self, i: int) -> np.ndarray:
-        if i not in self.thumbs:
-            self.thumbs[i] = thumb(self.frames[i].image)
-        return self.thumbs[i]
+    def __getitem__(self, i: int) -> bool:
+        return fade_score(self.work, i, self.tol, self.thumbs) > FADE
 
-    def __missing__(self, i: int) -> bool:
-        self[i] = any(blend_share(self._thumb(i - d), self._thumb(i), self._thumb(i + d), self.tol) > FADE
-                      for d in (1, 2) if d <= i < len(self.frames) - d)
-        return self[i]
+    def known(self, i: int) -> bool:
+        """A fade, as far as already judged (judging every frame would cost fixed shots their fast path)."""
+        return self.work.fades.get(i, 0.0) > FADE
 
 
 def _shot_warps(feats: _Features, fades: _Fades, a: int, b: int, size: tuple[int, int],
@@ -94,21 +89,21 @@ def _still(warps: list[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
 
 def _links(work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np.ndarray]],
            back: int) -> dict[int, tuple[int, np.ndarray]]:
-    """shot -> (the most recent of ``back`` earlier shots whose last frame its last or first frame
+    """shot -> (the most recent of ``back`` earlier shots whose last frame its last, first or middle frame
     registers to, the transform from this shot's last frame to that one's). A cross-fade frame is never
     linked to: it mixes two views and registers to either."""
     links: dict[int, tuple[int, np.ndarray]] = {}
     for j, (a, b) in enumerate(work.shots):
         for i in range(j - 1, max(-1, j - 1 - back), -1):
             key_i = work.shots[i][1] - 1
-            if fades.get(key_i, False):
+            if fades.known(key_i):
                 continue
-            m = register(feats[b - 1], feats[key_i])
-            if m is None and b - 1 > a:
-                first = register(feats[a], feats[key_i])
-                m = first @ np.linalg.inv(shot_warps[j][0]) if first is not None else None
-            if m is not None:
-                links[j] = (i, m)
+            for f in dict.fromkeys((b - 1, a, (a + b) // 2)):  # its last, first and middle frame
+                m = register(feats[f], feats[key_i], min_inliers=LINK_INLIERS)
+                if m is not None:
+                    links[j] = (i, m @ np.linalg.inv(shot_warps[j][f - a]))
+                    break
+            if j in links:
                 break
     return links
 

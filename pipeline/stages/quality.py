@@ -7,8 +7,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import QualityConfig
-from pipeline.footage.transitions import blend_share, transient_fraction
-from pipeline.footage.views import thumb
+from pipeline.footage.transitions import blend_share, fade_score, transient_fraction
 from pipeline.stages.process import work_box
 from pipeline.work import Frame, Segment, Work
 
@@ -72,15 +71,19 @@ class Quality:
         occ = (transient_fraction(views, t, self.cfg.occlusion_window, TRANSIENT_TOL, _box(seg))
                if video else np.zeros(len(frames)))
         # A fade spans a few analysis frames: judge each against its neighbours and the frames beyond them,
-        # aligned (a fade within one framing) and as filmed (a fade between two framings mixes two views).
+        # aligned (a fade within one framing), and as filmed where the frame moved or sits next to a cut (a
+        # fade between two framings, or out of a talking head, mixes two views).
         blend = np.zeros(len(frames))
         if video:
-            sources = [views]
-            if any(f.moved for f in frames):
-                sources.append(np.stack([thumb(f.image, views.shape[2:0:-1]) for f in frames]))
-            for i in range(len(frames)):
-                blend[i] = max((blend_share(v[i - d], v[i], v[i + d], self.tol)
-                                for v in sources for d in (1, 2) if d <= i < len(frames) - d), default=0.0)
+            position = {id(f): k for k, f in enumerate(work.frames)}
+            at = [position[id(f)] for f in frames]
+            thumbs: dict[int, np.ndarray] = {}
+            for i, f in enumerate(frames):
+                blend[i] = max((blend_share(views[i - d], views[i], views[i + d], self.tol)
+                                for d in (1, 2) if d <= i < len(frames) - d), default=0.0)
+                cut = at[max(0, i - 2):i + 3] != list(range(at[i] - min(i, 2), at[i] - min(i, 2) + len(at[max(0, i - 2):i + 3])))
+                if f.moved or cut:
+                    blend[i] = max(blend[i], fade_score(work, at[i], self.tol, thumbs))
         kept: list[Frame] = []
         for f, s, m, o, b in zip(frames, sharp, local, occ, blend):
             f.scores.update(sharpness=round(float(s), 2), occlusion=round(float(o), 4), blend=round(float(b), 4))
