@@ -35,7 +35,7 @@ def _build(path: Path, task: str):
 
 def one_video(args: tuple[str, int, str, str]) -> tuple[str, str, bool, list[str], str]:
     phenomenon, seed, task, folder = args
-    path = Path(folder) / f"{phenomenon}-{seed}.mp4"
+    path = Path(folder) / f"{phenomenon}-{seed}-{task}.mp4"  # one file per job: jobs run in parallel
     truth = make_footage(path, phenomenon, PHOTOS[seed % len(PHOTOS)], seed=seed)
     res = _build(path, task)
     if res.status != "ok":

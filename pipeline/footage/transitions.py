@@ -38,15 +38,16 @@ def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, tol: float) 
 def fade_score(work: Work, k: int, tol: float, thumbs: dict[int, np.ndarray]) -> float:
     """How surely analysis frame ``k`` of the video is part of a cross-fade, judged as filmed against the
     frames one and two before and after it (a fade spans a few frames; its neighbours may be fade frames
-    too). Cached in ``work.fades``; ``thumbs`` caches the small frames between calls."""
+    too). Only pairs as far before as after: a smoothly moving camera also puts a frame part-way between
+    two unevenly spaced neighbours. Cached in ``work.fades``; ``thumbs`` caches the small frames."""
     if k not in work.fades:
         def small(i: int) -> np.ndarray:
             if i not in thumbs:
                 thumbs[i] = thumb(work.frames[i].image)
             return thumbs[i]
         n = len(work.frames)
-        work.fades[k] = max((blend_share(small(k - p), small(k), small(k + q), tol)
-                             for p, q in ((1, 1), (2, 2), (2, 1), (1, 2)) if k - p >= 0 and k + q < n), default=0.0)
+        work.fades[k] = max((blend_share(small(k - d), small(k), small(k + d), tol)
+                             for d in (1, 2) if k - d >= 0 and k + d < n), default=0.0)
     return work.fades[k]
 
 
@@ -80,20 +81,31 @@ def transient_fraction(views: np.ndarray, times: np.ndarray, window: float, tol:
     out = np.zeros(n)
     if n < 3:
         return out
-    env = envelope(views)
-    norm = _norms(views, times, window)
     own = seen(views) if where is None else seen(views) & where[None]
-    own &= outside(views, norm, tol)
-    shown = np.maximum((seen(views) if where is None else seen(views) & where[None]).sum(axis=(1, 2)), 1)
+    shown = np.maximum(own.sum(axis=(1, 2)), 1)
+    # Only pixels unlike the usual look can be covered: gather those once, then test them against pairs.
+    f, y, x = np.nonzero(own & outside(views, _norms(views, times, window), tol))
+    lo, hi = envelope(views)
+    v = views[f, y, x]
     half = window / 2
     for d in range(1, (n - 1) // 2 + 1):
-        mid = slice(d, n - d)
-        ok = (times[mid] - times[: n - 2 * d] <= half) & (times[2 * d:] - times[mid] <= half)
-        if not ok.any():
-            break
-        before, after = (env[0][: n - 2 * d], env[1][: n - 2 * d]), (env[0][2 * d:], env[1][2 * d:])
-        agree = ~outside(views[: n - 2 * d], after, tol)
-        moved = outside(views[mid], before, tol) & outside(views[mid], after, tol) & agree & own[mid]
-        frac = np.where(ok, moved.sum(axis=(1, 2)) / shown[mid], 0.0)
-        out[mid] = np.maximum(out[mid], frac)
+        pick = np.flatnonzero((f >= d) & (f < n - d))
+        pick = pick[(times[f[pick]] - times[f[pick] - d] <= half) & (times[f[pick] + d] - times[f[pick]] <= half)]
+        if not len(pick):
+            if not ((times[d:n - d] - times[:n - 2 * d] <= half) & (times[2 * d:] - times[d:n - d] <= half)).any():
+                break
+            continue
+        k, yy, xx = f[pick], y[pick], x[pick]
+        before, after = (lo[k - d, yy, xx], hi[k - d, yy, xx]), (lo[k + d, yy, xx], hi[k + d, yy, xx])
+        moved = (_leaves(v[pick], before, tol) & _leaves(v[pick], after, tol)
+                 & ~_leaves(views[k - d, yy, xx], after, tol) & np.isfinite(views[k - d, yy, xx, 0]))
+        out = np.maximum(out, np.bincount(k[moved], minlength=n) / shown)
     return out
+
+
+def _leaves(a: np.ndarray, env: tuple[np.ndarray, np.ndarray], tol: float) -> np.ndarray:
+    """``outside`` for (k, 3) pixel lists."""
+    lo, hi = env
+    with np.errstate(invalid="ignore"):
+        out = ((a < lo - tol) | (a > hi + tol)).any(axis=1)
+    return out & np.isfinite(a[:, 0]) & np.isfinite(lo[:, 0])

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from pipeline.config import ProcessConfig
-from pipeline.footage.views import differs, nan_median, normalised_views, seen
+from pipeline.footage.views import differs, envelope, nan_median, normalised_views, outside
 from pipeline.work import Frame, Group, Reject, Segment, Work
 
 
@@ -35,8 +35,10 @@ def work_region(views: np.ndarray, tol: float) -> np.ndarray:
 def _unlike(views: np.ndarray, state: np.ndarray, region: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
     """Per frame: the fraction of the work region it sees that differs from ``state``, and how many
     work-region pixels it sees."""
-    shown = seen(views)[:, region].sum(axis=1)
-    unlike = differs(views, state[None], tol)[:, region].sum(axis=1)  # never true off view
+    px = views[:, region]
+    lo, hi = envelope(state)
+    shown = np.isfinite(px[..., 0]).sum(axis=1)
+    unlike = outside(px, (lo[region], hi[region]), tol).sum(axis=1)  # never true off view
     return unlike / np.maximum(shown, 1), shown
 
 
@@ -78,17 +80,20 @@ def step_change(views: np.ndarray, region: np.ndarray, tol: float) -> float:
     """
     if len(views) < 2 or not region.any():
         return 0.0
-    changed = differs(views[1:], views[:-1], tol)[:, region]
-    both = (seen(views[1:]) & seen(views[:-1]))[:, region]
+    lo, hi = envelope(views[:-1])
+    changed = outside(views[1:, region], (lo[:, region], hi[:, region]), tol)
+    both = np.isfinite(views[1:, region, 0]) & np.isfinite(views[:-1, region, 0])
     return float(np.median(changed.sum(axis=1) / np.maximum(both.sum(axis=1), 1)))
 
 
 def spread(curve: np.ndarray, times: np.ndarray) -> float:
     """Share of the time before the work is (nearly) finished during which it is in progress: from
-    20% to 80% of the completion's range, over the time from the start to the 80% mark.
+    20% to 80% of the progress curve's range, over the time from the start to the 80% mark.
 
     Work accumulates through a process; a change that happens all at once at the end of a long shot
-    (a hand entering, a light switched on) does not.
+    (a hand entering, a light switched on) does not. Progress (completion and departure from the start)
+    rather than completion alone: registration residue of a drifting handheld view creeps into completion
+    slowly, and its 20% mark would then fall anywhere.
     """
     lo, hi = float(curve.min()), float(curve.max())
     if hi <= lo:
@@ -149,7 +154,7 @@ class FindProcess:
         gain = float(np.median(curve[-k:]) - np.median(curve[:k]))
         rho = float(spearmanr(np.arange(len(curve)), curve).statistic) if np.ptp(curve) > 0 else 0.0
         change = step_change(views, region, tol)
-        progressing = spread(curve, np.array([f.time for f in frames]))
+        progressing = spread((curve + departed) / 2, np.array([f.time for f in frames]))  # progress, as _score
         scores = {"gain": round(gain, 4), "monotonic": round(rho, 4), "area": round(area, 4),
                   "step_change": round(change, 4), "spread": round(progressing, 4), "start": frames[0].time,
                   "end": frames[-1].time, "shots": len(group.shots)}

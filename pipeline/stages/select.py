@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.config import SelectConfig
-from pipeline.footage.views import envelope, nan_median, outside, seen
+from pipeline.footage.views import nan_median
 from pipeline.work import Frame, Reject, Segment, Sequence, Work
 
 
@@ -68,7 +68,8 @@ BAND = 12  # states compared with each state's followers for distinct steps
 class Differences:
     """Fractions of the work region (seen in both views) where frames differ, pixel for pixel: the views
     are aligned already, and late detail (the last strokes of a painting) is finer than the one-pixel
-    tolerance the process test allows itself. Views are stacked once for a whole step matrix."""
+    tolerance the process test allows itself. Only the work region's pixels are kept, once, for a whole
+    step matrix."""
 
     def __init__(self, frames: list[Frame], region: np.ndarray | None, tol: float) -> None:
         self.n = len(frames)
@@ -76,21 +77,26 @@ class Differences:
         if not self.usable:
             return
         self.tol = tol
-        self.views = np.stack([f.view for f in frames])
-        self.lo, self.hi = envelope(self.views, shift=0)
-        self.region = region if region is not None and region.any() else np.ones(self.views.shape[1:3], bool)
-        self.seen = seen(self.views) & self.region[None]
+        self.region = region if region is not None and region.any() else np.ones(frames[0].view.shape[:2], bool)
+        self.views = np.stack([f.view[self.region] for f in frames])  # (n, pixels, 3)
+        self.seen = np.isfinite(self.views[..., 0])
 
     def against(self, view: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
-        """How much ``view`` differs from each of the frames ``idx``."""
+        """How much ``view`` (a full view) differs from each of the frames ``idx``."""
         if not self.usable:
             return np.ones(len(range(self.n)[idx]))
-        both = (seen(view) & self.region)[None] & self.seen[idx]
-        changed = (outside(view[None], (self.lo[idx], self.hi[idx]), self.tol) & both).sum(axis=(1, 2))
-        return changed / np.maximum(both.sum(axis=(1, 2)), 1)
+        return self._against(view[self.region], idx)
+
+    def _against(self, px: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
+        others = self.views[idx]
+        both = np.isfinite(px[:, 0])[None] & self.seen[idx]
+        with np.errstate(invalid="ignore"):
+            d = np.abs(others - px[None])
+            changed = (np.fmax(np.fmax(d[..., 0], d[..., 1]), d[..., 2]) > self.tol) & both
+        return changed.sum(axis=1) / np.maximum(both.sum(axis=1), 1)
 
     def pair(self, i: int, j: int) -> float:
-        return float(self.against(self.views[i], slice(j, j + 1))[0]) if self.usable else 1.0
+        return float(self._against(self.views[i], slice(j, j + 1))[0]) if self.usable else 1.0
 
     def matrix(self, band: int = BAND) -> np.ndarray:
         """out[i, j]: how much frames i and j differ, for the ``band`` states after each; further apart
@@ -99,7 +105,7 @@ class Differences:
         if self.usable:
             for i in range(self.n):
                 near = slice(i + 1, min(self.n, i + 1 + band))
-                out[i, near] = self.against(self.views[i], near)
+                out[i, near] = self._against(self.views[i], near)
         return out
 
 
