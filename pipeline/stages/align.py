@@ -43,10 +43,6 @@ class _Fades:
     def __getitem__(self, i: int) -> bool:
         return fade_score(self.work, i, self.tol, self.thumbs) > FADE
 
-    def known(self, i: int) -> bool:
-        """A fade, as far as already judged (judging every frame would cost fixed shots their fast path)."""
-        return self.work.fades.get(i, 0.0) > FADE
-
 
 def _shot_warps(feats: _Features, fades: _Fades, a: int, b: int, size: tuple[int, int],
                 probes: int) -> list[tuple[tuple[int, int], list[np.ndarray]]]:
@@ -87,21 +83,33 @@ def _still(warps: list[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
     return [np.eye(3) for _ in warps] if all(is_identity(m, size) for m in warps) else warps
 
 
+def _target(fades: _Fades, a: int, b: int, warps: list[np.ndarray]) -> tuple[int, np.ndarray] | None:
+    """The frame of shot [a, b) to link to, and its transform onto the shot's last frame: the last frame
+    unless that is part of a cross-fade (it mixes two views and registers to either), then the latest
+    one before it that is not; None when the shot's last frames are all fade."""
+    for t in range(b - 1, max(a, b - 4) - 1, -1):
+        if not fades[t]:
+            return t, warps[t - a]
+    return None
+
+
 def _links(work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np.ndarray]],
            back: int) -> dict[int, tuple[int, np.ndarray]]:
-    """shot -> (the most recent of ``back`` earlier shots whose last frame its last, first or middle frame
-    registers to, the transform from this shot's last frame to that one's). A cross-fade frame is never
-    linked to: it mixes two views and registers to either."""
+    """shot -> (the most recent of ``back`` earlier shots that its last, first or middle frame registers
+    to, the transform from this shot's last frame to that one's)."""
     links: dict[int, tuple[int, np.ndarray]] = {}
+    targets: dict[int, tuple[int, np.ndarray] | None] = {}
     for j, (a, b) in enumerate(work.shots):
         for i in range(j - 1, max(-1, j - 1 - back), -1):
-            key_i = work.shots[i][1] - 1
-            if fades.known(key_i):
+            if i not in targets:
+                targets[i] = _target(fades, *work.shots[i], shot_warps[i])
+            if targets[i] is None:
                 continue
+            t, to_key = targets[i]
             for f in dict.fromkeys((b - 1, a, (a + b) // 2)):  # its last, first and middle frame
-                m = register(feats[f], feats[key_i], min_inliers=LINK_INLIERS)
+                m = register(feats[f], feats[t], min_inliers=LINK_INLIERS)
                 if m is not None:
-                    links[j] = (i, m @ np.linalg.inv(shot_warps[j][f - a]))
+                    links[j] = (i, to_key @ m @ np.linalg.inv(shot_warps[j][f - a]))
                     break
             if j in links:
                 break
