@@ -1,0 +1,60 @@
+"""Decode on videos whose frames carry their own index (ground truth), with keyframes every few frames:
+sampling sparser than the keyframes leaves groups of pictures undecoded, yet yields exactly the frames
+a decode of every frame would have sampled, pixel for pixel (closed and open GOPs)."""
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from pipeline.config import AnalysisConfig
+from pipeline.stages.decode import Decode
+from pipeline.stages.probe import Probe
+from pipeline.taxonomy import Taxonomy
+from pipeline.work import Source, Work
+
+FPS, N, W, H, BITS = 25, 250, 320, 176, 8
+
+
+def _indexed_video(path, gop: int, open_gop: bool) -> None:
+    """Frame i shows i in binary: BITS blocks, white for 1, over a moving gradient (real motion to code)."""
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=FPS)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        s.options = {"x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=2:open-gop={int(open_gop)}"}
+        ramp = np.linspace(0, 120, W, dtype=np.float32)
+        for i in range(N):
+            img = np.empty((H, W, 3), np.uint8)
+            img[:] = (np.roll(ramp, 3 * i)[None, :, None]).astype(np.uint8)
+            for b in range(BITS):
+                img[8:48, 8 + 38 * b:40 + 38 * b] = 255 if (i >> b) & 1 else 0
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def _index(img: np.ndarray) -> int:
+    """The frame index drawn into a decoded frame (at any analysis scale)."""
+    sy, sx = img.shape[0] / H, img.shape[1] / W
+    return sum(1 << b for b in range(BITS)
+               if img[int(28 * sy), int((24 + 38 * b) * sx)].mean() > 190)
+
+
+def _decode(path, rate: float, skip_nonref: bool = True) -> Work:
+    src = Source(uri=str(path), path=str(path), task=Taxonomy.load()["painting"], kind="video")
+    return Decode(AnalysisConfig(rate=rate, skip_nonref=skip_nonref))(Probe()(Work(src)))
+
+
+@pytest.mark.parametrize("open_gop", [False, True])
+def test_sparse_sampling_skips_groups_of_pictures_and_keeps_the_right_frames(tmp_path, open_gop):
+    path = tmp_path / "indexed.mp4"
+    _indexed_video(path, gop=5, open_gop=open_gop)
+    every = _decode(path, rate=FPS, skip_nonref=False)  # the grid of the frames: every frame is sampled
+    assert [_index(f.image) for f in every.frames] == list(range(N))
+    sparse = _decode(path, rate=1.0)  # one frame per second (keyframes): 1 group of pictures in 5 is needed
+    shown = [_index(f.image) for f in sparse.frames]
+    assert shown == [f.source_frame for f in sparse.frames] == list(range(0, N, FPS))
+    assert sparse.probe["decoded_frames"] < N / 5, sparse.probe["decoded_frames"]  # ~150 without skipping
+    for f in sparse.frames:  # the same pixels as when every frame was decoded
+        assert np.array_equal(f.image, every.frames[f.source_frame].image), f.source_frame
