@@ -1,8 +1,10 @@
-"""CLIP stage throughput vs. a bare encode_image loop (issue 3's benchmark; prints figures, not a test).
+"""CLIP stage throughput vs. a bare encode_image loop (issues 3 and 14; prints figures, not a test).
 
-    .venv/bin/python bench/clip.py [--arch ViT-B-32] [--frames 128] [--batch 64] [--device auto]
+    .venv/bin/python -m bench.clip [--arch ViT-B-32] [--frames 128] [--gpu-frames 4096] [--batch 64] [--device all]
 
-Both sides use the same model object, device, dtype and batch size in the same run:
+One run measures the CPU and, when CUDA is available, the GPU (`--device all`, the default), so a
+machine with a GPU for a few minutes gives every figure at once. On each device both sides use the
+same model object, dtype and batch size:
   stage: ClipFilter on a Work item holding analysis frames (uint8 RGB, 512x288 by default):
          array -> PIL, open_clip preprocessing, batching, encode, normalise, relevance/dedup logic;
          `--jpeg` also decodes the candidates from JPEG files first (an image-folder source).
@@ -78,26 +80,17 @@ def bare_run(model: ClipModel, batches: list[torch.Tensor]) -> None:
     sync(model)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", default="ViT-B-32")
-    ap.add_argument("--frames", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--size", default="512x288", help="analysis frame WxH")
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--jpeg", action="store_true", help="decode the candidates from JPEG files inside the timing")
-    args = ap.parse_args()
+def measure(args: argparse.Namespace, folder: str, device: str, n: int) -> None:
+    """Stage vs. bare on one device, interleaved ``args.repeats`` times; prints wall and CPU ratios."""
     width, height = map(int, args.size.split("x"))
-
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = ClipSpec(write_random_model(Path(tmp) / "model", args.arch), None, args.device)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        spec = ClipSpec(f"local-dir:{Path(folder, 'model').resolve()}", None, device)
         t0 = time.perf_counter()
         model = load(spec)
         load_s = time.perf_counter() - t0
         task = Taxonomy.load()["painting"]
         stage = ClipFilter(spec, ClipConfig(batch_size=args.batch, relevance_margin=2.0, duplicate_similarity=1.0))
-        images = make_frames(args.frames, width, height)
+        images = make_frames(n, width, height)
         files = None
         if args.jpeg:
             files = [Path(tmp) / f"{i:04d}.jpg" for i in range(len(images))]
@@ -112,7 +105,6 @@ def main() -> None:
             stage_s.append(timed(stage_run, stage, task, None if args.jpeg else images, files))
             bare_s.append(timed(bare_run, model, batches))
 
-    n = args.frames
     device = torch.cuda.get_device_name() if model.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"model {args.arch} (random weights), {model.dtype}, device {device}, batch {args.batch}, "
           f"{n} frames {width}x{height}{' from JPEG' if args.jpeg else ''}, model load {load_s:.1f} s")
@@ -121,6 +113,27 @@ def main() -> None:
         bare_ips = n / statistics.median(t[k] for t in bare_s)
         print(f"{clock:4s}: stage {stage_ips:7.1f} images/s, bare {bare_ips:7.1f} images/s, "
               f"ratio {stage_ips / bare_ips:.3f} (target >= 0.8; median of {args.repeats})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="ViT-B-32")
+    ap.add_argument("--frames", type=int, default=128, help="frames per pass on the CPU")
+    ap.add_argument("--gpu-frames", type=int, default=4096, help="frames per pass on a GPU")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--size", default="512x288", help="analysis frame WxH")
+    ap.add_argument("--device", default="all", choices=["all", "cpu", "cuda"],
+                    help="all: the CPU, then the GPU when CUDA is available")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--jpeg", action="store_true", help="decode the candidates from JPEG files inside the timing")
+    args = ap.parse_args()
+    devices = {"all": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []), "cpu": ["cpu"], "cuda": ["cuda"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        write_random_model(Path(tmp) / "model", args.arch)
+        for device in devices[args.device]:
+            measure(args, tmp, device, args.gpu_frames if device == "cuda" else args.frames)
+        if args.device == "all" and not torch.cuda.is_available():
+            print("GPU: no CUDA device here; run this on a machine with one for the GPU figures")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,12 @@ come from a checkpoint someone wrote on purpose, never from a fallback here.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import open_clip
@@ -49,6 +52,29 @@ def _device(preference: str) -> torch.device:
     return torch.device(preference)
 
 
+AHEAD = 2  # batches staged (resized, uploaded) ahead of the one the model encodes
+
+
+@dataclass
+class Staged:
+    """A batch made ready off the model's thread: uint8 (B, H, W, 3) tensors on the device, one per image
+    size (with the images' positions), and the event their upload recorded (CUDA) or None."""
+
+    parts: list[tuple[list[int], torch.Tensor]]
+    ready: "torch.cuda.Event | None"
+
+
+def _batches(images: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for img in images:
+        batch.append(img)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _rgb(img: np.ndarray | Image.Image) -> np.ndarray:
     if isinstance(img, Image.Image):
         return np.asarray(img.convert("RGB"))
@@ -81,33 +107,56 @@ class ClipModel:
         self.resize_on_device = wanted and tensor_ok
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+        self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self._texts: dict[str, np.ndarray] = {}
 
-    def _resized(self, images: list[np.ndarray | Image.Image]) -> torch.Tensor:
-        """Resized and cropped uint8 batch (B, 3, S, S) on the device."""
-        if not self.resize_on_device:
+    def stage(self, images: list[np.ndarray | Image.Image]) -> Staged:
+        """Resize on the CPU (PIL) when the device will not, stack into pinned host memory and start the
+        upload on a copy stream: what one batch needs before the model, all of it off the model's thread
+        (PIL, numpy copies and CUDA copies release the GIL)."""
+        if self.resize_on_device:
+            arrays = [_rgb(img) for img in images]
+        else:
             arrays = [np.asarray(self.resize(img if isinstance(img, Image.Image) else Image.fromarray(_rgb(img))))
                       for img in images]
-            return torch.from_numpy(np.stack(arrays)).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
-        arrays = [_rgb(img) for img in images]
         by_size: dict[tuple, list[int]] = {}
-        for k, a in enumerate(arrays):
+        for k, a in enumerate(arrays):  # a source's frames share one size: usually one upload per batch
             by_size.setdefault(a.shape, []).append(k)
-        out: list[torch.Tensor] = [torch.empty(0)] * len(arrays)
-        for idx in by_size.values():  # a source's frames share one size: usually one upload per batch
-            x = torch.from_numpy(np.stack([arrays[k] for k in idx])).to(self.device, non_blocking=True)
-            for k, r in zip(idx, self.resize(x.permute(0, 3, 1, 2))):
-                out[k] = r
-        return torch.stack(out)
+        cuda = self.device.type == "cuda"
+        parts = []
+        with torch.cuda.stream(self._copy_stream) if cuda else contextlib.nullcontext():
+            for idx in by_size.values():
+                host = torch.empty((len(idx), *arrays[idx[0]].shape), dtype=torch.uint8, pin_memory=cuda)
+                np.stack([arrays[k] for k in idx], out=host.numpy())
+                parts.append((idx, host.to(self.device, non_blocking=True)))
+            ready = torch.cuda.Event() if cuda else None
+            if ready is not None:
+                ready.record()
+        return Staged(parts, ready)
 
-    def to_input(self, images: list[np.ndarray | Image.Image]) -> torch.Tensor:
-        """RGB images -> one normalised model input (B, 3, S, S) on the device, in the model's dtype.
+    def finish(self, staged: Staged) -> torch.Tensor:
+        """A staged batch -> one normalised model input (B, 3, S, S) in the model's dtype, queued on the
+        model's stream after the batch's upload.
 
         ToTensor + Normalize happen once per batch (on the GPU there, after a uint8 upload a
         quarter of the size of a float one) instead of once per image.
         """
-        x = self._resized(images).float().div_(255).sub_(self.mean).div_(self.std)
+        if staged.ready is not None:
+            stream = torch.cuda.current_stream(self.device)
+            stream.wait_event(staged.ready)
+            for _, x in staged.parts:
+                x.record_stream(stream)  # allocated on the copy stream, used on this one
+        out: list[torch.Tensor] = [torch.empty(0)] * sum(len(idx) for idx, _ in staged.parts)
+        for idx, x in staged.parts:
+            x = x.permute(0, 3, 1, 2)
+            for k, r in zip(idx, self.resize(x) if self.resize_on_device else x):
+                out[k] = r
+        x = torch.stack(out).float().div_(255).sub_(self.mean).div_(self.std)
         return x.to(self.dtype)
+
+    def to_input(self, images: list[np.ndarray | Image.Image]) -> torch.Tensor:
+        """RGB images -> one normalised model input (B, 3, S, S) on the device, in the model's dtype."""
+        return self.finish(self.stage(images))
 
     @torch.inference_mode()
     def encode(self, batch: torch.Tensor) -> torch.Tensor:
@@ -117,18 +166,18 @@ class ClipModel:
     def embed_images(self, images: Iterable[np.ndarray | Image.Image], batch_size: int) -> np.ndarray:
         """(n, D) float32 unit-length embeddings of RGB images (uint8 arrays or PIL), `batch_size` at a time.
 
-        Results stay on the device until the end, so on a GPU the CPU prepares the next batch while
-        the previous one is still being encoded.
+        A thread stages the next batches (resize, pinned upload) while the model encodes this one, and
+        results stay on the device until the end: the model never waits on the CPU side, nor the CPU on it.
         """
         out: list[torch.Tensor] = []
-        batch: list[np.ndarray | Image.Image] = []
-        for img in images:
-            batch.append(img)
-            if len(batch) == batch_size:
-                out.append(self.encode(self.to_input(batch)))
-                batch = []
-        if batch:
-            out.append(self.encode(self.to_input(batch)))
+        ahead: deque[Future[Staged]] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="clip-stage") as pool:
+            for batch in _batches(images, batch_size):
+                ahead.append(pool.submit(self.stage, batch))
+                if len(ahead) > AHEAD:
+                    out.append(self.encode(self.finish(ahead.popleft().result())))
+            while ahead:
+                out.append(self.encode(self.finish(ahead.popleft().result())))
         if not out:
             raise ValueError("embed_images was given no images")
         return torch.cat(out).cpu().numpy()
