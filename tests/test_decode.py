@@ -7,6 +7,7 @@ import av
 import numpy as np
 import pytest
 
+import pipeline.stages.decode as decode_stage
 from pipeline.config import AnalysisConfig
 from pipeline.stages.decode import Decode
 from pipeline.stages.probe import Probe
@@ -58,3 +59,20 @@ def test_sparse_sampling_skips_groups_of_pictures_and_keeps_the_right_frames(tmp
     assert sparse.probe["decoded_frames"] < N / 5, sparse.probe["decoded_frames"]  # ~150 without skipping
     for f in sparse.frames:  # the same pixels as when every frame was decoded
         assert np.array_equal(f.image, every.frames[f.source_frame].image), f.source_frame
+
+
+def test_a_long_group_of_pictures_is_held_in_pieces_and_decoded_whole(tmp_path, monkeypatch):
+    """Few keyframes (one in 10 s here): packets are not all held at once, and the frames are the same."""
+    path = tmp_path / "long-gop.mp4"
+    _indexed_video(path, gop=N, open_gop=False)
+    held = _decode(path, rate=1.0)
+    runs = []
+    real = decode_stage._runs
+    monkeypatch.setattr(decode_stage, "RUN_BYTES", 4096)
+    monkeypatch.setattr(decode_stage, "_runs", lambda packets, cap: (runs.append(r) or r for r in real(packets, cap)))
+    pieces = _decode(path, rate=1.0)
+    assert len(runs) > 3 and not any(whole for _, whole in runs)
+    assert max(sum(q.size for q in run[:-1]) for run, _ in runs) <= 4096  # the cap, give or take one packet
+    assert [_index(f.image) for f in pieces.frames] == [f.source_frame for f in pieces.frames]
+    assert [f.source_frame for f in pieces.frames] == [f.source_frame for f in held.frames]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(pieces.frames, held.frames))

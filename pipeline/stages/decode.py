@@ -24,6 +24,7 @@ from pipeline.work import Frame, Reject, Work
 
 EPS = 1e-6  # time tolerance of the sampling grid
 MARGIN = 1e-3  # the rest of a group of pictures is left out only when no grid point comes within this of it
+RUN_BYTES = 32 << 20  # packets held at once, at most (one group of pictures, or a piece of a long one)
 
 
 def _fit(w: int, h: int, max_side: int) -> tuple[int, int]:
@@ -55,19 +56,26 @@ class Sampler:
         return self.next_t > upto + EPS + MARGIN
 
 
-def _runs(packets: Iterator[av.Packet]) -> Iterator[list[av.Packet]]:
-    """Packets from one keyframe to the next (groups of pictures; the first may lack its keyframe). The
-    demuxer's empty end-of-stream packet is left out: the caller drains the decoder itself."""
+def _runs(packets: Iterator[av.Packet], max_bytes: int) -> Iterator[tuple[list[av.Packet], bool]]:
+    """Packets from one keyframe to the next (groups of pictures; the first may lack its keyframe), each
+    with whether it is whole. A group larger than ``max_bytes`` (a stream with few or no keyframes) comes
+    in pieces that are not whole: memory stays bounded, and pieces are always decoded. The demuxer's
+    empty end-of-stream packet is left out: the caller drains the decoder itself."""
     run: list[av.Packet] = []
+    size, whole = 0, True
     for pkt in packets:
         if pkt.size == 0 and pkt.dts is None:
             continue
         if pkt.is_keyframe and run:
-            yield run
-            run = []
+            yield run, whole
+            run, size, whole = [], 0, True
+        elif size > max_bytes:
+            yield run, False
+            run, size, whole = [], 0, False
         run.append(pkt)
+        size += pkt.size
     if run:
-        yield run
+        yield run, whole
 
 
 class Decode:
@@ -116,9 +124,9 @@ class Decode:
                         out(f)
 
                 pending, gap = False, False  # frames may wait in the decoder; packets were left out
-                for run in _runs(c.demux(stream)):
+                for run, whole in _runs(c.demux(stream), RUN_BYTES):
                     times = [float(q.pts * tb) - p["start"] for q in run if q.pts is not None]
-                    upto = max(times) if len(times) == len(run) else math.inf
+                    upto = max(times) if whole and len(times) == len(run) else math.inf  # inf: decode it all
                     for q in run:
                         if gap and pending:  # the sampler must see every frame fed before it is asked
                             drain()
