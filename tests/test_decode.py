@@ -42,9 +42,9 @@ def _index(img: np.ndarray) -> int:
                if img[int(28 * sy), int((24 + 38 * b) * sx)].mean() > 190)
 
 
-def _decode(path, rate: float, skip_nonref: bool = True) -> Work:
+def _decode(path, rate: float, skip_nonref: bool = True, max_side: int = 512) -> Work:
     src = Source(uri=str(path), path=str(path), task=Taxonomy.load()["painting"], kind="video")
-    return Decode(AnalysisConfig(rate=rate, skip_nonref=skip_nonref))(Probe()(Work(src)))
+    return Decode(AnalysisConfig(rate=rate, skip_nonref=skip_nonref, max_side=max_side))(Probe()(Work(src)))
 
 
 @pytest.mark.parametrize("open_gop", [False, True])
@@ -76,3 +76,15 @@ def test_a_long_group_of_pictures_is_held_in_pieces_and_decoded_whole(tmp_path, 
     assert [_index(f.image) for f in pieces.frames] == [f.source_frame for f in pieces.frames]
     assert [f.source_frame for f in pieces.frames] == [f.source_frame for f in held.frames]
     assert all(np.array_equal(a.image, b.image) for a, b in zip(pieces.frames, held.frames))
+
+
+def test_frames_are_scaled_as_pyav_scales_them(tmp_path):
+    """One scaling context for the whole video gives the pixels of PyAV's own per-frame conversion."""
+    path = tmp_path / "indexed.mp4"
+    _indexed_video(path, gop=25, open_gop=False)
+    work = _decode(path, rate=5.0, max_side=160)
+    with av.open(str(path)) as c:
+        plain = [f.to_ndarray(format="rgb24", width=160, height=88) for f in c.decode(video=0)]
+    assert work.frames[0].image.shape == (88, 160, 3) and len(work.frames) == 50
+    for f in work.frames:
+        assert np.array_equal(f.image, plain[f.source_frame]), f.source_frame

@@ -5,7 +5,7 @@ grid point up to the end of a group of pictures (keyframe to keyframe) has its f
 group is never sent to it and the decoder restarts at the next keyframe where a frame is still wanted
 (long videos sampled more sparsely than their keyframes skip most groups); non-reference frames
 (B-frames) are not decoded at all. Kept frames are scaled straight to the analysis size by one swscale
-context; frames decoded but not kept are never converted. This is why a build costs less than a plain
+context (bilinear); frames decoded but not kept are never converted. This is why a build costs less than a plain
 full decode.
 """
 from __future__ import annotations
@@ -104,8 +104,9 @@ class Decode:
             # Frames shown before the keyframe the decoder restarted at (an open GOP's leading pictures)
             # may refer to packets it never saw: never sampled.
             if t + EPS >= floor_t and sampler.take(t):
-                # One context, one thread: a context per frame (PyAV's default) costs as much as the scaling.
-                img = scaler.reformat(f, w, h, "rgb24", interpolation="AREA", threads=1).to_ndarray()
+                # One context, one thread: a context per frame with a thread per core (PyAV's default)
+                # costs a third as much again as the scaling itself. Same pixels as PyAV's to_ndarray.
+                img = scaler.reformat(f, w, h, "rgb24", threads=1).to_ndarray()
                 frames.append(Frame(source_frame=int(round(t * p["fps"])), time=round(t, 4),
                                     image=_rotate(img, p["rotation"])))
 
