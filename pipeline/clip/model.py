@@ -146,13 +146,17 @@ class ClipModel:
             stream.wait_event(staged.ready)
             for _, x in staged.parts:
                 x.record_stream(stream)  # allocated on the copy stream, used on this one
-        out: list[torch.Tensor] = [torch.empty(0)] * sum(len(idx) for idx, _ in staged.parts)
-        for idx, x in staged.parts:
-            x = x.permute(0, 3, 1, 2)
-            for k, r in zip(idx, self.resize(x) if self.resize_on_device else x):
-                out[k] = r
-        x = torch.stack(out).float().div_(255).sub_(self.mean).div_(self.std)
-        return x.to(self.dtype)
+        parts = [(idx, self.resize(x.permute(0, 3, 1, 2)) if self.resize_on_device else x.permute(0, 3, 1, 2))
+                 for idx, x in staged.parts]
+        if len(parts) == 1:  # one image size: the batch is already in order
+            x = parts[0][1]
+        else:
+            out: list[torch.Tensor] = [torch.empty(0)] * sum(len(idx) for idx, _ in parts)
+            for idx, batch in parts:
+                for k, r in zip(idx, batch):
+                    out[k] = r
+            x = torch.stack(out)
+        return x.float().div_(255).sub_(self.mean).div_(self.std).to(self.dtype)
 
     def to_input(self, images: list[np.ndarray | Image.Image]) -> torch.Tensor:
         """RGB images -> one normalised model input (B, 3, S, S) on the device, in the model's dtype."""
