@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.config import SelectConfig
-from pipeline.footage.views import nan_median
+from pipeline.footage.views import half_pixel_envelope, nan_median
 from pipeline.work import Frame, Reject, Segment, Sequence, Work
 
 
@@ -66,10 +66,10 @@ BAND = 12  # states compared with each state's followers for distinct steps
 
 
 class Differences:
-    """Fractions of the work region (seen in both views) where frames differ, pixel for pixel: the views
-    are aligned already, and late detail (the last strokes of a painting) is finer than the one-pixel
-    tolerance the process test allows itself. Only the work region's pixels are kept, once, for a whole
-    step matrix."""
+    """Fractions of the work region (seen in both views) where frames differ by more than half a pixel's
+    shift explains: the views are aligned already, to a pixel or better, and late detail (the last
+    strokes of a painting) is finer than the one-pixel tolerance the process test allows itself. Only
+    the work region's pixels are kept, once, for a whole step matrix."""
 
     def __init__(self, frames: list[Frame], region: np.ndarray | None, tol: float) -> None:
         self.n = len(frames)
@@ -78,7 +78,9 @@ class Differences:
             return
         self.tol = tol
         self.region = region if region is not None and region.any() else np.ones(frames[0].view.shape[:2], bool)
-        self.views = np.stack([f.view[self.region] for f in frames])  # (n, pixels, 3)
+        views = np.stack([f.view for f in frames])
+        lo, hi = half_pixel_envelope(views)
+        self.views, self.lo, self.hi = views[:, self.region], lo[:, self.region], hi[:, self.region]  # (n, pixels, 3)
         self.seen = np.isfinite(self.views[..., 0])
 
     def against(self, view: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
@@ -88,11 +90,10 @@ class Differences:
         return self._against(view[self.region], idx)
 
     def _against(self, px: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
-        others = self.views[idx]
         both = np.isfinite(px[:, 0])[None] & self.seen[idx]
         with np.errstate(invalid="ignore"):
-            d = np.abs(others - px[None])
-            changed = (np.fmax(np.fmax(d[..., 0], d[..., 1]), d[..., 2]) > self.tol) & both
+            out = (px[None] < self.lo[idx] - self.tol) | (px[None] > self.hi[idx] + self.tol)
+        changed = (out[..., 0] | out[..., 1] | out[..., 2]) & both
         return changed.sum(axis=1) / np.maximum(both.sum(axis=1), 1)
 
     def pair(self, i: int, j: int) -> float:
