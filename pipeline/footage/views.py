@@ -28,18 +28,22 @@ def thumb(img: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
 
 
-def view(frame: Frame, ref_size: tuple[int, int]) -> np.ndarray:
-    """The frame's thumbnail warped into the reference view (w, h); NaN where the frame does not see."""
+def view(frame: Frame, ref_size: tuple[int, int], box: list[float] | None = None,
+         width: int = THUMB) -> np.ndarray:
+    """The frame warped into the reference view (w, h), or into ``box`` of it ((x0, y0, x1, y1) as
+    fractions), ``width`` pixels across; NaN where the frame does not see."""
     rw, rh = ref_size
-    tw, th = THUMB, max(2, round(rh * THUMB / rw))
-    if not frame.moved:
+    x0, y0, x1, y1 = (np.array(box) * [rw, rh, rw, rh]) if box else (0.0, 0.0, rw, rh)
+    k = width / (x1 - x0)
+    tw, th = width, max(2, round((y1 - y0) * k))
+    to_view = np.array([[k, 0, -x0 * k], [0, k, -y0 * k], [0, 0, 1.0]]) @ frame.warp  # frame px -> view px
+    if not frame.moved and not box:
         return thumb(frame.image, (tw, th))
     fh, fw = frame.image.shape[:2]
-    to_view = np.diag([tw / rw, th / rh, 1.0]) @ frame.warp  # frame pixels -> view pixels
     # Reduce the frame (area-averaged) to the scale it has in the view first, so that the warp only moves
     # and turns it: a zoomed-in frame warped down by interpolation would alias fine texture (a desk, gravel)
     # into values the other frames' views never show.
-    s = float(np.sqrt(abs(np.linalg.det(to_view[:2, :2]))))
+    s = min(1.0, float(np.sqrt(abs(np.linalg.det(to_view[:2, :2])))))
     sw, sh = max(2, round(fw * s)), max(2, round(fh * s))
     small = thumb(frame.image, (sw, sh))
     m = (to_view @ np.diag([fw / sw, fh / sh, 1.0]))[:2].astype(np.float32)

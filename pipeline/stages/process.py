@@ -111,6 +111,17 @@ def _where(group: Group, frames: list[Frame]) -> str:
     return span if len(group.shots) == 1 else f"{span} ({len(group.shots)} linked shots)"
 
 
+def score_frames(frames: list[Frame], curve: np.ndarray, departed: np.ndarray, visible: np.ndarray) -> None:
+    """Store each frame's completion, and its progress: the mean of completion and departure from the
+    start, normalised to [0, 1] over the segment."""
+    both = (curve + departed) / 2
+    lo, hi = float(both.min()), float(both.max())
+    for f, c, b, v in zip(frames, curve, both, visible):
+        f.scores["completion"] = round(float(c), 4)
+        f.scores["progress"] = round((float(b) - lo) / (hi - lo), 4) if hi > lo else 0.0
+        f.scores["visible"] = round(float(v), 4)
+
+
 class FindProcess:
     name = "process"
 
@@ -146,7 +157,7 @@ class FindProcess:
         curve, visible = completion_curve(views, region, tol)
         departed = departure_curve(views, region, tol)
         if images:  # a folder of step images is the process, in order
-            self._score(frames, curve, departed, visible)
+            score_frames(frames, curve, departed, visible)
             work.segments.append(Segment(frames=frames, region=region, size=size))
             return ""
         area = float(region.mean())
@@ -154,7 +165,7 @@ class FindProcess:
         gain = float(np.median(curve[-k:]) - np.median(curve[:k]))
         rho = float(spearmanr(np.arange(len(curve)), curve).statistic) if np.ptp(curve) > 0 else 0.0
         change = step_change(views, region, tol)
-        progressing = spread((curve + departed) / 2, np.array([f.time for f in frames]))  # progress, as _score
+        progressing = spread((curve + departed) / 2, np.array([f.time for f in frames]))  # progress, as score_frames
         scores = {"gain": round(gain, 4), "monotonic": round(rho, 4), "area": round(area, 4),
                   "step_change": round(change, 4), "spread": round(progressing, 4), "start": frames[0].time,
                   "end": frames[-1].time, "shots": len(group.shots)}
@@ -168,19 +179,8 @@ class FindProcess:
         if progressing < self.cfg.min_spread:
             return (f"changes all at once, not step by step (in progress for {progressing:.0%} of the time "
                     "before it is finished)")
-        self._score(frames, curve, departed, visible)
+        score_frames(frames, curve, departed, visible)
         if self.cfg.crop_to_work:
             scores["crop"] = work_box(region, self.cfg.crop_margin)
         work.segments.append(Segment(frames=frames, scores=scores, region=region, size=size))
         return ""
-
-    @staticmethod
-    def _score(frames: list[Frame], curve: np.ndarray, departed: np.ndarray, visible: np.ndarray) -> None:
-        """Store each frame's completion, and its progress: the mean of completion and departure from the
-        start, normalised to [0, 1] over the segment."""
-        both = (curve + departed) / 2
-        lo, hi = float(both.min()), float(both.max())
-        for f, c, b, v in zip(frames, curve, both, visible):
-            f.scores["completion"] = round(float(c), 4)
-            f.scores["progress"] = round((float(b) - lo) / (hi - lo), 4) if hi > lo else 0.0
-            f.scores["visible"] = round(float(v), 4)

@@ -3,10 +3,13 @@ the finished work, progress strictly rising step to step and every step visibly 
 one before (measured on aligned, normalised views, so a hold is one state whatever its length)."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from pipeline.config import SelectConfig
-from pipeline.footage.views import half_pixel_envelope, nan_median
+from pipeline.footage.views import half_pixel_envelope, nan_median, view
+from pipeline.stages.process import completion_curve, departure_curve, score_frames, work_box, work_region
 from pipeline.work import Frame, Reject, Segment, Sequence, Work
 
 
@@ -63,6 +66,7 @@ def pick_steps(progress: list[float], n: int, min_step: float, distinct: np.ndar
 
 
 BAND = 12  # states compared with each state's followers for distinct steps
+CLOSER = 4  # how much closer the second look at a segment is
 
 
 class Differences:
@@ -117,7 +121,7 @@ class Select:
         self.cfg = cfg
         self.tol = pixel_tolerance
 
-    def states(self, seg: Segment, work: Work) -> list[Frame]:
+    def states(self, seg: Segment, drops: Counter) -> list[Frame]:
         """Collapse runs of frames that look like the run's first into one state, represented by its most
         typical frame (closest to the run's median view: not the start of a fade or a passing shadow).
 
@@ -132,15 +136,15 @@ class Select:
                 runs.append([j])
         out = []
         for n, run in enumerate(runs):
-            work.drops["same state as another frame (a hold)"] += len(run) - 1
+            drops["same state as another frame (a hold)"] += len(run) - 1
             if n == len(runs) - 1 or len(run) < 3 or not diff.usable:  # the finished work: its very end
                 out.append(seg.frames[run[-1]])
                 continue
             typical = nan_median(np.stack([seg.frames[j].view for j in run]))
             out.append(seg.frames[run[int(np.argmin(diff.against(typical, np.array(run))))]])
-        return self._without_passing(out, seg, work)
+        return self._without_passing(out, seg, drops)
 
-    def _without_passing(self, states: list[Frame], seg: Segment, work: Work) -> list[Frame]:
+    def _without_passing(self, states: list[Frame], seg: Segment, drops: Counter) -> list[Frame]:
         """Drop a state that the next one undoes (something came and went: a hand the occlusion test
         missed, a lamp switched on and off): work accumulates, so a state's neighbours differ from each
         other at least as much as from it."""
@@ -151,7 +155,7 @@ class Select:
         for b in range(1, len(states) - 1):
             a, c = kept[-1], b + 1
             if diff.pair(a, c) < 0.5 * min(diff.pair(a, b), diff.pair(b, c)):
-                work.drops["a passing state (it came and went)"] += 1
+                drops["a passing state (it came and went)"] += 1
             else:
                 kept.append(b)
         return [states[i] for i in kept + [len(states) - 1]]
@@ -168,19 +172,16 @@ class Select:
         ranked = ranked[: self.cfg.sequences_per_source]
         problems = []
         for seg in sorted(ranked, key=lambda s: s.scores.get("start") or 0.0):
-            frames: list[Frame] = seg.frames
-            if work.source.kind == "images" and len(frames) == n:
-                chosen = list(range(n))  # a folder of exactly N steps is the sequence as given
+            if work.source.kind == "images" and len(seg.frames) == n:  # exactly N steps: the sequence as given
+                frames, chosen = seg.frames, list(range(n))
             else:
-                if work.source.ordered:
-                    frames = self.states(seg, work)
-                distinct = Differences(frames, seg.region, self.tol).matrix() >= self.cfg.min_distinct
-                progress = [f.scores[key] for f in frames]
-                chosen = pick_steps(progress, n, self.cfg.min_progress_step, distinct)
+                frames, chosen, found = self._choose(seg, key, n, work)
+                if chosen is None and work.source.kind == "video" and work.source.ordered and seg.region is not None:
+                    # Late detail (the last strokes) may be too fine for the small whole-frame views.
+                    frames, chosen, found = self._choose(self._closer(seg), key, n, work)
             if chosen is None:
                 shots = seg.scores.get("shots") or 1
                 where = f" across {shots} linked shots" if shots > 1 else ""
-                found = longest_chain(progress, self.cfg.min_progress_step, distinct) if frames else 0
                 problems.append(f"{found} distinct states found{where} (visibly different and rising in "
                                 f"completion); {work.source.task.id} needs {n}")
                 continue
@@ -188,3 +189,30 @@ class Select:
         if not work.sequences:
             raise Reject("not enough distinct steps: " + "; ".join(problems))
         return work
+
+    def _choose(self, seg: Segment, key: str, n: int, work: Work) -> tuple[list[Frame], list[int] | None, int]:
+        """The segment's states, the n of them chosen (None: impossible) and how many distinct rising
+        states there are; the holds and passing states dropped are counted only when n were chosen."""
+        drops: Counter = Counter()
+        frames = self.states(seg, drops) if work.source.ordered else seg.frames
+        distinct = Differences(frames, seg.region, self.tol).matrix() >= self.cfg.min_distinct
+        progress = [f.scores[key] for f in frames]
+        chosen = pick_steps(progress, n, self.cfg.min_progress_step, distinct)
+        if chosen is None:
+            return frames, None, longest_chain(progress, self.cfg.min_progress_step, distinct) if frames else 0
+        work.drops.update(drops)
+        return frames, chosen, len(chosen)
+
+    def _closer(self, seg: Segment) -> Segment:
+        """The segment seen closer: views of the work's box only, CLOSER times as many pixels across (at most
+        the frame's own), and each frame's progress measured again on them."""
+        box = seg.scores.get("crop") or work_box(seg.region, 0.0)
+        rw = seg.size[0]
+        across = max(2, round(min(CLOSER * (box[2] - box[0]) * seg.frames[0].view.shape[1], (box[2] - box[0]) * rw)))
+        views = np.stack([view(f, seg.size, box, across) * (f.gain if f.gain is not None else 1.0) for f in seg.frames])
+        region = work_region(views, self.tol)
+        curve, visible = completion_curve(views, region, self.tol)
+        for f, v in zip(seg.frames, views):
+            f.view = v
+        score_frames(seg.frames, curve, departure_curve(views, region, self.tol), visible)
+        return Segment(frames=seg.frames, scores=seg.scores, region=region, size=seg.size)
