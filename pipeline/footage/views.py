@@ -36,9 +36,10 @@ def view(frame: Frame, ref_size: tuple[int, int], box: list[float] | None = None
     x0, y0, x1, y1 = (np.array(box) * [rw, rh, rw, rh]) if box else (0.0, 0.0, rw, rh)
     k = width / (x1 - x0)
     tw, th = width, max(2, round((y1 - y0) * k))
-    to_view = np.array([[k, 0, -x0 * k], [0, k, -y0 * k], [0, 0, 1.0]]) @ frame.warp  # frame px -> view px
     if not frame.moved and not box:
         return thumb(frame.image, (tw, th))
+    warp = frame.warp if frame.warp is not None else np.eye(3)
+    to_view = np.array([[k, 0, -x0 * k], [0, k, -y0 * k], [0, 0, 1.0]]) @ warp  # frame px -> view px
     fh, fw = frame.image.shape[:2]
     # Reduce the frame (area-averaged) to the scale it has in the view first, so that the warp only moves
     # and turns it: a zoomed-in frame warped down by interpolation would alias fine texture (a desk, gravel)
