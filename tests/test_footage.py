@@ -10,8 +10,8 @@ import skimage.data
 
 from pipeline.config import BuildConfig, ClipConfig
 from pipeline.footage.register import features, register
-from pipeline.footage.transitions import blend_share
-from pipeline.footage.views import chain_gains, differs
+from pipeline.footage.transitions import blend_share, transient_fraction
+from pipeline.footage.views import chain_gains, differs, half_pixel_envelope
 from pipeline.result import run_source
 from pipeline.stages.chain import build_stages
 from pipeline.stages.select import pick_steps
@@ -106,6 +106,83 @@ def test_blend_share_tells_a_cross_fade_from_a_brush_stroke():
     assert blend_share(before, stroke, after, 0.08) == 0.0
 
 
+def _painting_views(n: int = 48) -> np.ndarray:
+    """n views of a photo painted in left to right, a column at a time (the front moves steadily)."""
+    photo = cv2.resize(skimage.data.coffee(), (48, 36), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    views = np.full((n, 36, 48, 3), 0.95, np.float32)
+    for i in range(n):
+        views[i, :, : round(48 * i / (n - 1))] = photo[:, : round(48 * i / (n - 1))]
+    return views
+
+
+def test_a_hand_at_the_painting_front_is_transient_and_the_work_is_not():
+    """A hand works where the paint arrives: the windows before and after it disagree there (paint came in
+    between), but pairs of frames just around the hand still agree on what was painted a moment before,
+    so the hand counts and the new paint does not."""
+    views = _painting_views()
+    times = np.arange(len(views)) * 0.25
+    assert transient_fraction(views, times, 4.0, 0.12).max() == 0.0
+    for i in (23, 24):  # half a second, a green glove over columns 17-25 (painted from 1.5 s before on)
+        views[i, 10:20, 17:26] = (0.2, 0.75, 0.3)
+    occ = transient_fraction(views, times, 4.0, 0.12)
+    assert occ[23] > 0.02 and occ[24] > 0.02  # the glove over paint already there; quality.occlusion_max is 0.0015
+    assert np.delete(occ, [23, 24]).max() == 0.0
+
+
+def test_an_arm_in_both_partner_frames_does_not_make_the_frame_between_them_transient():
+    views = _painting_views()
+    times = np.arange(len(views)) * 0.25
+    for i in (20, 28):  # the same arm reaching in twice, four frames before and after frame 24
+        views[i, 25:36, 0:20] = (0.78, 0.59, 0.47)
+    occ = transient_fraction(views, times, 4.0, 0.12)
+    assert occ[24] == 0.0 and occ[20] > 0.03 and occ[28] > 0.03
+
+
+def test_half_a_pixel_of_shift_is_not_a_new_step_but_a_thin_stroke_is():
+    a = cv2.resize(skimage.data.astronaut(), (96, 96), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    lo, hi = half_pixel_envelope(a[None])
+    inside = lambda v: ((v >= lo[0] - 0.08) & (v <= hi[0] + 0.08)).all(axis=-1)[2:-2, 2:-2]  # noqa: E731
+    for shift in ([[1, 0, 0.5], [0, 1, 0]], [[1, 0, 0], [0, 1, -0.5]]):  # along a row, along a column
+        half = cv2.warpAffine(a, np.float32(shift), (96, 96), borderMode=cv2.BORDER_REPLICATE)
+        assert inside(half).mean() > 0.99
+    stroke = a.copy()
+    stroke[30:60, 40] = (0.1, 0.1, 0.6)  # a one-pixel line of paint
+    assert not inside(stroke)[28:58, 38].any()
+
+
+def test_registration_prefers_a_still_camera_over_a_slight_drift(tmp_path):
+    """Two frames of a fixed camera, the painting much further on in the second: a RANSAC fit to the few
+    matches on the repeated desk texture and the changed paint says "zoom 0.995" (two pixels at the
+    corners); the camera standing still explains the matches as well, and is the answer."""
+    path = tmp_path / "crossfade.mp4"
+    make_footage(path, "crossfade", "chelsea", seed=2)
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    for i in range(242):
+        ok, img = cap.read()
+        if i in (165, 241):
+            frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    m = register(features(frames[0]), features(frames[1]))
+    assert m is not None and np.array_equal(m, np.eye(3))
+
+
+def test_a_fade_out_of_a_talking_head_inside_one_shot_is_split_off(tmp_path):
+    """Fades hide cuts from the scene detector: align splits the shot where registration breaks, so the
+    talking head before a fade never joins the work it fades into."""
+    path = tmp_path / "combined.mp4"
+    truth = make_footage(path, "combined", "astronaut", seed=0)
+    src = Source(uri=str(path), path=str(path), task=TAXONOMY["clay-toys"], kind="video")
+    from pipeline.work import Work
+    work = Work(source=src, sha256="0" * 64)
+    for stage in build_stages(CONFIG):
+        work = stage(work)
+        if stage.name == "align":
+            break
+    for group in work.groups:
+        kinds = {truth.frames[work.frames[i].source_frame].kind for i in group.indices()}
+        assert not ({"talk"} < kinds and "work" in kinds), kinds
+
+
 def test_pick_steps_never_repeats_a_state():
     progress = [0.0, 0.2, 0.25, 0.5, 0.75, 1.0]
     distinct = np.ones((6, 6), bool)
@@ -113,6 +190,16 @@ def test_pick_steps_never_repeats_a_state():
     assert pick_steps(progress, 5, 0.02) == [0, 2, 3, 4, 5]  # nearest to 0, 1/4, 1/2, 3/4, 1
     assert pick_steps(progress, 6, 0.02) == [0, 1, 2, 3, 4, 5]
     assert pick_steps(progress, 6, 0.02, distinct) is None
+
+
+def test_late_detail_stills_are_told_apart_by_a_closer_look(tmp_path):
+    """Ten stills whose last ones add detail too fine for the whole-frame views: the closer look at the
+    work's box finds the nine rising steps."""
+    path = tmp_path / "crossfade.mp4"
+    truth = make_footage(path, "crossfade", "chelsea", seed=2)
+    res = _build(path, "painting")
+    assert res.status == "ok", res.reason
+    assert grade(res.samples[0].meta["frames"], truth) == []
 
 
 def test_too_few_distinct_states_is_rejected_with_the_count(tmp_path):

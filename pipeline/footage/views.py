@@ -100,7 +100,7 @@ def envelope(b: np.ndarray, shift: int = 1) -> tuple[np.ndarray, np.ndarray]:
 
 def half_pixel_envelope(views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel and channel of (n, h, w, 3) views, the lowest and highest value the view takes there when
-    shifted by up to half a pixel in any direction (its mean with each neighbour); NaN off view. A finer
+    shifted by up to half a pixel along a row or a column (its mean with each neighbour); NaN off view. A finer
     tolerance than ``envelope``: what a sub-pixel registration leaves, not a stroke of detail."""
     p = np.pad(views, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
     c = p[:, 1:-1, 1:-1]
