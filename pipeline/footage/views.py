@@ -98,15 +98,22 @@ def envelope(b: np.ndarray, shift: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return lo.reshape(b.shape), hi.reshape(b.shape)
 
 
-def half_pixel_envelope(views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel and channel of (n, h, w, 3) views, the lowest and highest value the view takes there when
-    shifted by up to half a pixel along a row or a column (its mean with each neighbour); NaN off view. A finer
-    tolerance than ``envelope``: what a sub-pixel registration leaves, not a stroke of detail."""
-    p = np.pad(views, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
-    c = p[:, 1:-1, 1:-1]
-    shifted = [c] + [(c + p[:, 1 + dy:p.shape[1] - 1 + dy, 1 + dx:p.shape[2] - 1 + dx]) / 2
-                     for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))]
-    return np.fmin.reduce(shifted), np.fmax.reduce(shifted)
+def half_pixel_envelope(views: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """At the pixels ``where`` (an (h, w) mask) of (n, h, w, 3) views: their values, and the lowest and
+    highest value each view takes there when shifted by up to half a pixel along a row or a column (its
+    mean with each neighbour), all (n, pixels, 3); NaN off view. A finer tolerance than ``envelope``: what
+    a sub-pixel registration leaves, not a stroke of detail."""
+    n, h, w = views.shape[:3]
+    flat = views.reshape(n, h * w, 3)
+    ys, xs = np.nonzero(where)
+    c = flat[:, ys * w + xs]
+    lo, hi = c.copy(), c.copy()
+    for yy, xx in ((ys, np.minimum(xs + 1, w - 1)), (ys, np.maximum(xs - 1, 0)),
+                   (np.minimum(ys + 1, h - 1), xs), (np.maximum(ys - 1, 0), xs)):
+        half = (c + flat[:, yy * w + xx]) / 2
+        np.fmin(lo, half, out=lo)
+        np.fmax(hi, half, out=hi)
+    return c, lo, hi
 
 
 def outside(a: np.ndarray, env: tuple[np.ndarray, np.ndarray], tol: float) -> np.ndarray:

@@ -82,9 +82,7 @@ class Differences:
             return
         self.tol = tol
         self.region = region if region is not None and region.any() else np.ones(frames[0].view.shape[:2], bool)
-        views = np.stack([f.view for f in frames])
-        lo, hi = half_pixel_envelope(views)
-        self.views, self.lo, self.hi = views[:, self.region], lo[:, self.region], hi[:, self.region]  # (n, pixels, 3)
+        self.views, self.lo, self.hi = half_pixel_envelope(np.stack([f.view for f in frames]), self.region)
         self.seen = np.isfinite(self.views[..., 0])
 
     def against(self, view: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
@@ -102,6 +100,15 @@ class Differences:
 
     def pair(self, i: int, j: int) -> float:
         return float(self._against(self.views[i], slice(j, j + 1))[0]) if self.usable else 1.0
+
+    def subset(self, idx: list[int]) -> Differences:
+        """The same comparisons for the frames ``idx`` only (nothing is computed again)."""
+        sub = object.__new__(Differences)
+        sub.n, sub.usable = len(idx), self.usable
+        if self.usable:
+            sub.tol, sub.region = self.tol, self.region
+            sub.views, sub.lo, sub.hi, sub.seen = (a[idx] for a in (self.views, self.lo, self.hi, self.seen))
+        return sub
 
     def matrix(self, band: int = BAND) -> np.ndarray:
         """out[i, j]: how much frames i and j differ, for the ``band`` states after each; further apart
@@ -121,13 +128,13 @@ class Select:
         self.cfg = cfg
         self.tol = pixel_tolerance
 
-    def states(self, seg: Segment, drops: Counter) -> list[Frame]:
+    def states(self, seg: Segment, diff: Differences, drops: Counter) -> list[int]:
         """Collapse runs of frames that look like the run's first into one state, represented by its most
         typical frame (closest to the run's median view: not the start of a fade or a passing shadow).
+        Indices into ``seg.frames``; ``diff`` compares them.
 
         Runs are cut at half the distinctness that steps need, so that states a step apart in the work
         stay apart here; ``pick_steps`` then enforces the full distinctness between chosen steps."""
-        diff = Differences(seg.frames, seg.region, self.tol)
         runs: list[list[int]] = []
         for j in range(len(seg.frames)):
             if runs and diff.pair(runs[-1][0], j) < self.cfg.min_distinct / 2:
@@ -138,27 +145,27 @@ class Select:
         for n, run in enumerate(runs):
             drops["same state as another frame (a hold)"] += len(run) - 1
             if n == len(runs) - 1 or len(run) < 3 or not diff.usable:  # the finished work: its very end
-                out.append(seg.frames[run[-1]])
+                out.append(run[-1])
                 continue
             typical = nan_median(np.stack([seg.frames[j].view for j in run]))
-            out.append(seg.frames[run[int(np.argmin(diff.against(typical, np.array(run))))]])
-        return self._without_passing(out, seg, drops)
+            out.append(run[int(np.argmin(diff.against(typical, np.array(run))))])
+        return self._without_passing(out, diff, drops)
 
-    def _without_passing(self, states: list[Frame], seg: Segment, drops: Counter) -> list[Frame]:
+    @staticmethod
+    def _without_passing(states: list[int], diff: Differences, drops: Counter) -> list[int]:
         """Drop a state that the next one undoes (something came and went: a hand the occlusion test
         missed, a lamp switched on and off): work accumulates, so a state's neighbours differ from each
         other at least as much as from it."""
         if len(states) < 3:
             return states
-        diff = Differences(states, seg.region, self.tol)
-        kept = [0]
-        for b in range(1, len(states) - 1):
-            a, c = kept[-1], b + 1
+        kept = [states[0]]
+        for b, c in zip(states[1:-1], states[2:]):
+            a = kept[-1]
             if diff.pair(a, c) < 0.5 * min(diff.pair(a, b), diff.pair(b, c)):
                 drops["a passing state (it came and went)"] += 1
             else:
                 kept.append(b)
-        return [states[i] for i in kept + [len(states) - 1]]
+        return kept + [states[-1]]
 
     def __call__(self, work: Work) -> Work:
         n = work.source.task.frames
@@ -194,8 +201,10 @@ class Select:
         """The segment's states, the n of them chosen (None: impossible) and how many distinct rising
         states there are; the holds and passing states dropped are counted only when n were chosen."""
         drops: Counter = Counter()
-        frames = self.states(seg, drops) if work.source.ordered else seg.frames
-        distinct = Differences(frames, seg.region, self.tol).matrix() >= self.cfg.min_distinct
+        diff = Differences(seg.frames, seg.region, self.tol)
+        idx = self.states(seg, diff, drops) if work.source.ordered else list(range(len(seg.frames)))
+        frames = [seg.frames[i] for i in idx]
+        distinct = diff.subset(idx).matrix() >= self.cfg.min_distinct
         progress = [f.scores[key] for f in frames]
         chosen = pick_steps(progress, n, self.cfg.min_progress_step, distinct)
         if chosen is None:
