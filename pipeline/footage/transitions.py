@@ -7,6 +7,8 @@ import numpy as np
 from pipeline.footage.views import differs, envelope, nan_median, outside, seen, thumb
 from pipeline.work import Work
 
+FADE = 0.5  # a frame is part of a cross-fade when more of its change than this is one common mix
+SURE_FADE = 0.8  # ... and surely so (a camera that moves smoothly seldom looks like this)
 RESIDUAL_MAX = 0.03  # of a pixel's change between the neighbours, what one mix may leave unexplained
 MIN_CHANGE = 0.02  # a fade changes at least this fraction of the view (a brush stroke changes less)
 
@@ -35,20 +37,36 @@ def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, tol: float) 
     return float((np.abs(alpha - mix) < 0.15).mean())
 
 
-def fade_score(work: Work, k: int, tol: float, thumbs: dict[int, np.ndarray]) -> float:
+def fade_score(work: Work, k: int, tol: float, cache: dict) -> float:
     """How surely analysis frame ``k`` of the video is part of a cross-fade, judged as filmed against the
-    frames one and two before and after it (a fade spans a few frames; its neighbours may be fade frames
-    too). Only pairs as far before as after: a smoothly moving camera also puts a frame part-way between
-    two unevenly spaced neighbours. Cached in ``work.fades``; ``thumbs`` caches the small frames."""
-    if k not in work.fades:
-        def small(i: int) -> np.ndarray:
-            if i not in thumbs:
-                thumbs[i] = thumb(work.frames[i].image)
-            return thumbs[i]
-        n = len(work.frames)
-        work.fades[k] = max((blend_share(small(k - d), small(k), small(k + d), tol)
-                             for d in (1, 2) if k - d >= 0 and k + d < n), default=0.0)
-    return work.fades[k]
+    frames one and two before and after it. Only pairs as far before as after (a smoothly moving camera
+    also puts a frame part-way between two unevenly spaced neighbours), except next to a frame that is
+    surely a fade: a fade spans a few frames, and its faint ends (a mix of one to nine) are judged also
+    between the frame two before and one after them, and one before and two after. Cached in
+    ``work.fades``; ``cache`` keeps small frames and scores between calls."""
+    if k in work.fades:
+        return work.fades[k]
+    n = len(work.frames)
+
+    def small(i: int) -> np.ndarray:
+        if ("thumb", i) not in cache:
+            cache["thumb", i] = thumb(work.frames[i].image)
+        return cache["thumb", i]
+
+    def mixed(i: int, pairs: tuple[tuple[int, int], ...]) -> float:
+        return max((blend_share(small(i - p), small(i), small(i + q), tol)
+                    for p, q in pairs if i - p >= 0 and i + q < n), default=0.0)
+
+    def even(i: int) -> float:
+        if ("even", i) not in cache:
+            cache["even", i] = mixed(i, ((1, 1), (2, 2)))
+        return cache["even", i]
+
+    score = even(k)
+    if score <= FADE and any(0 <= j < n and even(j) > SURE_FADE for j in (k - 1, k + 1)):
+        score = max(score, mixed(k, ((2, 1), (1, 2))))
+    work.fades[k] = score
+    return score
 
 
 def _norms(views: np.ndarray, times: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray]:

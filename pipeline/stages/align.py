@@ -13,12 +13,11 @@ import numpy as np
 
 from pipeline.config import AlignConfig
 from pipeline.footage.register import Features, distinct, features, is_identity, register
-from pipeline.footage.transitions import fade_score
+from pipeline.footage.transitions import FADE, fade_score
 from pipeline.work import Group, Work
 
 PROBES = 4  # frames per shot registered to find out whether the camera moves at all
 LINK_INLIERS = 8  # shots of one work re-framed at another zoom share fewer features than frames of a shot
-FADE = 0.5  # a frame is part of a cross-fade when more of its change than this is one common mix
 
 
 class _Features(dict):
@@ -38,10 +37,10 @@ class _Fades:
 
     def __init__(self, work: Work, tol: float) -> None:
         self.work, self.tol = work, tol
-        self.thumbs: dict[int, np.ndarray] = {}
+        self.cache: dict = {}
 
     def __getitem__(self, i: int) -> bool:
-        return fade_score(self.work, i, self.tol, self.thumbs) > FADE
+        return fade_score(self.work, i, self.tol, self.cache) > FADE
 
 
 def _shot_warps(feats: _Features, fades: _Fades, a: int, b: int, size: tuple[int, int],
@@ -55,8 +54,11 @@ def _shot_warps(feats: _Features, fades: _Fades, a: int, b: int, size: tuple[int
     the end, or chained through its successor. A cross-fade mixes two views and registers to either, so
     nothing is chained through one: the shot is split there (a fade the scene detector did not see as a
     cut), as it is where a frame matches neither the end nor its successor although both show plenty to
-    match (the scene changed: a talking head). Fade frames that match nothing become shots of their own.
+    match (the scene changed: a talking head). Fade frames that match nothing, or end a shot, become shots
+    of their own.
     """
+    if b - 1 > a and fades[b - 1]:  # never a fade as the shot's key: it mixes two views
+        return _shot_warps(feats, fades, a, b - 1, size, probes) + [((b - 1, b), [np.eye(3)])]
     key = b - 1
     sample = sorted({int(round(x)) for x in np.linspace(a, key - 1, min(probes, key - a))}) if key > a else []
     if all((m := register(feats[i], feats[key])) is None or is_identity(m, size) for i in sample):

@@ -77,13 +77,13 @@ class Quality:
         if video:
             position = {id(f): k for k, f in enumerate(work.frames)}
             at = [position[id(f)] for f in frames]
-            thumbs: dict[int, np.ndarray] = {}
+            cache: dict = {}
             for i, f in enumerate(frames):
                 blend[i] = max((blend_share(views[i - d], views[i], views[i + d], self.tol)
                                 for d in (1, 2) if d <= i < len(frames) - d), default=0.0)
                 cut = at[max(0, i - 2):i + 3] != list(range(at[i] - min(i, 2), at[i] - min(i, 2) + len(at[max(0, i - 2):i + 3])))
                 if f.moved or cut:
-                    blend[i] = max(blend[i], fade_score(work, at[i], self.tol, thumbs))
+                    blend[i] = max(blend[i], fade_score(work, at[i], self.tol, cache))
         kept: list[Frame] = []
         for f, s, m, o, b in zip(frames, sharp, local, occ, blend):
             f.scores.update(sharpness=round(float(s), 2), occlusion=round(float(o), 4), blend=round(float(b), 4))
