@@ -101,25 +101,22 @@ def envelope(b: np.ndarray, shift: int = 1) -> tuple[np.ndarray, np.ndarray]:
 def half_pixel_envelope(views: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """At the pixels ``where`` (an (h, w) mask) of (n, h, w, 3) views: their values, and the lowest and
     highest value each view takes there when shifted by half a pixel along a row, a column or both (its
-    mean with the neighbours in that direction), all (n, pixels, 3); NaN off view. A finer tolerance than ``envelope``: what
-    a sub-pixel registration leaves, not a stroke of detail."""
-    n, h, w = views.shape[:3]
-    flat = views.reshape(n, h * w, 3)
+    mean with the neighbours in that direction), all (n, pixels, 3); NaN off view. A finer tolerance than
+    ``envelope``: what a sub-pixel registration leaves, not a stroke of detail."""
     ys, xs = np.nonzero(where)
-    c = flat[:, ys * w + xs]
+    y0, x0 = max(ys.min() - 1, 0), max(xs.min() - 1, 0)  # only the box around ``where`` (and its border)
+    p = np.pad(views[:, y0:ys.max() + 2, x0:xs.max() + 2], ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    row = (p[:, :, 1:] + p[:, :, :-1]) / 2  # half a pixel along a row, between columns x and x + 1
+    col = (p[:, 1:] + p[:, :-1]) / 2
+    both = (row[:, 1:] + row[:, :-1]) / 2
+    c = p[:, 1:-1, 1:-1]
     lo, hi = c.copy(), c.copy()
-    x1, x0, y1, y0 = np.minimum(xs + 1, w - 1), np.maximum(xs - 1, 0), np.minimum(ys + 1, h - 1), np.maximum(ys - 1, 0)
-    at = {(dy, dx): flat[:, yy * w + xx] for dy, yy in ((-1, y0), (0, ys), (1, y1)) for dx, xx in ((-1, x0), (0, xs), (1, x1))
-          if (dy, dx) != (0, 0)}
-    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):  # half a pixel along a row or a column
-        half = (c + at[dy, dx]) / 2
-        np.fmin(lo, half, out=lo)
-        np.fmax(hi, half, out=hi)
-    for dy, dx in ((1, 1), (1, -1), (-1, 1), (-1, -1)):  # half a pixel along both
-        half = (c + at[dy, 0] + at[0, dx] + at[dy, dx]) / 4
-        np.fmin(lo, half, out=lo)
-        np.fmax(hi, half, out=hi)
-    return c, lo, hi
+    for shifted in (row[:, 1:-1, 1:], row[:, 1:-1, :-1], col[:, 1:, 1:-1], col[:, :-1, 1:-1],
+                    both[:, 1:, 1:], both[:, 1:, :-1], both[:, :-1, 1:], both[:, :-1, :-1]):
+        np.fmin(lo, shifted, out=lo)
+        np.fmax(hi, shifted, out=hi)
+    at = (ys - y0, xs - x0)
+    return c[:, at[0], at[1]], lo[:, at[0], at[1]], hi[:, at[0], at[1]]
 
 
 def outside(a: np.ndarray, env: tuple[np.ndarray, np.ndarray], tol: float) -> np.ndarray:
