@@ -115,15 +115,8 @@ def transient_fraction(views: np.ndarray, times: np.ndarray, window: float, tol:
             continue
         k, yy, xx = f[pick], y[pick], x[pick]
         before, after = (lo[k - d, yy, xx], hi[k - d, yy, xx]), (lo[k + d, yy, xx], hi[k + d, yy, xx])
-        moved = (_leaves(v[pick], before, tol) & _leaves(v[pick], after, tol)
-                 & ~_leaves(views[k - d, yy, xx], after, tol) & np.isfinite(views[k - d, yy, xx, 0]))
+        moved = (outside(v[pick], before, tol) & outside(v[pick], after, tol)
+                 & ~outside(views[k - d, yy, xx], after, tol) & np.isfinite(views[k - d, yy, xx, 0]))
         out = np.maximum(out, np.bincount(k[moved], minlength=n) / shown)
     return out
 
-
-def _leaves(a: np.ndarray, env: tuple[np.ndarray, np.ndarray], tol: float) -> np.ndarray:
-    """``outside`` for (k, 3) pixel lists."""
-    lo, hi = env
-    with np.errstate(invalid="ignore"):
-        out = ((a < lo - tol) | (a > hi + tol)).any(axis=1)
-    return out & np.isfinite(a[:, 0]) & np.isfinite(lo[:, 0])

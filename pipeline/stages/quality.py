@@ -81,7 +81,8 @@ class Quality:
             for i, f in enumerate(frames):
                 blend[i] = max((blend_share(views[i - d], views[i], views[i + d], self.tol)
                                 for d in (1, 2) if d <= i < len(frames) - d), default=0.0)
-                cut = at[max(0, i - 2):i + 3] != list(range(at[i] - min(i, 2), at[i] - min(i, 2) + len(at[max(0, i - 2):i + 3])))
+                near = at[max(0, i - 2):i + 3]  # its neighbours in the segment: are they its neighbours in the video?
+                cut = any(b - a != 1 for a, b in zip(near, near[1:]))
                 if f.moved or cut:
                     blend[i] = max(blend[i], fade_score(work, at[i], self.tol, cache))
         kept: list[Frame] = []

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 
 from pipeline.config import SelectConfig
-from pipeline.footage.views import half_pixel_envelope, nan_median, view
+from pipeline.footage.views import half_pixel_envelope, nan_median, outside, view
 from pipeline.stages.process import completion_curve, departure_curve, score_frames, work_box, work_region
 from pipeline.work import Frame, Reject, Segment, Sequence, Work
 
@@ -93,9 +93,7 @@ class Differences:
 
     def _against(self, px: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
         both = np.isfinite(px[:, 0])[None] & self.seen[idx]
-        with np.errstate(invalid="ignore"):
-            out = (px[None] < self.lo[idx] - self.tol) | (px[None] > self.hi[idx] + self.tol)
-        changed = (out[..., 0] | out[..., 1] | out[..., 2]) & both
+        changed = outside(px[None], (self.lo[idx], self.hi[idx]), self.tol) & both
         return changed.sum(axis=1) / np.maximum(both.sum(axis=1), 1)
 
     def pair(self, i: int, j: int) -> float:
