@@ -105,14 +105,54 @@ def measure(args: argparse.Namespace, folder: str, device: str, n: int) -> None:
             stage_s.append(timed(stage_run, stage, task, None if args.jpeg else images, files))
             bare_s.append(timed(bare_run, model, batches))
 
-    device = torch.cuda.get_device_name() if model.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"model {args.arch} (random weights), {model.dtype}, device {device}, batch {args.batch}, "
-          f"{n} frames {width}x{height}{' from JPEG' if args.jpeg else ''}, model load {load_s:.1f} s")
-    for k, clock in enumerate(("wall", "CPU")):
-        stage_ips = n / statistics.median(t[k] for t in stage_s)
-        bare_ips = n / statistics.median(t[k] for t in bare_s)
-        print(f"{clock:4s}: stage {stage_ips:7.1f} images/s, bare {bare_ips:7.1f} images/s, "
-              f"ratio {stage_ips / bare_ips:.3f} (target >= 0.8; median of {args.repeats})")
+        device = torch.cuda.get_device_name() if model.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+        print(f"model {args.arch} (random weights), {model.dtype}, device {device}, batch {args.batch}, "
+              f"{n} frames {width}x{height}{' from JPEG' if args.jpeg else ''}, model load {load_s:.1f} s, "
+              f"{model.stagers} staging threads")
+        bare_wall = statistics.median(t[0] for t in bare_s)
+        for k, clock in enumerate(("wall", "CPU")):
+            stage_ips = n / statistics.median(t[k] for t in stage_s)
+            bare_ips = n / statistics.median(t[k] for t in bare_s)
+            print(f"{clock:4s}: stage {stage_ips:7.1f} images/s, bare {bare_ips:7.1f} images/s, "
+                  f"ratio {stage_ips / bare_ips:.3f} (target >= 0.8; median of {args.repeats})")
+        if model.device.type == "cuda" and not args.jpeg:
+            breakdown(args, stage, task, model, images, bare_wall)
+
+
+def breakdown(args: argparse.Namespace, stage: ClipFilter, task, model: ClipModel, images: list[np.ndarray],
+              bare_wall: float) -> None:
+    """Where the stage's time goes on a GPU: staging alone, embedding alone, and the stage with other
+    numbers of staging threads (wall clock, median of the repeats, as images/s and as a share of bare)."""
+    n, default = len(images), model.stagers
+
+    def staging_only() -> None:
+        for i in range(0, n, args.batch):
+            model.stage(images[i:i + args.batch])
+        sync(model)
+
+    def line(name: str, fn, *a) -> None:
+        wall = statistics.median(timed(fn, *a)[0] for _ in range(args.repeats))
+        print(f"  {name:34s} {n / wall:9.1f} images/s, x{bare_wall / wall:.3f} of bare")
+
+    line("staging alone, 1 thread", staging_only)
+    line(f"embed_images alone, {default} threads", lambda: (model.embed_images(images, args.batch), sync(model)))
+    for k in args.stagers:
+        model.stagers = k
+        line(f"stage with {k} staging threads", stage_run, stage, task, images, None)
+    model.stagers = default
+
+
+def check_agreement(folder: str, batch: int) -> None:
+    """The GPU path (device resize, pinned uploads, several staging threads, mixed image sizes in one
+    batch) gives the CPU path's embeddings, within fp16 and resize-filter differences."""
+    path = f"local-dir:{Path(folder, 'model').resolve()}"
+    gpu, cpu = load(ClipSpec(path, None, "cuda")), load(ClipSpec(path, None, "cpu"))
+    images = make_frames(3 * batch, 512, 288) + make_frames(batch, 300, 400)
+    images = images[::2] + images[1::2]  # sizes interleaved within batches
+    diff = float(np.abs(gpu.embed_images(images, batch) - cpu.embed_images(images, batch)).max())
+    verdict = "agree" if diff < 2e-2 else "DISAGREE"
+    print(f"GPU vs CPU embeddings of {len(images)} mixed-size images, {gpu.stagers} staging threads: "
+          f"max |diff| {diff:.4f} ({verdict}; tolerance 0.02)")
 
 
 def main() -> None:
@@ -125,6 +165,8 @@ def main() -> None:
     ap.add_argument("--device", default="all", choices=["all", "cpu", "cuda"],
                     help="all: the CPU, then the GPU when CUDA is available")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--stagers", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 8],
+                    help="on a GPU, also time the stage with these numbers of staging threads")
     ap.add_argument("--jpeg", action="store_true", help="decode the candidates from JPEG files inside the timing")
     args = ap.parse_args()
     devices = {"all": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []), "cpu": ["cpu"], "cuda": ["cuda"]}
@@ -132,6 +174,8 @@ def main() -> None:
         write_random_model(Path(tmp) / "model", args.arch)
         for device in devices[args.device]:
             measure(args, tmp, device, args.gpu_frames if device == "cuda" else args.frames)
+        if "cuda" in devices[args.device]:
+            check_agreement(tmp, args.batch)
         if args.device == "all" and not torch.cuda.is_available():
             print("GPU: no CUDA device here; run this on a machine with one for the GPU figures")
 

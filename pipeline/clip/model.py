@@ -6,6 +6,7 @@ come from a checkpoint someone wrote on purpose, never from a fallback here.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,7 +53,7 @@ def _device(preference: str) -> torch.device:
     return torch.device(preference)
 
 
-AHEAD = 2  # batches staged (resized, uploaded) ahead of the one the model encodes
+GPU_STAGERS = 4  # staging threads feeding a GPU: one thread stacks ~15k frames/s, a fast GPU encodes more
 
 
 @dataclass
@@ -108,6 +109,8 @@ class ClipModel:
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
         self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        # On a CPU the PIL resize competes with the encoder for the same cores: one thread is enough.
+        self.stagers = min(GPU_STAGERS, os.cpu_count() or 1) if self.device.type == "cuda" else 1
         self._texts: dict[str, np.ndarray] = {}
 
     def stage(self, images: list[np.ndarray | Image.Image]) -> Staged:
@@ -170,15 +173,16 @@ class ClipModel:
     def embed_images(self, images: Iterable[np.ndarray | Image.Image], batch_size: int) -> np.ndarray:
         """(n, D) float32 unit-length embeddings of RGB images (uint8 arrays or PIL), `batch_size` at a time.
 
-        A thread stages the next batches (resize, pinned upload) while the model encodes this one, and
-        results stay on the device until the end: the model never waits on the CPU side, nor the CPU on it.
+        `self.stagers` threads stage the next batches (resize, pinned upload) while the model encodes this
+        one, and results stay on the device until the end: the model never waits on the CPU side, nor
+        the CPU on it.
         """
         out: list[torch.Tensor] = []
         ahead: deque[Future[Staged]] = deque()
-        with ThreadPoolExecutor(1, thread_name_prefix="clip-stage") as pool:
+        with ThreadPoolExecutor(self.stagers, thread_name_prefix="clip-stage") as pool:
             for batch in _batches(images, batch_size):
                 ahead.append(pool.submit(self.stage, batch))
-                if len(ahead) > AHEAD:
+                if len(ahead) > self.stagers + 1:
                     out.append(self.encode(self.finish(ahead.popleft().result())))
             while ahead:
                 out.append(self.encode(self.finish(ahead.popleft().result())))
