@@ -58,10 +58,10 @@ GPU_STAGERS = 4  # staging threads feeding a GPU: one thread stacks ~15k frames/
 
 @dataclass
 class Staged:
-    """A batch made ready off the model's thread: uint8 (B, H, W, 3) tensors on the device, one per image
-    size (with the images' positions), and the event their upload recorded (CUDA) or None."""
+    """A batch made ready off the model's thread: the normalised model input (B, 3, S, S) on the device,
+    and the event its preparation recorded on the copy stream (CUDA) or None."""
 
-    parts: list[tuple[list[int], torch.Tensor]]
+    batch: torch.Tensor
     ready: "torch.cuda.Event | None"
 
 
@@ -111,12 +111,16 @@ class ClipModel:
         self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         # On a CPU the PIL resize competes with the encoder for the same cores: one thread is enough.
         self.stagers = min(GPU_STAGERS, os.cpu_count() or 1) if self.device.type == "cuda" else 1
+        self.graphs = False  # CUDA graphs for encode (see `encode`); only on a CUDA device
+        self._graphs: dict[tuple, tuple] = {}
         self._texts: dict[str, np.ndarray] = {}
 
+    @torch.inference_mode()
     def stage(self, images: list[np.ndarray | Image.Image]) -> Staged:
-        """Resize on the CPU (PIL) when the device will not, stack into pinned host memory and start the
-        upload on a copy stream: what one batch needs before the model, all of it off the model's thread
-        (PIL, numpy copies and CUDA copies release the GIL)."""
+        """Everything one batch needs before the model, all of it off the model's thread: resize (PIL on
+        a CPU), stack into pinned host memory, upload on the copy stream, then (on a GPU) resize and
+        normalise there too, so the model's thread only launches the encoder. PIL, numpy copies and
+        torch ops release the GIL, so staging threads run beside the model's."""
         if self.resize_on_device:
             arrays = [_rgb(img) for img in images]
         else:
@@ -131,61 +135,92 @@ class ClipModel:
             for idx in by_size.values():
                 host = torch.empty((len(idx), *arrays[idx[0]].shape), dtype=torch.uint8, pin_memory=cuda)
                 np.stack([arrays[k] for k in idx], out=host.numpy())
-                parts.append((idx, host.to(self.device, non_blocking=True)))
+                x = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+                parts.append((idx, self.resize(x) if self.resize_on_device else x))
+            if len(parts) == 1:  # one image size: the batch is already in order
+                x = parts[0][1]
+            else:
+                out: list[torch.Tensor] = [torch.empty(0)] * len(arrays)
+                for idx, batch in parts:
+                    for k, r in zip(idx, batch):
+                        out[k] = r
+                x = torch.stack(out)
+            # ToTensor + Normalize once per batch (on the GPU there, after a uint8 upload a quarter of
+            # the size of a float one) instead of once per image.
+            x = x.float().div_(255).sub_(self.mean).div_(self.std).to(self.dtype)
             ready = torch.cuda.Event() if cuda else None
             if ready is not None:
                 ready.record()
-        return Staged(parts, ready)
+        return Staged(x, ready)
 
     def finish(self, staged: Staged) -> torch.Tensor:
-        """A staged batch -> one normalised model input (B, 3, S, S) in the model's dtype, queued on the
-        model's stream after the batch's upload.
-
-        ToTensor + Normalize happen once per batch (on the GPU there, after a uint8 upload a
-        quarter of the size of a float one) instead of once per image.
-        """
+        """A staged batch as the model's input, ordered on the model's stream after its preparation."""
         if staged.ready is not None:
             stream = torch.cuda.current_stream(self.device)
             stream.wait_event(staged.ready)
-            for _, x in staged.parts:
-                x.record_stream(stream)  # allocated on the copy stream, used on this one
-        parts = [(idx, self.resize(x.permute(0, 3, 1, 2)) if self.resize_on_device else x.permute(0, 3, 1, 2))
-                 for idx, x in staged.parts]
-        if len(parts) == 1:  # one image size: the batch is already in order
-            x = parts[0][1]
-        else:
-            out: list[torch.Tensor] = [torch.empty(0)] * sum(len(idx) for idx, _ in parts)
-            for idx, batch in parts:
-                for k, r in zip(idx, batch):
-                    out[k] = r
-            x = torch.stack(out)
-        return x.float().div_(255).sub_(self.mean).div_(self.std).to(self.dtype)
+            staged.batch.record_stream(stream)  # allocated on the copy stream, used on this one
+        return staged.batch
 
     def to_input(self, images: list[np.ndarray | Image.Image]) -> torch.Tensor:
         """RGB images -> one normalised model input (B, 3, S, S) on the device, in the model's dtype."""
         return self.finish(self.stage(images))
 
     @torch.inference_mode()
-    def encode(self, batch: torch.Tensor) -> torch.Tensor:
-        """Unit-length image embeddings of a model input from `to_input`; stays on the device."""
+    def encode(self, batch: torch.Tensor, graph: bool = False) -> torch.Tensor:
+        """Unit-length image embeddings of a model input from `to_input`; stays on the device.
+
+        With `graph` (CUDA only; embed_images asks for it on full batches when `self.graphs` is on),
+        each input shape is captured once as a CUDA graph and replayed: one launch instead of hundreds,
+        so the model's thread no longer limits a fast GPU."""
+        if not graph:
+            return self._encode(batch)
+        key = tuple(batch.shape)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(batch)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(batch)
+        graph.replay()
+        return static_out.clone()
+
+    def _encode(self, batch: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.model.encode_image(batch).float(), dim=-1)
+
+    def _capture(self, batch: torch.Tensor) -> tuple["torch.cuda.CUDAGraph", torch.Tensor, torch.Tensor]:
+        """Warm up on a side stream, then capture `_encode` for this input shape (thread-local capture,
+        so staging threads may keep uploading meanwhile)."""
+        static_in = batch.clone()
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._encode(static_in)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            static_out = self._encode(static_in)
+        return graph, static_in, static_out
 
     def embed_images(self, images: Iterable[np.ndarray | Image.Image], batch_size: int) -> np.ndarray:
         """(n, D) float32 unit-length embeddings of RGB images (uint8 arrays or PIL), `batch_size` at a time.
 
-        `self.stagers` threads stage the next batches (resize, pinned upload) while the model encodes this
-        one, and results stay on the device until the end: the model never waits on the CPU side, nor
-        the CPU on it.
+        `self.stagers` threads stage the next batches while the model encodes this one, and results stay
+        on the device until the end: the model never waits on the CPU side, nor the CPU on it.
         """
         out: list[torch.Tensor] = []
         ahead: deque[Future[Staged]] = deque()
+        graphs = self.graphs and self.device.type == "cuda"
+
+        def encode_next() -> None:
+            x = self.finish(ahead.popleft().result())
+            out.append(self.encode(x, graph=graphs and len(x) == batch_size))
+
         with ThreadPoolExecutor(self.stagers, thread_name_prefix="clip-stage") as pool:
             for batch in _batches(images, batch_size):
                 ahead.append(pool.submit(self.stage, batch))
                 if len(ahead) > self.stagers + 1:
-                    out.append(self.encode(self.finish(ahead.popleft().result())))
+                    encode_next()
             while ahead:
-                out.append(self.encode(self.finish(ahead.popleft().result())))
+                encode_next()
         if not out:
             raise ValueError("embed_images was given no images")
         return torch.cat(out).cpu().numpy()
