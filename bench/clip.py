@@ -62,14 +62,26 @@ def timed(fn, *args) -> tuple[float, float]:
     return time.perf_counter() - w, time.process_time() - c
 
 
-def stage_run(stage: ClipFilter, task, images: list[np.ndarray] | None, files: list[Path] | None) -> None:
-    """One ClipFilter pass over all frames (decoding the JPEG files first when given)."""
-    if files is not None:
-        images = [np.asarray(Image.open(p).convert("RGB")) for p in files]
+def work_item(task, images: list[np.ndarray] | None, files: list[Path] | None) -> Work:
+    """The Work item the stage receives: one segment of analysis frames (for `--jpeg`, empty frames that
+    stage_run fills by decoding the files, inside the timing)."""
     source = Source(uri="bench", path="bench", task=task, kind="images")
-    work = Work(source=source, segments=[Segment(frames=[Frame(i, None, img) for i, img in enumerate(images)])])
+    frames = [Frame(i, None, img) for i, img in enumerate(images if files is None else [None] * len(files))]
+    return Work(source=source, segments=[Segment(frames=frames)])
+
+
+def stage_run(stage: ClipFilter, work: Work, files: list[Path] | None) -> None:
+    """One ClipFilter pass over a Work item (decoding the JPEG files first when given). The item is built
+    outside the timing: in the pipeline it arrives from earlier stages."""
+    if files is not None:
+        for f, p in zip(work.segments[0].frames, files):
+            f.image = np.asarray(Image.open(p).convert("RGB"))
     stage(work)
     sync(load(stage.spec))
+
+
+def timed_stage(stage: ClipFilter, task, images: list[np.ndarray] | None, files: list[Path] | None) -> tuple:
+    return timed(stage_run, stage, work_item(task, images, files), files)
 
 
 def bare_run(model: ClipModel, batches: list[torch.Tensor]) -> None:
@@ -98,17 +110,17 @@ def measure(args: argparse.Namespace, folder: str, device: str, n: int) -> None:
                 Image.fromarray(img).save(p, quality=95)
         batches = [model.to_input(images[i:i + args.batch]) for i in range(0, len(images), args.batch)]
 
-        stage_run(stage, task, images[: args.batch], None)  # warm-up: text prompts, allocator, kernels
+        timed_stage(stage, task, images[: args.batch], None)  # warm-up: text prompts, allocator, kernels
         bare_run(model, batches[:1])
         stage_s, bare_s = [], []
         for _ in range(args.repeats):  # interleaved so drift (thermal, other load) hits both sides
-            stage_s.append(timed(stage_run, stage, task, None if args.jpeg else images, files))
+            stage_s.append(timed_stage(stage, task, None if args.jpeg else images, files))
             bare_s.append(timed(bare_run, model, batches))
 
         device = torch.cuda.get_device_name() if model.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
         print(f"model {args.arch} (random weights), {model.dtype}, device {device}, batch {args.batch}, "
               f"{n} frames {width}x{height}{' from JPEG' if args.jpeg else ''}, model load {load_s:.1f} s, "
-              f"{model.stagers} staging threads")
+              f"{model.stagers} staging threads, CUDA graphs {'on' if model.graphs else 'off'}")
         bare_wall = statistics.median(t[0] for t in bare_s)
         for k, clock in enumerate(("wall", "CPU")):
             stage_ips = n / statistics.median(t[k] for t in stage_s)
@@ -131,25 +143,22 @@ def breakdown(args: argparse.Namespace, stage: ClipFilter, task, model: ClipMode
         sync(model)
 
     def line(name: str, fn, *a) -> None:
-        wall = statistics.median(timed(fn, *a)[0] for _ in range(args.repeats))
-        print(f"  {name:34s} {n / wall:9.1f} images/s, x{bare_wall / wall:.3f} of bare")
+        wall = statistics.median(fn(*a)[0] if fn is timed_stage else timed(fn, *a)[0] for _ in range(args.repeats))
+        print(f"  {name:38s} {n / wall:9.1f} images/s, x{bare_wall / wall:.3f} of bare")
 
+    graphs = model.graphs
     line("staging alone, 1 thread", staging_only)
     line(f"embed_images alone, {default} threads", lambda: (model.embed_images(images, args.batch), sync(model)))
     for k in args.stagers:
         model.stagers = k
-        line(f"stage with {k} staging threads", stage_run, stage, task, images, None)
+        line(f"stage with {k} staging threads", timed_stage, stage, task, images, None)
     model.stagers = default
+    model.graphs = not graphs
+    line(f"stage, CUDA graphs {'on' if model.graphs else 'off'}", timed_stage, stage, task, images, None)
+    model.graphs = graphs
     batches = [model.to_input(images[i:i + args.batch]) for i in range(0, n, args.batch)]
-    model.graphs = True
-    try:
-        line("stage, encoder as CUDA graph", stage_run, stage, task, images, None)
-        line("bare as CUDA graph (other reference)",
-             lambda: ([model.encode(b, graph=len(b) == args.batch) for b in batches], sync(model)))
-    except Exception as e:  # a figure that could not be taken is reported, the rest still printed
-        print(f"  CUDA graphs failed: {type(e).__name__}: {e}")
-    finally:
-        model.graphs = False
+    line("bare as CUDA graph (another reference)",
+         lambda: ([model.encode(b, graph=len(b) == args.batch) for b in batches], sync(model)))
 
 
 def check_agreement(folder: str, batch: int) -> None:
@@ -160,13 +169,14 @@ def check_agreement(folder: str, batch: int) -> None:
     images = make_frames(3 * batch, 512, 288) + make_frames(batch, 300, 400)
     images = images[::2] + images[1::2]  # sizes interleaved within batches
     reference = cpu.embed_images(images, batch)
+    default = gpu.graphs
     for graphs in (False, True):
         gpu.graphs = graphs
         diff = float(np.abs(gpu.embed_images(images, batch) - reference).max())
         verdict = "agree" if diff < 2e-2 else "DISAGREE"
         print(f"GPU vs CPU embeddings of {len(images)} mixed-size images, {gpu.stagers} staging threads, "
               f"CUDA graphs {'on' if graphs else 'off'}: max |diff| {diff:.4f} ({verdict}; tolerance 0.02)")
-    gpu.graphs = False
+    gpu.graphs = default
 
 
 def main() -> None:

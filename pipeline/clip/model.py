@@ -111,8 +111,9 @@ class ClipModel:
         self._copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         # On a CPU the PIL resize competes with the encoder for the same cores: one thread is enough.
         self.stagers = min(GPU_STAGERS, os.cpu_count() or 1) if self.device.type == "cuda" else 1
-        self.graphs = False  # CUDA graphs for encode (see `encode`); only on a CUDA device
+        self.graphs = self.device.type == "cuda"  # full batches replayed as CUDA graphs (see `encode`)
         self._graphs: dict[tuple, tuple] = {}
+        self._graph_lock = threading.Lock()  # one graph's static buffers serve one batch at a time
         self._texts: dict[str, np.ndarray] = {}
 
     @torch.inference_mode()
@@ -169,18 +170,20 @@ class ClipModel:
     def encode(self, batch: torch.Tensor, graph: bool = False) -> torch.Tensor:
         """Unit-length image embeddings of a model input from `to_input`; stays on the device.
 
-        With `graph` (CUDA only; embed_images asks for it on full batches when `self.graphs` is on),
-        each input shape is captured once as a CUDA graph and replayed: one launch instead of hundreds,
-        so the model's thread no longer limits a fast GPU."""
+        With `graph` (CUDA only; embed_images asks for it on full batches when `self.graphs` is on, the
+        default on CUDA), each input shape is captured once as a CUDA graph and replayed: one launch
+        instead of hundreds, so the model's thread no longer limits a fast GPU (bench.clip on an H200:
+        ViT-B-32 at batch 64 encodes 18k images/s launched op by op, 23k as a graph)."""
         if not graph:
             return self._encode(batch)
-        key = tuple(batch.shape)
-        if key not in self._graphs:
-            self._graphs[key] = self._capture(batch)
-        graph, static_in, static_out = self._graphs[key]
-        static_in.copy_(batch)
-        graph.replay()
-        return static_out.clone()
+        with self._graph_lock:  # a Dask worker's threads share this model
+            key = tuple(batch.shape)
+            if key not in self._graphs:
+                self._graphs[key] = self._capture(batch)
+            cuda_graph, static_in, static_out = self._graphs[key]
+            static_in.copy_(batch)
+            cuda_graph.replay()
+            return static_out.clone()
 
     def _encode(self, batch: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.model.encode_image(batch).float(), dim=-1)
