@@ -7,7 +7,6 @@ bounded however long the manifest is. Only the driver writes shards, under the o
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import re
 import sys
@@ -17,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-import dask
-from distributed import Client, Future, LocalCluster, as_completed
+from distributed import Client, Future, as_completed
 from tqdm import tqdm
 
 from pipeline import __version__
 from pipeline.caption.cache import default_cache_dir
 from pipeline.caption.stage import Captioner
 from pipeline.clip import plan_clip
+from pipeline.cluster import dask_client, mark_last
 from pipeline.config import BuildConfig
 from pipeline.corpus.card import write_card
 from pipeline.corpus.curation import Curation
@@ -62,22 +61,6 @@ class BuildResult:
     report: dict
     out: Path | str
     summary: dict = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def dask_client(config: BuildConfig, clip_runs: bool = False) -> Iterator[Client]:
-    """Connect to ``cluster.scheduler`` if given, else start a LocalCluster of single-threaded workers."""
-    c = config.cluster
-    if c.scheduler:
-        with Client(c.scheduler) as client:
-            yield client
-        return
-    method = c.start_method if c.start_method != "auto" else ("spawn" if clip_runs else "fork")
-    with dask.config.set({"distributed.worker.multiprocessing-method": method}), \
-            LocalCluster(n_workers=c.workers, threads_per_worker=1, processes=c.processes,
-                         dashboard_address=":0", resources=config.clip.resources or None) as cluster, \
-            Client(cluster) as client:
-        yield client
 
 
 def _curated(todo: Iterator[Prepared], curation: Curation,
@@ -156,18 +139,21 @@ class _Run:
         self.report.add(res)
 
 
-def _results(client: Client, todo: Iterator[Prepared], stages: dict[str, list], config: BuildConfig,
+def _results(client: Client, todo: Iterator[Prepared], stages: dict[tuple[str, bool], list], config: BuildConfig,
              run: _Run, resources: dict | None, cache: str) -> Iterator[tuple[Prepared, SourceResult]]:
-    """Bounded-window submit; results as they finish. ``resources``: Dask resources every source task needs
-    (the CLIP stage's, e.g. {"GPU": 1}, when CLIP runs)."""
-    window = max(1, len(client.scheduler_info()["workers"])) * config.cluster.in_flight_per_worker
-    pending = todo
+    """Bounded-window submit; results as they finish. ``stages[kind, last]``: the stages of a source kind, for
+    the last sources of the run (which leave other workers idle) or the others. ``resources``: Dask resources
+    every source task needs (the CLIP stage's, e.g. {"GPU": 1}, when CLIP runs)."""
+    workers = max(1, len(client.scheduler_info()["workers"]))
+    window = workers * config.cluster.in_flight_per_worker
+    pending = mark_last(todo, max(1, workers - 1))
     futures, owner = as_completed(), {}
 
-    def submit(item: Prepared | None) -> None:
-        if item is not None:
-            fut: Future = client.submit(run_fetched, item.source, item.sha256, stages[item.source.kind], config,
-                                        cache, pure=False, resources=resources)
+    def submit(marked: tuple[Prepared, bool] | None) -> None:
+        if marked is not None:
+            item, last = marked
+            fut: Future = client.submit(run_fetched, item.source, item.sha256, stages[item.source.kind, last],
+                                        config, cache, pure=False, resources=resources)
             owner[fut.key] = item
             futures.add(fut)
             run.submitted += 1
@@ -258,9 +244,10 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
                 if first is not None:
                     clip = clip or plan_clip(config.clip)
                     print(clip.message, file=sys.stderr)
-                    stages = {kind: build_stages(config, clip.spec, kind) for kind in {s.kind for s in sources}}
-                    with dask_client(config, clip.ready) as client:
-                        print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+                    threads = {False: 1, True: config.cluster.decode_threads}
+                    stages = {(kind, last): build_stages(config, clip.spec, kind, threads[last])
+                              for kind in {s.kind for s in sources} for last in threads}
+                    with dask_client(config, clip.ready, len(sources)) as client:
                         done = _results(client, itertools.chain([first], todo), stages, config, results,
                                         (config.clip.resources or None) if clip.ready else None, cache)
                         _commit_all(done, captioner, results, bar)

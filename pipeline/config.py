@@ -184,8 +184,12 @@ class ClusterConfig(_Section):
     scheduler: str | None = Field(None, description="address of an existing Dask scheduler")
     in_flight_per_worker: int = Field(2, ge=1, description="bounds memory: sources submitted ahead")
     processes: bool = Field(True, description="local workers as processes (False: threads in the driver)")
-    decode_threads: int = Field(2, ge=1, description="decoder threads per source (frame threading): keeps "
-                                "cores busy when fewer sources than workers are left, e.g. at the end of a run")
+    decode_threads: int = Field(2, ge=1, description="decoder threads (frame threading) for the last sources of a "
+                                "run, which leave workers idle; the others decode with one (on busy cores frame "
+                                "threading costs ~15% more CPU for nothing)")
+    dashboard: bool | None = Field(None, description="a LocalCluster's dashboard and the workers' profiler that "
+                                   "feeds it. None: only for runs listing more than 50 sources (starting it costs "
+                                   "~0.35 s, a tenth of a small run)")
     start_method: Literal["auto", "fork", "forkserver", "spawn"] = Field(
         "auto", description="how local worker processes start. auto: fork (workers inherit the driver's "
         "imports: ~0.2 s instead of seconds per worker) unless the CLIP stage runs (torch wants spawn)")

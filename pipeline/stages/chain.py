@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 DRAWINGS = ("svg", "strokes")
 
 
-def build_stages(config: BuildConfig, clip: ClipSpec | None = None, kind: str = "video") -> list[Stage]:
+def build_stages(config: BuildConfig, clip: ClipSpec | None = None, kind: str = "video",
+                 decode_threads: int | None = None) -> list[Stage]:
     """Stages for one source of ``kind``, in order. ``clip``: pipeline.clip.plan_clip(config.clip).spec, None = no CLIP.
+    ``decode_threads``: the video decoder's threads (default ``cluster.decode_threads``).
 
     Footage (videos, step-image folders) is probed, decoded, segmented, aligned and filtered before the
     steps are selected; drawings (svg, strokes) are rendered element by element straight into their steps.
@@ -38,7 +40,7 @@ def build_stages(config: BuildConfig, clip: ClipSpec | None = None, kind: str = 
     if kind in DRAWINGS:  # every step is drawn on purpose: nothing to find, filter or select
         front: list[Stage] = [DrawProgressively(config.vector)]
     else:
-        front = [Probe(), Decode(config.analysis, config.cluster.decode_threads), Segment(config.segment),
+        front = [Probe(), Decode(config.analysis, decode_threads or config.cluster.decode_threads), Segment(config.segment),
                  Align(config.align, tol), FindProcess(config.process), Quality(config.quality, tol), *clip_filter,
                  Select(config.select, tol)]
     return front + [Tile(), Caption()] + after_caption

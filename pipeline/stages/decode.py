@@ -150,7 +150,7 @@ class Decode:
             raise Reject(f"only {decoded} decodable frame(s): a still image, not a video of a process")
         if duration and last_t + 2 * step < 0.9 * duration:
             raise Reject(f"truncated: frames stop at {last_t:.1f}s of a {duration:.1f}s video")
-        work.probe["decoded_frames"] = decoded
+        work.probe["decoded_frames"], work.probe["decode_threads"] = decoded, self.threads
         work.frames = frames
         return work
 

@@ -1,0 +1,78 @@
+"""Where sources run: the Dask client (an existing scheduler, or a LocalCluster started for the run) and how
+each source task uses its worker's cores.
+
+One task per core: every worker runs one source at a time, single-threaded (OpenCV's own thread pool is
+turned off on the workers, as Dask already does for OpenMP and BLAS). Only the last sources of a run,
+which leave other workers idle, decode with frame threading (``cluster.decode_threads``); on busy
+cores it costs ~15% more decoder CPU for no gain. A small run starts no dashboard: importing and
+starting it costs about as much as scheduling the whole run.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import sys
+from collections.abc import Iterator
+from typing import TypeVar
+
+import dask
+from distributed import Client, LocalCluster
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from pipeline.config import BuildConfig
+
+T = TypeVar("T")
+DASHBOARD_MIN_SOURCES = 51  # cluster.dashboard: None starts the dashboard for runs listing at least this many
+
+
+class OneThreadOpenCV(WorkerPlugin):
+    """OpenCV single-threaded on every worker: its pool of one thread per core, in each of one worker per
+    core, only adds switching (the results do not depend on it)."""
+
+    name = "makeanything-opencv-threads"
+
+    def setup(self, worker) -> None:  # noqa: ANN001 - distributed.Worker
+        import cv2
+        cv2.setNumThreads(1)
+
+
+def wants_dashboard(config: BuildConfig, listed: int) -> bool:
+    """``cluster.dashboard``, or for None whether the run is long enough for anyone to open one."""
+    d = config.cluster.dashboard
+    return d if d is not None else listed >= DASHBOARD_MIN_SOURCES
+
+
+@contextlib.contextmanager
+def dask_client(config: BuildConfig, clip_runs: bool = False, listed: int = 0) -> Iterator[Client]:
+    """Connect to ``cluster.scheduler`` if given, else start a LocalCluster of single-threaded workers
+    (``listed``: how many sources the run lists, for ``cluster.dashboard: null``)."""
+    c = config.cluster
+    if c.scheduler:
+        with Client(c.scheduler) as client:
+            client.register_plugin(OneThreadOpenCV())
+            print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+            yield client
+        return
+    method = c.start_method if c.start_method != "auto" else ("spawn" if clip_runs else "fork")
+    dashboard = wants_dashboard(config, listed)
+    # Workers take their Dask config from here (fork or spawn): no dashboard, no profiler sampling their stacks.
+    with dask.config.set({"distributed.worker.multiprocessing-method": method,
+                          "distributed.worker.profile.enabled": dashboard}), \
+            LocalCluster(n_workers=c.workers, threads_per_worker=1, processes=c.processes, dashboard_address=":0",
+                         scheduler_kwargs={"dashboard": dashboard}, resources=config.clip.resources or None) as cluster, \
+            Client(cluster) as client:
+        client.register_plugin(OneThreadOpenCV())
+        if dashboard:
+            print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        yield client
+
+
+def mark_last(items: Iterator[T], last: int) -> Iterator[tuple[T, bool]]:
+    """Each item with whether it is one of the final ``last`` items (reads ``last`` items ahead)."""
+    ahead = collections.deque(itertools.islice(items, last))
+    for item in items:
+        ahead.append(item)
+        yield ahead.popleft(), False
+    while ahead:
+        yield ahead.popleft(), True
