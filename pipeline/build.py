@@ -121,9 +121,10 @@ class _Run:
                  seen: dict[str, Source]) -> None:
         self.ledger, self.committer, self.report, self.config_sha = ledger, committer, report, config_sha
         self.seen = seen  # content hash -> the first source with it (shared with the plan)
-        self.submitted = self.unchanged = 0
+        self.processed = self.unchanged = 0  # sources whose task came back; of those, known after all
 
     def add(self, p: Prepared, res: SourceResult) -> None:
+        self.processed += 1
         if res.sha256 and not p.sha256:  # hashed on the worker
             prior = self.ledger.lookup(res.sha256, res.uri, self.config_sha)
             if prior is not None and prior["status"] == res.status:
@@ -140,7 +141,7 @@ class _Run:
 
 
 def _results(client: Client, todo: Iterator[Prepared], stages: dict[tuple[str, bool], list], config: BuildConfig,
-             run: _Run, resources: dict | None, cache: str) -> Iterator[tuple[Prepared, SourceResult]]:
+             resources: dict | None, cache: str) -> Iterator[tuple[Prepared, SourceResult]]:
     """Bounded-window submit; results as they finish. ``stages[kind, last]``: the stages of a source kind, for
     the last sources of the run (which leave other workers idle) or the others. ``resources``: Dask resources
     every source task needs (the CLIP stage's, e.g. {"GPU": 1}, when CLIP runs)."""
@@ -156,7 +157,6 @@ def _results(client: Client, todo: Iterator[Prepared], stages: dict[tuple[str, b
                                         config, cache, pure=False, resources=resources)
             owner[fut.key] = item
             futures.add(fut)
-            run.submitted += 1
 
     for _ in range(window):
         submit(next(pending, None))
@@ -248,7 +248,7 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
                     stages = {(kind, last): build_stages(config, clip.spec, kind, threads[last])
                               for kind in {s.kind for s in sources} for last in threads}
                     with dask_client(config, clip.ready, len(sources)) as client:
-                        done = _results(client, itertools.chain([first], todo), stages, config, results,
+                        done = _results(client, itertools.chain([first], todo), stages, config,
                                         (config.clip.resources or None) if clip.ready else None, cache)
                         _commit_all(done, captioner, results, bar)
             shards = committer.close()
@@ -265,7 +265,7 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
                               "retired_stale_shards": stale}}
         data = _write_report(storage, report, header, shards, time.perf_counter() - t0, run)
         t = data["totals"]
-        counts = {"sources": len(sources), "processed": results.submitted - results.unchanged, "skipped": skipped,
+        counts = {"sources": len(sources), "processed": results.processed - results.unchanged, "skipped": skipped,
                   **{k: t[k] for k in ("ok", "rejected", "failed")}, "new_samples": t["samples"], "shards": len(shards)}
         previous = read_index(storage) or {}
         history = previous.get("history", []) + [{"run": run, "version": __version__, "config_sha": config_sha,

@@ -1,8 +1,9 @@
 """Where sources run: the Dask client (an existing scheduler, or a LocalCluster started for the run) and how
 each source task uses its worker's cores.
 
-One task per core: every worker runs one source at a time, single-threaded (OpenCV's own thread pool is
-turned off on the workers, as Dask already does for OpenMP and BLAS). Only the last sources of a run,
+One task per core: every worker of a LocalCluster runs one source at a time, single-threaded (OpenCV's
+own thread pool is turned off in them, as Dask already does for OpenMP and BLAS; on an existing cluster
+the workers' environment decides, e.g. OPENCV_FOR_THREADS_NUM=1). Only the last sources of a run,
 which leave other workers idle, decode with frame threading (``cluster.decode_threads``); on busy
 cores it costs ~15% more decoder CPU for no gain. A small run starts no dashboard: importing and
 starting it costs about as much as scheduling the whole run.
@@ -18,7 +19,6 @@ from typing import TypeVar
 
 import dask
 from distributed import Client, LocalCluster
-from distributed.diagnostics.plugin import WorkerPlugin
 
 from pipeline.config import BuildConfig
 
@@ -26,15 +26,19 @@ T = TypeVar("T")
 DASHBOARD_MIN_SOURCES = 51  # cluster.dashboard: None starts the dashboard for runs listing at least this many
 
 
-class OneThreadOpenCV(WorkerPlugin):
-    """OpenCV single-threaded on every worker: its pool of one thread per core, in each of one worker per
-    core, only adds switching (the results do not depend on it)."""
-
-    name = "makeanything-opencv-threads"
-
-    def setup(self, worker) -> None:  # noqa: ANN001 - distributed.Worker
-        import cv2
-        cv2.setNumThreads(1)
+@contextlib.contextmanager
+def _one_opencv_thread() -> Iterator[None]:
+    """OpenCV single-threaded in the workers started meanwhile: forked ones (and threads) inherit the
+    driver's setting, spawned ones read OPENCV_FOR_THREADS_NUM. Its pool of one thread per core, in each of
+    one worker per core, only adds switching; the results do not depend on it. (Changing it inside a
+    forked worker whose parent had started the pool can deadlock.)"""
+    import cv2
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def wants_dashboard(config: BuildConfig, listed: int) -> bool:
@@ -50,19 +54,19 @@ def dask_client(config: BuildConfig, clip_runs: bool = False, listed: int = 0) -
     c = config.cluster
     if c.scheduler:
         with Client(c.scheduler) as client:
-            client.register_plugin(OneThreadOpenCV())
             print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
             yield client
         return
     method = c.start_method if c.start_method != "auto" else ("spawn" if clip_runs else "fork")
     dashboard = wants_dashboard(config, listed)
     # Workers take their Dask config from here (fork or spawn): no dashboard, no profiler sampling their stacks.
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"), "OPENCV_FOR_THREADS_NUM": 1}
     with dask.config.set({"distributed.worker.multiprocessing-method": method,
-                          "distributed.worker.profile.enabled": dashboard}), \
+                          "distributed.worker.profile.enabled": dashboard,
+                          "distributed.nanny.pre-spawn-environ": environ}), _one_opencv_thread(), \
             LocalCluster(n_workers=c.workers, threads_per_worker=1, processes=c.processes, dashboard_address=":0",
                          scheduler_kwargs={"dashboard": dashboard}, resources=config.clip.resources or None) as cluster, \
             Client(cluster) as client:
-        client.register_plugin(OneThreadOpenCV())
         if dashboard:
             print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
         yield client

@@ -1,0 +1,72 @@
+"""How a run uses its cluster's cores, on a real LocalCluster of worker processes: one source per worker,
+single-threaded, except the run's last source, which decodes with frame threads; a small run starts no
+dashboard (the scheduler's HTTP server answers, the dashboard page does not) and no worker profiler."""
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import cv2
+import pytest
+
+from pipeline.build import _results
+from pipeline.cluster import DASHBOARD_MIN_SOURCES, dask_client, mark_last
+from pipeline.config import BuildConfig, ClipConfig, ClusterConfig
+from pipeline.fetch import Prepared
+from pipeline.stages.chain import build_stages
+from pipeline.taxonomy import Taxonomy
+from pipeline.work import Source
+
+
+def test_mark_last_flags_the_final_items_reading_only_that_far_ahead():
+    assert list(mark_last(iter("abc"), 1)) == [("a", False), ("b", False), ("c", True)]
+    assert [last for _, last in mark_last(iter(range(5)), 3)] == [False, False, True, True, True]
+    assert list(mark_last(iter("ab"), 3)) == [("a", True), ("b", True)]
+    assert list(mark_last(iter(()), 2)) == []
+    items = iter(range(100))
+    first = next(mark_last(items, 2))
+    assert first == (0, False) and next(items) == 3  # 1 and 2 read ahead of 0, no further
+
+
+def _status(link: str) -> int:
+    try:
+        with urllib.request.urlopen(link, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def _profiling(dask_worker) -> bool:  # noqa: ANN001 - run on each worker by client.run
+    return "profile-cycle" in dask_worker.periodic_callbacks
+
+
+def test_workers_are_single_threaded_and_only_the_last_source_decodes_with_frame_threads(tutorials, tmp_path):
+    config = BuildConfig(clip=ClipConfig(enabled=False), cluster=ClusterConfig(workers=2, decode_threads=3))
+    task = Taxonomy.load()["painting"]
+    items = [Prepared(Source(uri=str(p), path=str(p), task=task, kind="video", entry=i), "0" * 64, "")
+             for i, (p, _) in enumerate(tutorials.values())]
+    stages = {("video", last): build_stages(config, None, "video", 3 if last else 1) for last in (False, True)}
+    driver_threads = cv2.getNumThreads()
+    with dask_client(config, listed=len(items)) as client:
+        assert set(client.run(cv2.getNumThreads).values()) == {1}
+        assert set(client.run(_profiling).values()) == {False}
+        assert _status(client.dashboard_link) == 404  # no dashboard page, though the scheduler serves HTTP
+        done = list(_results(client, iter(items), stages, config, None, str(tmp_path / "cache")))
+    threads = {res.entry: res.probe["decode_threads"] for _, res in done}
+    assert [r.status for _, r in done] == ["ok"] * 3
+    assert threads == {0: 1, 1: 1, 2: 3}, threads
+    assert cv2.getNumThreads() == driver_threads  # the driver's own setting is back
+
+
+def test_spawned_workers_run_opencv_single_threaded_too():
+    config = BuildConfig(cluster=ClusterConfig(workers=1, start_method="spawn"))
+    with dask_client(config, listed=1) as client:
+        assert set(client.run(cv2.getNumThreads).values()) == {1}
+
+
+@pytest.mark.parametrize("listed, dashboard", [(DASHBOARD_MIN_SOURCES, None), (1, True)])
+def test_a_long_run_or_the_config_starts_the_dashboard(listed, dashboard):
+    config = BuildConfig(cluster=ClusterConfig(workers=1, dashboard=dashboard))
+    with dask_client(config, listed=listed) as client:
+        assert _status(client.dashboard_link) == 200
+        assert set(client.run(_profiling).values()) == {True}
