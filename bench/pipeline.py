@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -133,7 +134,8 @@ def main() -> None:
             report = res.report
             cold.append((dec_wall, dec_cpu, wall, cpu))
             print(f"round {r + 1}: OpenCV decode {dec_wall:.2f}s wall / {dec_cpu:.2f}s CPU; cold build "
-                  f"{wall:.2f}s / {cpu:.2f}s; ratios {wall / dec_wall:.2f} wall, {cpu / dec_cpu:.2f} CPU", flush=True)
+                  f"{wall:.2f}s / {cpu:.2f}s; ratios {wall / dec_wall:.2f} wall, {cpu / dec_cpu:.2f} CPU; "
+                  f"load average {os.getloadavg()[0]:.1f}", flush=True)
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=":0") as cluster:
             warm_cfg = cfg.model_copy(update={"cluster": ClusterConfig(scheduler=cluster.scheduler_address)})
             for r in range(args.repeat):
