@@ -37,6 +37,29 @@ def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, tol: float) 
     return float((np.abs(alpha - mix) < 0.15).mean())
 
 
+def _small(work: Work, i: int, cache: dict) -> np.ndarray:
+    if ("thumb", i) not in cache:
+        cache["thumb", i] = thumb(work.frames[i].image)
+    return cache["thumb", i]
+
+
+def _mixed(work: Work, i: int, pairs: tuple[tuple[int, int], ...], tol: float, cache: dict) -> float:
+    """The best blend share of analysis frame ``i`` between the frames ``p`` before and ``q`` after it."""
+    n = len(work.frames)
+    return max((blend_share(_small(work, i - p, cache), _small(work, i, cache), _small(work, i + q, cache), tol)
+                for p, q in pairs if i - p >= 0 and i + q < n), default=0.0)
+
+
+def _even(work: Work, i: int, tol: float, cache: dict) -> float:
+    if ("even", i) not in cache:
+        cache["even", i] = _mixed(work, i, ((1, 1), (2, 2)), tol, cache)
+    return cache["even", i]
+
+
+def _sure_neighbours(work: Work, k: int, tol: float, cache: dict) -> list[int]:
+    return [j for j in (k - 1, k + 1) if 0 <= j < len(work.frames) and _even(work, j, tol, cache) > SURE_FADE]
+
+
 def fade_score(work: Work, k: int, tol: float, cache: dict) -> float:
     """How surely analysis frame ``k`` of the video is part of a cross-fade, judged as filmed against the
     frames one and two before and after it. Only pairs as far before as after (a smoothly moving camera
@@ -46,27 +69,25 @@ def fade_score(work: Work, k: int, tol: float, cache: dict) -> float:
     ``work.fades``; ``cache`` keeps small frames and scores between calls."""
     if k in work.fades:
         return work.fades[k]
-    n = len(work.frames)
-
-    def small(i: int) -> np.ndarray:
-        if ("thumb", i) not in cache:
-            cache["thumb", i] = thumb(work.frames[i].image)
-        return cache["thumb", i]
-
-    def mixed(i: int, pairs: tuple[tuple[int, int], ...]) -> float:
-        return max((blend_share(small(i - p), small(i), small(i + q), tol)
-                    for p, q in pairs if i - p >= 0 and i + q < n), default=0.0)
-
-    def even(i: int) -> float:
-        if ("even", i) not in cache:
-            cache["even", i] = mixed(i, ((1, 1), (2, 2)))
-        return cache["even", i]
-
-    score = even(k)
-    if score <= FADE and any(0 <= j < n and even(j) > SURE_FADE for j in (k - 1, k + 1)):
-        score = max(score, mixed(k, ((2, 1), (1, 2))))
+    score = _even(work, k, tol, cache)
+    if score <= FADE and _sure_neighbours(work, k, tol, cache):
+        score = max(score, _mixed(work, k, ((2, 1), (1, 2)), tol, cache))
     work.fades[k] = score
     return score
+
+
+def unsettled(work: Work, k: int, tol: float, cache: dict) -> bool:
+    """Whether analysis frame ``k`` sits right next to a frame that is surely part of a cross-fade and has
+    not settled: as filmed, it differs from its neighbour on the far side from the fade.
+
+    The faint end of a fade (a mix of one to nine) between two framings that differ little leaves too
+    few changing pixels to measure its mix, above all when a hand arrives in the next frame. A frame
+    that equals the frame after it (before it, at a fade's start) is past the fade; one that does not
+    may still hold a ghost of the other view, and is not taken."""
+    n = len(work.frames)
+    return any(0 <= 2 * k - j < n and differs(_small(work, k, cache), _small(work, 2 * k - j, cache), tol,
+                                              shift=0).mean() >= MIN_CHANGE
+               for j in _sure_neighbours(work, k, tol, cache))
 
 
 def _norms(views: np.ndarray, times: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray]:

@@ -95,10 +95,19 @@ def _target(fades: _Fades, a: int, b: int, warps: list[np.ndarray]) -> tuple[int
     return None
 
 
+def _link_frames(fades: _Fades, a: int, b: int) -> list[int]:
+    """The frames of shot [a, b) tried for a link: its last, first and middle frame, each moved inwards
+    past cross-fade frames (a mix of two views registers to either, or to neither)."""
+    clean = [f for f in range(a, b) if not fades[f]]
+    if not clean:
+        return []
+    return list(dict.fromkeys((clean[-1], clean[0], clean[len(clean) // 2])))
+
+
 def _links(work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np.ndarray]],
            back: int) -> dict[int, tuple[int, np.ndarray]]:
-    """shot -> (the most recent of ``back`` earlier shots that its last, first or middle frame registers
-    to, the transform from this shot's last frame to that one's)."""
+    """shot -> (the most recent of ``back`` earlier shots that its last, first or middle frame (not a fade)
+    registers to, the transform from this shot's last frame to that one's)."""
     links: dict[int, tuple[int, np.ndarray]] = {}
     targets: dict[int, tuple[int, np.ndarray] | None] = {}
     for j, (a, b) in enumerate(work.shots):
@@ -108,7 +117,7 @@ def _links(work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np
             if targets[i] is None:
                 continue
             t, to_key = targets[i]
-            for f in dict.fromkeys((b - 1, a, (a + b) // 2)):  # its last, first and middle frame
+            for f in _link_frames(fades, a, b):
                 m = register(feats[f], feats[t], min_inliers=LINK_INLIERS)
                 if m is not None:
                     links[j] = (i, to_key @ m @ np.linalg.inv(shot_warps[j][f - a]))

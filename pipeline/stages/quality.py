@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import QualityConfig
-from pipeline.footage.transitions import blend_share, fade_score, transient_fraction
+from pipeline.footage.transitions import blend_share, fade_score, transient_fraction, unsettled
 from pipeline.stages.process import work_box
 from pipeline.work import Frame, Segment, Work
 
@@ -74,6 +74,7 @@ class Quality:
         # aligned (a fade within one framing), and as filmed where the frame moved or sits next to a cut (a
         # fade between two framings, or out of a talking head, mixes two views).
         blend = np.zeros(len(frames))
+        fading = np.zeros(len(frames), dtype=bool)
         if video:
             position = {id(f): k for k, f in enumerate(work.frames)}
             at = [position[id(f)] for f in frames]
@@ -85,8 +86,9 @@ class Quality:
                 cut = any(b - a != 1 for a, b in zip(near, near[1:]))
                 if f.moved or cut:
                     blend[i] = max(blend[i], fade_score(work, at[i], self.tol, cache))
+                fading[i] = unsettled(work, at[i], self.tol, cache)
         kept: list[Frame] = []
-        for f, s, m, o, b in zip(frames, sharp, local, occ, blend):
+        for f, s, m, o, b, end in zip(frames, sharp, local, occ, blend, fading):
             f.scores.update(sharpness=round(float(s), 2), occlusion=round(float(o), 4), blend=round(float(b), 4))
             if s < self.cfg.blur_ratio * m:
                 work.drops["blurred"] += 1
@@ -94,6 +96,8 @@ class Quality:
                 work.drops["only part of the work in view"] += 1
             elif b > self.cfg.blend_share:
                 work.drops["cross-fade between two steps"] += 1
+            elif end:
+                work.drops["end of a cross-fade, not yet settled"] += 1
             elif o > self.cfg.occlusion_max:
                 work.drops["occluded by a transient object"] += 1
             else:
