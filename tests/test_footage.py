@@ -184,6 +184,43 @@ def test_a_fade_out_of_a_talking_head_inside_one_shot_is_split_off(tmp_path):
         assert not ({"talk"} < kinds and "work" in kinds), kinds
 
 
+def _through(path, task, last):
+    """The Work of one video after the stages up to and including ``last``."""
+    from pipeline.work import Work
+    work = Work(source=Source(uri=str(path), path=str(path), task=TAXONOMY[task], kind="video"), sha256="0" * 64)
+    for stage in build_stages(CONFIG):
+        work = stage(work)
+        if stage.name == last:
+            return work
+
+
+def test_the_opening_framing_links_through_the_first_clean_frame_after_a_fade(tmp_path):
+    """A shot that begins with the tail of a fade (a mix of two views, which registers to either or to
+    neither) is linked through its first clean frame: the opening framing (the untouched work, before
+    the fade) joins the group, so the hand that arrives right after the fade has a clean frame before it."""
+    path = tmp_path / "combined.mp4"
+    truth = make_footage(path, "combined", "coffee", seed=9)  # the opening framing is 1 s of the blank state
+    work = _through(path, "painting", "align")
+    first_hand = next(i for i, f in enumerate(work.frames) if truth.frames[f.source_frame].hand)
+    group = next(g for g in work.groups if first_hand in g.indices())
+    clean_before = [i for i in group.indices() if i < first_hand
+                    and truth.frames[work.frames[i].source_frame] == FrameTruth("work", 0.0)]
+    assert clean_before, [(i, truth.frames[work.frames[i].source_frame]) for i in group.indices()[:6]]
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_the_faint_end_of_a_fade_between_nearby_framings_is_not_kept(tmp_path, seed):
+    """The last frame of a fade between two framings that differ little (a mix of about one to nine,
+    with a hand arriving next) is too faint to measure as a mix; it sits next to a sure fade frame and
+    differs from the frame after it, so quality does not keep it."""
+    path = tmp_path / "combined.mp4"
+    truth = make_footage(path, "combined", ("astronaut", "coffee", "chelsea", "rocket")[seed % 4], seed=seed)
+    work = _through(path, "painting", "quality")
+    kept = [f.source_frame for seg in work.segments for f in seg.frames]
+    assert [i for i in kept if truth.frames[i].kind == "blend"] == []
+    assert work.drops["end of a cross-fade, not yet settled"] >= 1
+
+
 def test_pick_steps_never_repeats_a_state():
     progress = [0.0, 0.2, 0.25, 0.5, 0.75, 1.0]
     distinct = np.ones((6, 6), bool)
