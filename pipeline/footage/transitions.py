@@ -56,10 +56,6 @@ def _even(work: Work, i: int, tol: float, cache: dict) -> float:
     return cache["even", i]
 
 
-def _sure_neighbours(work: Work, k: int, tol: float, cache: dict) -> list[int]:
-    return [j for j in (k - 1, k + 1) if 0 <= j < len(work.frames) and _even(work, j, tol, cache) > SURE_FADE]
-
-
 def fade_score(work: Work, k: int, tol: float, cache: dict) -> float:
     """How surely analysis frame ``k`` of the video is part of a cross-fade, judged as filmed against the
     frames one and two before and after it. Only pairs as far before as after (a smoothly moving camera
@@ -70,24 +66,25 @@ def fade_score(work: Work, k: int, tol: float, cache: dict) -> float:
     if k in work.fades:
         return work.fades[k]
     score = _even(work, k, tol, cache)
-    if score <= FADE and _sure_neighbours(work, k, tol, cache):
+    if score <= FADE and any(0 <= j < len(work.frames) and _even(work, j, tol, cache) > SURE_FADE
+                             for j in (k - 1, k + 1)):
         score = max(score, _mixed(work, k, ((2, 1), (1, 2)), tol, cache))
     work.fades[k] = score
     return score
 
 
-def unsettled(work: Work, k: int, tol: float, cache: dict) -> bool:
-    """Whether analysis frame ``k`` sits right next to a frame that is surely part of a cross-fade and has
-    not settled: as filmed, it differs from its neighbour on the far side from the fade.
+def unsettled(work: Work, k: int, tol: float, cache: dict, sure: set[int]) -> bool:
+    """Whether analysis frame ``k`` sits right next to a frame that is surely part of a cross-fade (in
+    ``sure``) and has not settled: as filmed, it differs from its neighbour on the far side from the fade.
 
     The faint end of a fade (a mix of one to nine) between two framings that differ little leaves too
     few changing pixels to measure its mix, above all when a hand arrives in the next frame. A frame
     that equals the frame after it (before it, at a fade's start) is past the fade; one that does not
     may still hold a ghost of the other view, and is not taken."""
     n = len(work.frames)
-    return any(0 <= 2 * k - j < n and differs(_small(work, k, cache), _small(work, 2 * k - j, cache), tol,
-                                              shift=0).mean() >= MIN_CHANGE
-               for j in _sure_neighbours(work, k, tol, cache))
+    return any(j in sure and 0 <= 2 * k - j < n
+               and differs(_small(work, k, cache), _small(work, 2 * k - j, cache), tol, shift=0).mean() >= MIN_CHANGE
+               for j in (k - 1, k + 1))
 
 
 def _norms(views: np.ndarray, times: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray]:

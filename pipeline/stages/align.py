@@ -98,10 +98,14 @@ def _target(fades: _Fades, a: int, b: int, warps: list[np.ndarray]) -> tuple[int
 def _link_frames(fades: _Fades, a: int, b: int) -> list[int]:
     """The frames of shot [a, b) tried for a link: its last, first and middle frame, each moved inwards
     past cross-fade frames (a mix of two views registers to either, or to neither)."""
-    clean = [f for f in range(a, b) if not fades[f]]
-    if not clean:
+    def inwards(frames: range) -> int | None:  # the first clean frame going this way (usually the first)
+        return next((f for f in frames if not fades[f]), None)
+
+    last = inwards(range(b - 1, a - 1, -1))
+    if last is None:
         return []
-    return list(dict.fromkeys((clean[-1], clean[0], clean[len(clean) // 2])))
+    first, middle = inwards(range(a, last + 1)), inwards(range((a + b) // 2, last + 1))
+    return list(dict.fromkeys(f for f in (last, first, middle) if f is not None))
 
 
 def _links(work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np.ndarray]],

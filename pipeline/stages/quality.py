@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import QualityConfig
-from pipeline.footage.transitions import blend_share, fade_score, transient_fraction, unsettled
+from pipeline.footage.transitions import SURE_FADE, blend_share, fade_score, transient_fraction, unsettled
 from pipeline.stages.process import work_box
 from pipeline.work import Frame, Segment, Work
 
@@ -86,7 +86,11 @@ class Quality:
                 cut = any(b - a != 1 for a, b in zip(near, near[1:]))
                 if f.moved or cut:
                     blend[i] = max(blend[i], fade_score(work, at[i], self.tol, cache))
-                fading[i] = unsettled(work, at[i], self.tol, cache)
+            # Sure fades: judged as filmed (align judged every frame where registration broke or a shot
+            # ends), or aligned here.
+            sure = {j for j, score in work.fades.items() if score > SURE_FADE}
+            sure |= {at[i] for i in np.flatnonzero(blend > SURE_FADE)}
+            fading = np.array([unsettled(work, k, self.tol, cache, sure) for k in at], dtype=bool)
         kept: list[Frame] = []
         for f, s, m, o, b, end in zip(frames, sharp, local, occ, blend, fading):
             f.scores.update(sharpness=round(float(s), 2), occlusion=round(float(o), 4), blend=round(float(b), 4))
