@@ -194,18 +194,20 @@ def _through(path, task, last):
             return work
 
 
-def test_the_opening_framing_links_through_the_first_clean_frame_after_a_fade(tmp_path):
-    """A shot that begins with the tail of a fade (a mix of two views, which registers to either or to
-    neither) is linked through its first clean frame: the opening framing (the untouched work, before
-    the fade) joins the group, so the hand that arrives right after the fade has a clean frame before it."""
-    path = tmp_path / "combined.mp4"
-    truth = make_footage(path, "combined", "coffee", seed=9)  # the opening framing is 1 s of the blank state
+@pytest.mark.parametrize("phenomenon,seed", [("combined", 9), ("multishot", 27)])
+def test_the_opening_framing_joins_the_group_of_the_work(tmp_path, phenomenon, seed):
+    """The opening framing (1 s of the untouched work on a plain desk: few features) joins the group of
+    the finished work, so a hand that arrives in the next framing has a clean frame before it.
+    combined 9: the next shot begins with the tail of a fade (a mix of two views, which registers to
+    either or to neither) and is linked through its first clean frame. multishot 27: only one of the
+    two views finds enough matches to the other, so links are matched from either side."""
+    path = tmp_path / f"{phenomenon}.mp4"
+    truth = make_footage(path, phenomenon, ("astronaut", "coffee", "chelsea", "rocket")[seed % 4], seed=seed)
     work = _through(path, "painting", "align")
-    first_hand = next(i for i, f in enumerate(work.frames) if truth.frames[f.source_frame].hand)
-    group = next(g for g in work.groups if first_hand in g.indices())
-    clean_before = [i for i in group.indices() if i < first_hand
-                    and truth.frames[work.frames[i].source_frame] == FrameTruth("work", 0.0)]
-    assert clean_before, [(i, truth.frames[work.frames[i].source_frame]) for i in group.indices()[:6]]
+    finished = max(i for i, f in enumerate(work.frames) if truth.frames[f.source_frame].kind == "work")
+    group = next(g for g in work.groups if finished in g.indices())
+    untouched = [i for i in group.indices() if truth.frames[work.frames[i].source_frame] == FrameTruth("work", 0.0)]
+    assert untouched, [(a, b, truth.frames[work.frames[a].source_frame]) for a, b in group.shots[:4]]
 
 
 @pytest.mark.parametrize("seed", [3, 4])

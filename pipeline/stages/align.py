@@ -108,6 +108,16 @@ def _link_frames(fades: _Fades, a: int, b: int) -> list[int]:
     return list(dict.fromkeys(f for f in (last, first, middle) if f is not None))
 
 
+def _either_way(a: Features, b: Features) -> np.ndarray | None:
+    """View ``a`` onto view ``b``, matched from either side: the ratio test keeps different matches
+    from each side, and between feature-poor views (an untouched piece on a plain desk) one side can
+    find the few matches the other misses."""
+    m = register(a, b, min_inliers=LINK_INLIERS)
+    if m is None and (back := register(b, a, min_inliers=LINK_INLIERS)) is not None:
+        m = np.linalg.inv(back)
+    return m
+
+
 def _links(work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np.ndarray]],
            back: int) -> dict[int, tuple[int, np.ndarray]]:
     """shot -> (the most recent of ``back`` earlier shots that its last, first or middle frame (not a fade)
@@ -122,7 +132,7 @@ def _links(work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np
                 continue
             t, to_key = targets[i]
             for f in _link_frames(fades, a, b):
-                m = register(feats[f], feats[t], min_inliers=LINK_INLIERS)
+                m = _either_way(feats[f], feats[t])
                 if m is not None:
                     links[j] = (i, to_key @ m @ np.linalg.inv(shot_warps[j][f - a]))
                     break
