@@ -100,6 +100,20 @@ def test_embeddings_are_deterministic_for_a_seed(tiny):
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
 
 
+def test_several_staging_threads_keep_the_order_and_the_values(tiny):
+    """Batches staged by several threads reach the model in the order of the images, also when the
+    images mix sizes and some are PIL images (read-only arrays), and give one thread's embeddings."""
+    from PIL import Image
+    model = ClipModel(ClipSpec(tiny["seed0"], None, device="cpu"), resize_on_device=True)
+    imgs = frames(11)
+    imgs[4] = Image.fromarray(imgs[4])
+    model.stagers = 1
+    one = model.embed_images(imgs, 2)
+    model.stagers = 4
+    np.testing.assert_array_equal(model.embed_images(imgs, 2), one)
+    assert not np.allclose(one[:-1], one[1:], atol=1e-3)  # distinct images: the order is tested
+
+
 def test_batched_equals_unbatched(tiny):
     model = load(ClipSpec(tiny["seed0"], None))
     imgs = frames(7)
