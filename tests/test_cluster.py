@@ -1,6 +1,7 @@
 """How a run uses its cluster's cores, on a real LocalCluster of worker processes: one source per worker,
 single-threaded, except the run's last source, which decodes with frame threads; a small run starts no
-dashboard (the scheduler's HTTP server answers, the dashboard page does not) and no worker profiler."""
+dashboard (the scheduler's HTTP server answers, the dashboard page does not), no worker profiler and
+slower event-loop ticks."""
 from __future__ import annotations
 
 import urllib.error
@@ -36,8 +37,9 @@ def _status(link: str) -> int:
         return e.code
 
 
-def _profiling(dask_worker) -> bool:  # noqa: ANN001 - run on each worker by client.run
-    return "profile-cycle" in dask_worker.periodic_callbacks
+def _housekeeping(dask_worker) -> tuple[bool, float]:  # noqa: ANN001 - run on each worker by client.run
+    """Whether the worker's profiler samples its stacks, and its event-loop tick (ms)."""
+    return "profile-cycle" in dask_worker.periodic_callbacks, dask_worker.periodic_callbacks["tick"].callback_time
 
 
 def test_workers_are_single_threaded_and_only_the_last_source_decodes_with_frame_threads(tutorials, tmp_path):
@@ -49,7 +51,7 @@ def test_workers_are_single_threaded_and_only_the_last_source_decodes_with_frame
     driver_threads = cv2.getNumThreads()
     with dask_client(config, listed=len(items)) as client:
         assert set(client.run(cv2.getNumThreads).values()) == {1}
-        assert set(client.run(_profiling).values()) == {False}
+        assert set(client.run(_housekeeping).values()) == {(False, 500)}
         assert _status(client.dashboard_link) == 404  # no dashboard page, though the scheduler serves HTTP
         done = list(_results(client, iter(items), stages, config, None, str(tmp_path / "cache")))
     threads = {res.entry: res.probe["decode_threads"] for _, res in done}
@@ -69,4 +71,4 @@ def test_a_long_run_or_the_config_starts_the_dashboard(listed, dashboard):
     config = BuildConfig(cluster=ClusterConfig(workers=1, dashboard=dashboard))
     with dask_client(config, listed=listed) as client:
         assert _status(client.dashboard_link) == 200
-        assert set(client.run(_profiling).values()) == {True}
+        assert set(client.run(_housekeeping).values()) == {(True, 20)}
