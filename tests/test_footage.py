@@ -9,7 +9,7 @@ import pytest
 import skimage.data
 
 from pipeline.config import BuildConfig, ClipConfig
-from pipeline.footage.register import features, register
+from pipeline.footage.register import features, match_areas, register
 from pipeline.footage.transitions import blend_share, transient_fraction
 from pipeline.footage.views import chain_gains, differs, half_pixel_envelope
 from pipeline.result import run_source
@@ -72,6 +72,30 @@ def test_registration_recovers_a_known_zoom_and_pan():
     corners = np.array([[100, 100, 1], [280, 100, 1], [100, 280, 1], [280, 280, 1]], np.float64)
     assert np.abs(corners @ m.T - corners @ truth.T).max() < 2.0
     assert register(features(img), features(np.full_like(img, 128))) is None  # nothing in common
+
+
+def _plain_desk(photo: np.ndarray) -> np.ndarray:
+    """A soft, feature-poor desk (a heavily blurred photo) with an untouched white board on it."""
+    img = cv2.GaussianBlur(cv2.resize(photo, (384, 216)), (0, 0), 9)
+    img[60:160, 130:260] = (245, 245, 240)
+    return img
+
+
+def test_area_matching_links_views_too_plain_for_features():
+    """An untouched board on a plain desk, re-framed (zoom 1.3 and a pan): too few features to register,
+    but matching grey levels recovers the framing; other desks, a plain view and a title card do not
+    match."""
+    desk = _plain_desk(skimage.data.astronaut())
+    truth = np.array([[1.3, 0, -60], [0, 1.3, -30], [0, 0, 1]], np.float64)
+    moved = cv2.warpAffine(desk, truth[:2], (384, 216))
+    assert register(features(desk), features(moved), min_inliers=8) is None
+    m = match_areas(desk, moved)
+    assert m is not None
+    corners = np.array([[150, 80, 1], [240, 80, 1], [150, 150, 1], [240, 150, 1]], np.float64)
+    assert np.abs(corners @ m.T - corners @ truth.T).max() < 1.0
+    card = cv2.putText(np.full_like(desk, 30), "STEP 3", (80, 120), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 4)
+    for other in (_plain_desk(skimage.data.coffee()), _plain_desk(skimage.data.chelsea()), np.full_like(desk, 90), card):
+        assert match_areas(desk, other) is None
 
 
 def test_chain_gains_undo_exposure_and_white_balance_drift():

@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 
 WIDTH = 256  # registration runs on grey images this wide
+AREA_WIDTH = 128  # ... and area matching (ECC) on grey images this wide
+AREA_MIN_RHO = 0.95  # ECC's correlation coefficient for two views to show the same scene
 _ORB = None
 
 
@@ -60,6 +62,38 @@ def register(a: Features, b: Features, min_inliers: int = 15, min_ratio: float =
     if (np.linalg.norm(src - dst, axis=1) <= a.scale).sum() >= 0.75 * n:
         return np.eye(3)
     return np.vstack([m, [0, 0, 1]]).astype(np.float64)
+
+
+def match_areas(a: np.ndarray, b: np.ndarray, zooms: tuple[float, ...] = (1.0, 0.8, 1.25, 0.65, 1.5),
+                max_zoom: float = 2.5, max_skew: float = 0.03) -> np.ndarray | None:
+    """3x3 similarity mapping analysis frame ``a`` onto ``b`` by matching their grey levels (ECC), for
+    views with too few features to match (an untouched board on a plain desk); None when no start zoom
+    converges to a near-similarity under which the two correlate by ``AREA_MIN_RHO``.
+
+    ECC fits an affine map; re-framing a flat work is a similarity, so a fit that shears or stretches
+    one axis more than the other (``max_skew``) aligned unrelated structure and is refused."""
+    h, w = a.shape[:2]
+    s = w / AREA_WIDTH
+    size = (AREA_WIDTH, max(8, round(h / s)))
+    ga, gb = (cv2.cvtColor(cv2.resize(x, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY).astype(np.float32)
+              for x in (a, b))
+    cx, cy = size[0] / 2, size[1] / 2
+    best: tuple[float, np.ndarray | None] = (AREA_MIN_RHO, None)
+    for z in zooms:
+        start = np.array([[z, 0, (1 - z) * cx], [0, z, (1 - z) * cy]], np.float32)
+        try:  # warp: b's pixels -> a's pixels, such that a(warp(x)) ~ b(x)
+            rho, warp = cv2.findTransformECC(gb, ga, start, cv2.MOTION_AFFINE,
+                                             (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5), None, 3)
+        except cv2.error:  # did not converge
+            continue
+        (p, q, _), (r, t, _) = warp
+        zoom = float(np.sqrt(abs(p * t - q * r)))
+        if rho >= best[0] and 1 / max_zoom <= zoom <= max_zoom and max(abs(p - t), abs(q + r)) <= max_skew * zoom:
+            best = (rho, warp)
+    if best[1] is None:
+        return None
+    scale = np.diag([s, s, 1.0])
+    return np.linalg.inv(scale @ np.vstack([best[1], [0, 0, 1]]).astype(np.float64) @ np.linalg.inv(scale))
 
 
 def distinct(a: Features, b: Features, min_points: int = 40) -> bool:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.config import AlignConfig
-from pipeline.footage.register import Features, distinct, features, is_identity, register
+from pipeline.footage.register import Features, distinct, features, is_identity, match_areas, register
 from pipeline.footage.transitions import FADE, fade_score
 from pipeline.work import Group, Work
 
 PROBES = 4  # frames per shot registered to find out whether the camera moves at all
 LINK_INLIERS = 8  # shots of one work re-framed at another zoom share fewer features than frames of a shot
+FEATURE_POOR = 40  # a view with fewer ORB points is linked by matching grey levels when features fail
 
 
 class _Features(dict):
@@ -138,7 +139,29 @@ def _links(work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np
                     break
             if j in links:
                 break
+        if j not in links:
+            link = _area_link(work, feats, fades, shot_warps, targets, j)
+            if link is not None:
+                links[j] = link
     return links
+
+
+def _area_link(work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np.ndarray]],
+               targets: dict[int, tuple[int, np.ndarray] | None], j: int) -> tuple[int, np.ndarray] | None:
+    """Shot ``j`` linked to the nearest earlier shot by matching grey levels, where one of the two views
+    has too few features for a match (the untouched work on a plain desk, as a tutorial often opens)."""
+    a, b = work.shots[j]
+    i = next((i for i in range(j - 1, -1, -1) if targets.get(i) is not None), None)
+    if i is None:
+        return None
+    t, to_key = targets[i]
+    for f in _link_frames(fades, a, b):
+        if min(len(feats[f].points), len(feats[t].points)) >= FEATURE_POOR:
+            continue
+        m = match_areas(work.frames[f].image, work.frames[t].image)
+        if m is not None:
+            return i, to_key @ m @ np.linalg.inv(shot_warps[j][f - a])
+    return None
 
 
 class Align:
