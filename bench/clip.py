@@ -1,6 +1,7 @@
 """CLIP stage throughput vs. a bare encode_image loop (issues 3 and 14; prints figures, not a test).
 
     .venv/bin/python -m bench.clip [--arch ViT-B-32] [--frames 128] [--gpu-frames 4096] [--batch 64] [--device all]
+                                   [--stagers 1,2,8] [--repeats 3] [--jpeg]
 
 One run measures the CPU and, when CUDA is available, the GPU (`--device all`, the default), so a
 machine with a GPU for a few minutes gives every figure at once. On each device both sides use the
@@ -9,6 +10,9 @@ same model object, dtype and batch size:
          array -> PIL, open_clip preprocessing, batching, encode, normalise, relevance/dedup logic;
          `--jpeg` also decodes the candidates from JPEG files first (an image-folder source).
   bare:  model.encode_image on already-preprocessed tensors on the device, batch by batch.
+On a GPU the stage uses its defaults (staging threads, CUDA-graph encoder; docs/CLIP.md), and a
+breakdown follows: staging alone, embedding alone, other numbers of staging threads, graphs off,
+the bare loop as a CUDA graph; then GPU embeddings are checked against the CPU model's.
 The model has random weights (open_clip `pretrained=None`, saved as a local-dir folder): speed
 does not depend on weight values, and no pretrained weights are available offline.
 """
