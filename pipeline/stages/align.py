@@ -18,7 +18,6 @@ from pipeline.work import Group, Work
 
 PROBES = 4  # frames per shot registered to find out whether the camera moves at all
 LINK_INLIERS = 8  # shots of one work re-framed at another zoom share fewer features than frames of a shot
-FEATURE_POOR = 40  # a view with fewer ORB points is linked by matching grey levels when features fail
 
 
 class _Features(dict):
@@ -156,7 +155,7 @@ def _area_link(work: Work, feats: _Features, fades: _Fades, shot_warps: list[lis
         return None
     t, to_key = targets[i]
     for f in _link_frames(fades, a, b):
-        if min(len(feats[f].points), len(feats[t].points)) >= FEATURE_POOR:
+        if distinct(feats[f], feats[t]):  # both have plenty of features: they did not match, they differ
             continue
         m = match_areas(work.frames[f].image, work.frames[t].image)
         if m is not None:
