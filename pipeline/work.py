@@ -104,6 +104,7 @@ class Work:
     shots: list[tuple[int, int]] = field(default_factory=list)  # [start, end) into frames
     groups: list[Group] = field(default_factory=list)          # shots linked into one work each
     fades: dict[int, float] = field(default_factory=dict)       # frame -> cross-fade score as filmed (cache)
+    fade_parts: dict = field(default_factory=dict)              # small frames and scores behind them (cache)
     segments: list[Segment] = field(default_factory=list)
     sequences: list[Sequence] = field(default_factory=list)
     drops: Counter = field(default_factory=Counter)             # frame drops by reason

@@ -37,43 +37,46 @@ def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, tol: float) 
     return float((np.abs(alpha - mix) < 0.15).mean())
 
 
-def _small(work: Work, i: int, cache: dict) -> np.ndarray:
+def _small(work: Work, i: int) -> np.ndarray:
+    cache = work.fade_parts
     if ("thumb", i) not in cache:
         cache["thumb", i] = thumb(work.frames[i].image)
     return cache["thumb", i]
 
 
-def _mixed(work: Work, i: int, pairs: tuple[tuple[int, int], ...], tol: float, cache: dict) -> float:
+def _mixed(work: Work, i: int, pairs: tuple[tuple[int, int], ...], tol: float) -> float:
     """The best blend share of analysis frame ``i`` between the frames ``p`` before and ``q`` after it."""
     n = len(work.frames)
-    return max((blend_share(_small(work, i - p, cache), _small(work, i, cache), _small(work, i + q, cache), tol)
+    return max((blend_share(_small(work, i - p), _small(work, i), _small(work, i + q), tol)
                 for p, q in pairs if i - p >= 0 and i + q < n), default=0.0)
 
 
-def _even(work: Work, i: int, tol: float, cache: dict) -> float:
+def _even(work: Work, i: int, tol: float) -> float:
+    cache = work.fade_parts
     if ("even", i) not in cache:
-        cache["even", i] = _mixed(work, i, ((1, 1), (2, 2)), tol, cache)
+        cache["even", i] = _mixed(work, i, ((1, 1), (2, 2)), tol)
     return cache["even", i]
 
 
-def fade_score(work: Work, k: int, tol: float, cache: dict) -> float:
+def fade_score(work: Work, k: int, tol: float) -> float:
     """How surely analysis frame ``k`` of the video is part of a cross-fade, judged as filmed against the
     frames one and two before and after it. Only pairs as far before as after (a smoothly moving camera
     also puts a frame part-way between two unevenly spaced neighbours), except next to a frame that is
     surely a fade: a fade spans a few frames, and its faint ends (a mix of one to nine) are judged also
     between the frame two before and one after them, and one before and two after. Cached in
-    ``work.fades``; ``cache`` keeps small frames and scores between calls."""
+    ``work.fades``; ``work.fade_parts`` keeps the small frames and scores behind it, so align and quality
+    share them."""
     if k in work.fades:
         return work.fades[k]
-    score = _even(work, k, tol, cache)
-    if score <= FADE and any(0 <= j < len(work.frames) and _even(work, j, tol, cache) > SURE_FADE
+    score = _even(work, k, tol)
+    if score <= FADE and any(0 <= j < len(work.frames) and _even(work, j, tol) > SURE_FADE
                              for j in (k - 1, k + 1)):
-        score = max(score, _mixed(work, k, ((2, 1), (1, 2)), tol, cache))
+        score = max(score, _mixed(work, k, ((2, 1), (1, 2)), tol))
     work.fades[k] = score
     return score
 
 
-def unsettled(work: Work, k: int, tol: float, cache: dict, sure: set[int]) -> bool:
+def unsettled(work: Work, k: int, tol: float, sure: set[int]) -> bool:
     """Whether analysis frame ``k`` sits right next to a frame that is surely part of a cross-fade (in
     ``sure``) and has not settled: as filmed, it differs from its neighbour on the far side from the fade.
 
@@ -83,7 +86,7 @@ def unsettled(work: Work, k: int, tol: float, cache: dict, sure: set[int]) -> bo
     may still hold a ghost of the other view, and is not taken."""
     n = len(work.frames)
     return any(j in sure and 0 <= 2 * k - j < n
-               and differs(_small(work, k, cache), _small(work, 2 * k - j, cache), tol, shift=0).mean() >= MIN_CHANGE
+               and differs(_small(work, k), _small(work, 2 * k - j), tol, shift=0).mean() >= MIN_CHANGE
                for j in (k - 1, k + 1))
 
 

@@ -37,10 +37,9 @@ class _Fades:
 
     def __init__(self, work: Work, tol: float) -> None:
         self.work, self.tol = work, tol
-        self.cache: dict = {}
 
     def __getitem__(self, i: int) -> bool:
-        return fade_score(self.work, i, self.tol, self.cache) > FADE
+        return fade_score(self.work, i, self.tol) > FADE
 
 
 def _shot_warps(feats: _Features, fades: _Fades, a: int, b: int, size: tuple[int, int],

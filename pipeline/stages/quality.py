@@ -78,19 +78,18 @@ class Quality:
         if video:
             position = {id(f): k for k, f in enumerate(work.frames)}
             at = [position[id(f)] for f in frames]
-            cache: dict = {}
             for i, f in enumerate(frames):
                 blend[i] = max((blend_share(views[i - d], views[i], views[i + d], self.tol)
                                 for d in (1, 2) if d <= i < len(frames) - d), default=0.0)
                 near = at[max(0, i - 2):i + 3]  # its neighbours in the segment: are they its neighbours in the video?
                 cut = any(b - a != 1 for a, b in zip(near, near[1:]))
                 if f.moved or cut:
-                    blend[i] = max(blend[i], fade_score(work, at[i], self.tol, cache))
+                    blend[i] = max(blend[i], fade_score(work, at[i], self.tol))
             # Sure fades: judged as filmed (align judged every frame where registration broke or a shot
             # ends), or aligned here.
             sure = {j for j, score in work.fades.items() if score > SURE_FADE}
             sure |= {at[i] for i in np.flatnonzero(blend > SURE_FADE)}
-            fading = np.array([unsettled(work, k, self.tol, cache, sure) for k in at], dtype=bool)
+            fading = np.array([unsettled(work, k, self.tol, sure) for k in at], dtype=bool)
         kept: list[Frame] = []
         for f, s, m, o, b, end in zip(frames, sharp, local, occ, blend, fading):
             f.scores.update(sharpness=round(float(s), 2), occlusion=round(float(o), 4), blend=round(float(b), 4))
