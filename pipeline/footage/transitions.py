@@ -2,15 +2,18 @@
 (a hand passing over the work), both judged on aligned, normalised views."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from pipeline.footage.views import differs, envelope, nan_median, outside, seen, thumb
-from pipeline.work import Work
+from pipeline.work import Group, Work
 
 FADE = 0.5  # a frame is part of a cross-fade when more of its change than this is one common mix
 SURE_FADE = 0.8  # ... and surely so (a camera that moves smoothly seldom looks like this)
 RESIDUAL_MAX = 0.03  # of a pixel's change between the neighbours, what one mix may leave unexplained
 MIN_CHANGE = 0.02  # a fade changes at least this fraction of the view (a brush stroke changes less)
+GHOST_SHIFT = 3.0  # thumbnail pixels two framings must differ by for a ghost of one in the other to show
+GHOST = 0.1  # ... and the share of the other framing that shows a frame holds a ghost of it
 
 
 def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, tol: float) -> float:
@@ -88,6 +91,49 @@ def unsettled(work: Work, k: int, tol: float, sure: set[int]) -> bool:
     return any(j in sure and 0 <= 2 * k - j < n
                and differs(_small(work, k), _small(work, 2 * k - j), tol, shift=0).mean() >= MIN_CHANGE
                for j in (k - 1, k + 1))
+
+
+def ghost_share(work: Work, k: int, j: int, tol: float) -> float | None:
+    """How much of frame ``j``'s framing, as filmed, shows through analysis frame ``k`` of the same group:
+    g in k = (1 - g) * (j re-framed as k) + g * (j as filmed), a robust fit over the pixels that the
+    re-framing changes; None where the two framings differ too little for a ghost to show.
+
+    A cross-fade between two framings of the work mixes them pixel by pixel, so its frames hold a ghost
+    of the framing they fade from or to; a frame the camera moved to (jitter, a zoom, a pan) is its
+    neighbour re-framed, whatever the work did in between (a hand or new work are outliers of the fit)."""
+    fk, fj = work.frames[k], work.frames[j]
+    own = lambda f: f.warp if f.warp is not None else np.eye(3)  # noqa: E731
+    small_k, small_j = _small(work, k), _small(work, j)
+    (h, w), (th, tw) = fk.image.shape[:2], small_k.shape[:2]
+    to_small = np.diag([tw / w, th / h, 1.0])
+    move = to_small @ np.linalg.inv(own(fk)) @ own(fj) @ np.linalg.inv(to_small)  # j's pixels -> k's
+    corners = np.array([[0, 0, 1], [tw, 0, 1], [0, th, 1], [tw, th, 1]], np.float64)
+    if np.abs(corners @ move.T - corners)[:, :2].max() < GHOST_SHIFT:
+        return None
+    reframed = cv2.warpAffine(small_j, move[:2].astype(np.float32), (tw, th), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(np.nan, np.nan, np.nan))
+    d = small_j - reframed
+    with np.errstate(invalid="ignore"):
+        changed = np.fmax(np.fmax(np.abs(d[..., 0]), np.abs(d[..., 1])), np.abs(d[..., 2])) > 2 * tol
+    if changed.sum() < max(8, MIN_CHANGE * changed.size):
+        return None
+    d, e = d[changed], (small_k - reframed)[changed]
+    return float(np.median((e * d).sum(-1) / (d * d).sum(-1)))
+
+
+def ghosted(work: Work, k: int, tol: float, group_of: dict[int, int]) -> bool:
+    """Whether analysis frame ``k`` holds a ghost of a neighbouring frame's different framing (``group_of``:
+    analysis frame -> its group; only frames of one group share coordinates). By ``GHOST`` to a half: a
+    frame registered to its own framing holds less than half of the other; more says that the two
+    frames' registrations disagree, not that they mix."""
+    return any(group_of.get(j, -1) == group_of.get(k) and (g := ghost_share(work, k, j, tol)) is not None
+               and GHOST <= g < 0.5 for j in (k - 1, k + 1))
+
+
+def fade_only(work: Work, group: Group) -> bool:
+    """A group of frames that are all cross-fade (as filmed): the mix of two views registers to neither,
+    so align leaves such frames on their own."""
+    return all(work.fades.get(i, 0.0) > FADE for i in group.indices())
 
 
 def _norms(views: np.ndarray, times: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from pipeline.config import ProcessConfig
-from pipeline.footage.transitions import FADE
+from pipeline.footage.transitions import fade_only
 from pipeline.footage.views import differs, envelope, nan_median, normalised_views, outside
 from pipeline.work import Frame, Group, Reject, Segment, Work
 
@@ -146,7 +146,7 @@ class FindProcess:
         images = work.source.kind == "images"
         ref = work.frames[group.reference].image
         size = (ref.shape[1], ref.shape[0])
-        if not images and all(work.fades.get(i, 0.0) > FADE for i in group.indices()):
+        if not images and fade_only(work, group):
             return "a cross-fade between shots"  # its frames mix two views; align keeps them out of groups
         if not images:  # the length test needs no views: short groups (title cards, inserts) cost nothing
             seconds = sum(work.frames[b - 1].time - work.frames[a].time for a, b in group.shots)

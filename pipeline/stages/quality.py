@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 
 from pipeline.config import QualityConfig
-from pipeline.footage.transitions import SURE_FADE, blend_share, fade_score, transient_fraction, unsettled
+from pipeline.footage.transitions import (SURE_FADE, blend_share, fade_only, fade_score, ghosted, transient_fraction,
+                                          unsettled)
 from pipeline.stages.process import work_box
 from pipeline.work import Frame, Segment, Work
 
@@ -54,13 +55,14 @@ class Quality:
         self.tol = pixel_tolerance
 
     def __call__(self, work: Work) -> Work:
+        group_of = {i: g for g, group in enumerate(work.groups) for i in group.indices()}
         for seg in work.segments:
             if work.source.kind == "images" and len(seg.frames) <= work.source.task.frames:
                 continue  # a curated step set with no spare frames is taken as given
-            seg.frames = self._filter(seg, work)
+            seg.frames = self._filter(seg, work, group_of)
         return work
 
-    def _filter(self, seg: Segment, work: Work) -> list[Frame]:
+    def _filter(self, seg: Segment, work: Work, group_of: dict[int, int]) -> list[Frame]:
         frames = seg.frames
         t = _times(frames)
         sharp = np.array([sharpness(f.image) for f in frames])
@@ -72,9 +74,10 @@ class Quality:
                if video else np.zeros(len(frames)))
         # A fade spans a few analysis frames: judge each against its neighbours and the frames beyond them,
         # aligned (a fade within one framing), and as filmed where the frame moved or sits next to a cut (a
-        # fade between two framings, or out of a talking head, mixes two views).
+        # fade between two framings, or out of a talking head, mixes two views); and look for a ghost of
+        # the neighbouring frame's framing (the faint part of a fade between two framings).
         blend = np.zeros(len(frames))
-        fading = np.zeros(len(frames), dtype=bool)
+        ghost = fading = np.zeros(len(frames), dtype=bool)
         if video:
             position = {id(f): k for k, f in enumerate(work.frames)}
             at = [position[id(f)] for f in frames]
@@ -85,19 +88,21 @@ class Quality:
                 cut = any(b - a != 1 for a, b in zip(near, near[1:]))
                 if f.moved or cut:
                     blend[i] = max(blend[i], fade_score(work, at[i], self.tol))
+            ghost = np.array([ghosted(work, k, self.tol, group_of) for k in at], dtype=bool)
             # Sure fades: judged as filmed (align judged every frame where registration broke or a shot
-            # ends), or aligned here.
+            # ends), or aligned here; frames with a ghost; fade frames that align left on their own.
             sure = {j for j, score in work.fades.items() if score > SURE_FADE}
-            sure |= {at[i] for i in np.flatnonzero(blend > SURE_FADE)}
+            sure |= {at[i] for i in np.flatnonzero((blend > SURE_FADE) | ghost)}
+            sure |= {i for group in work.groups if fade_only(work, group) for i in group.indices()}
             fading = np.array([unsettled(work, k, self.tol, sure) for k in at], dtype=bool)
         kept: list[Frame] = []
-        for f, s, m, o, b, end in zip(frames, sharp, local, occ, blend, fading):
+        for f, s, m, o, b, g, end in zip(frames, sharp, local, occ, blend, ghost, fading):
             f.scores.update(sharpness=round(float(s), 2), occlusion=round(float(o), 4), blend=round(float(b), 4))
             if s < self.cfg.blur_ratio * m:
                 work.drops["blurred"] += 1
             elif f.scores.get("visible", 1.0) < self.cfg.min_visible:
                 work.drops["only part of the work in view"] += 1
-            elif b > self.cfg.blend_share:
+            elif b > self.cfg.blend_share or g:
                 work.drops["cross-fade between two steps"] += 1
             elif end:
                 work.drops["end of a cross-fade, not yet settled"] += 1
