@@ -302,3 +302,44 @@ def test_cells_are_cut_from_frames_in_the_reference_view_and_photometry():
     out = in_reference(frame, (160, 120))
     inner = (slice(20, 100), slice(25, 135))
     assert np.abs(out[inner].astype(int) - ref[inner].astype(int)).mean() < 6
+
+
+def test_a_ghost_of_the_other_framing_is_measured_and_a_moved_camera_or_a_hand_is_not():
+    """Two framings of one work (zoom 1.25 and a pan apart): a fade frame registered to the second holds
+    a fifth of the first as a ghost; the second framing alone, the same with a hand in it, and a view the
+    camera zoomed to hold none; two frames a pixel apart are too close to tell."""
+    from pipeline.footage.transitions import ghost_share
+    from pipeline.work import Frame, Work
+
+    work_img = cv2.resize(skimage.data.astronaut(), (384, 216), interpolation=cv2.INTER_AREA)
+
+    def framed(m: np.ndarray) -> np.ndarray:  # the work filmed through m (work pixels -> frame pixels)
+        return cv2.warpAffine(work_img, m[:2], (384, 216), borderMode=cv2.BORDER_REFLECT)
+
+    a = np.eye(3)
+    b = np.array([[1.25, 0, -60], [0, 1.25, -20], [0, 0, 1]])
+    c = np.array([[1.1, 0, -25], [0, 1.1, -12], [0, 0, 1]])  # the camera zoomed between a and b
+    near = np.array([[1, 0, 1.0], [0, 1, 0], [0, 0, 1]])
+    fade = (0.2 * framed(a) + 0.8 * framed(b)).astype(np.uint8)
+    hand = framed(b).copy()
+    cv2.circle(hand, (200, 120), 45, (200, 160, 140), -1)
+    shots = [(framed(a), a), (fade, b), (framed(b), b), (hand, b), (framed(c), c), (framed(near), near)]
+    frames = [Frame(source_frame=i, time=i / 4, image=img, warp=np.linalg.inv(m)) for i, (img, m) in enumerate(shots)]
+    work = Work(source=Source(uri="x", path="x", task=TAXONOMY["painting"], kind="video"), sha256="0" * 64)
+    work.frames = frames
+    tol = CONFIG.process.pixel_tolerance
+    assert 0.12 <= ghost_share(work, 1, 0, tol) <= 0.3
+    for k in (2, 3, 4):
+        assert abs(ghost_share(work, k, 0, tol)) < 0.06, k
+    assert ghost_share(work, 5, 0, tol) is None
+
+
+def test_the_faint_part_of_a_fade_between_two_framings_is_dropped_as_a_ghost(tmp_path):
+    """combined 10: a fade between two framings of one state, with a hand arriving right after it. Its
+    frame of 29% of the old framing scores no mix as filmed (the hand dominates what changes) and looked
+    like a new step; it holds a ghost of the framing before it, and is dropped as part of the fade."""
+    path = tmp_path / "combined.mp4"
+    truth = make_footage(path, "combined", "chelsea", seed=10)
+    work = _through(path, "painting", "quality")
+    kept = [f.source_frame for seg in work.segments for f in seg.frames]
+    assert [i for i in kept if truth.frames[i].kind == "blend"] == []
