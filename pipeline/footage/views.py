@@ -6,6 +6,8 @@ Pixels a frame does not see are NaN; every comparison ignores them.
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -91,11 +93,31 @@ def normalised_views(frames: list[Frame], ref_size: tuple[int, int], photometric
 def envelope(b: np.ndarray, shift: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel and channel, the lowest and highest value of ``b`` within ``shift`` pixels (+inf / -inf
     where it sees nothing there). Computed once, it is compared with any number of views."""
-    k = np.ones((2 * shift + 1, 2 * shift + 1), np.uint8)
     flat = b.reshape((-1,) + b.shape[-3:])
-    lo = np.stack([cv2.erode(np.where(np.isnan(v), np.inf, v).astype(np.float32), k) for v in flat])
-    hi = np.stack([cv2.dilate(np.where(np.isnan(v), -np.inf, v).astype(np.float32), k) for v in flat])
+    lo, hi = np.empty(flat.shape, np.float32), np.empty(flat.shape, np.float32)
+    for i in range(0, len(flat), MORPH_VIEWS):
+        part = flat[i:i + MORPH_VIEWS]
+        lo[i:i + MORPH_VIEWS] = _morph(part, shift, cv2.erode, np.inf)
+        hi[i:i + MORPH_VIEWS] = _morph(part, shift, cv2.dilate, -np.inf)
     return lo.reshape(b.shape), hi.reshape(b.shape)
+
+
+MORPH_VIEWS = 32  # views eroded or dilated in one call (a few hundred kB: they stay in the cache)
+
+
+def _morph(views: np.ndarray, shift: int, op, off_view: float) -> np.ndarray:
+    """``op`` (erode or dilate by a square of ``shift`` pixels) of every view (m, h, w, c), NaN taken as
+    ``off_view``, in one call: the views are stacked into one tall image with ``shift`` rows between them
+    that hold what OpenCV puts beyond an image's edge (the type's extreme), so that each view's result
+    is the one it has alone."""
+    m, h, w, c = views.shape
+    edge = np.float32(np.sign(off_view) * np.finfo(np.float32).max)
+    tall = np.full((m, h + shift, w, c), edge, np.float32)
+    body = tall[:, :h]
+    body[...] = views
+    np.copyto(body, np.float32(off_view), where=np.isnan(views))
+    k = np.ones((2 * shift + 1, 2 * shift + 1), np.uint8)
+    return op(tall.reshape(m * (h + shift), w, c), k).reshape(m, h + shift, w, c)[:, :h]
 
 
 def half_pixel_envelope(views: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -147,12 +169,69 @@ def differs(a: np.ndarray, b: np.ndarray, tol: float, shift: int = 1) -> np.ndar
 def nan_median(views: np.ndarray) -> np.ndarray:
     """Per pixel, the median over axis 0 of the views that see it (NaN where none does); for a few
     views far cheaper than np.nanmedian. Even counts take the lower middle value."""
+    n = len(views)
+    if 1 < n <= NETWORK_MAX:
+        return _network_median(views)
     ordered = np.sort(views, axis=0)  # NaN sorts last
     count = np.isfinite(ordered).sum(axis=0)
     mid = np.maximum((count - 1) // 2, 0)
     out = np.take_along_axis(ordered, mid[None], axis=0)[0]
     out[count == 0] = np.nan
     return out
+
+
+NETWORK_MAX = 12  # up to this many views a sorting network beats np.sort along the first axis
+
+
+def _network_median(views: np.ndarray) -> np.ndarray:
+    """nan_median of a few views by a sorting network: elementwise minima and maxima of whole views
+    (NaN taken as +inf, which sorts last as NaN does), only the comparisons that the middle needs. The
+    same values as sorting, 2 to 10 times cheaper (9 views of 96x54: 0.78 -> 0.07 ms, 0.32 with NaN)."""
+    n = len(views)
+    finite = np.isfinite(views)
+    if finite.all():  # every view sees every pixel: one fixed middle
+        return _sorted_rows(views, (n - 1) // 2, (n - 1) // 2)[0]
+    count = finite.sum(axis=0)
+    low = _sorted_rows(np.where(np.isnan(views), np.inf, views), 0, (n - 1) // 2)
+    out = np.take_along_axis(np.stack(low), np.maximum((count - 1) // 2, 0)[None], axis=0)[0]
+    out[count == 0] = np.nan
+    return out
+
+
+def _sorted_rows(views: np.ndarray, first: int, last: int) -> list[np.ndarray]:
+    """Rows ``first``..``last`` of ``views`` sorted along axis 0 (no NaN)."""
+    rows = list(views)
+    for i, j, low, high in _network(len(views), first, last):
+        a, b = rows[i], rows[j]
+        if low:
+            rows[i] = np.minimum(a, b)
+        if high:
+            rows[j] = np.maximum(a, b)
+    return rows[first:last + 1]
+
+
+@functools.cache
+def _network(n: int, first: int, last: int) -> tuple[tuple[int, int, bool, bool], ...]:
+    """Batcher's merge-exchange network sorting n values (Knuth, TAOCP 5.2.2, algorithm M), pruned to the
+    comparators that positions ``first``..``last`` depend on: (i, j, whether the minimum (to i) is used,
+    whether the maximum (to j) is)."""
+    pairs = []
+    t = (n - 1).bit_length()
+    p = 1 << (t - 1)
+    while p > 0:
+        q, r, d = 1 << (t - 1), 0, p
+        while True:
+            pairs += [(i, i + d) for i in range(n - d) if i & p == r]
+            if q == p:
+                break
+            d, q, r = q - p, q // 2, p
+        p //= 2
+    needed, kept = set(range(first, last + 1)), []
+    for i, j in reversed(pairs):
+        if i in needed or j in needed:
+            kept.append((i, j, i in needed, j in needed))
+            needed |= {i, j}
+    return tuple(reversed(kept))
 
 
 def seen(v: np.ndarray) -> np.ndarray:
