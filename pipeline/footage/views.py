@@ -138,16 +138,23 @@ def half_pixel_envelope(views: np.ndarray, where: np.ndarray) -> tuple[np.ndarra
         np.fmin(lo, shifted, out=lo)
         np.fmax(hi, shifted, out=hi)
     at = (ys - y0, xs - x0)
-    return c[:, at[0], at[1]], lo[:, at[0], at[1]], hi[:, at[0], at[1]]
+    # C order: numpy lays out a gather behind a slice pixel-major, and every comparison with it is then slow
+    return tuple(np.ascontiguousarray(x[:, at[0], at[1]]) for x in (c, lo, hi))
 
 
 def outside(a: np.ndarray, env: tuple[np.ndarray, np.ndarray], tol: float) -> np.ndarray:
     """Pixels of ``a`` that leave the envelope by more than ``tol`` in some channel (False off view)."""
     lo, hi = env
     with np.errstate(invalid="ignore"):
-        out = (a[..., 0] < lo[..., 0] - tol) | (a[..., 0] > hi[..., 0] + tol)
-        for c in (1, 2):  # channel by channel: numpy reduces a last axis of 3 slowly
-            out |= (a[..., c] < lo[..., c] - tol) | (a[..., c] > hi[..., c] + tol)
+        if a.flags.c_contiguous and lo.flags.c_contiguous:  # all channels at once, then their any()
+            far = a < lo - tol
+            far |= a > hi + tol
+            out = far[..., 0] | far[..., 1]  # numpy reduces a last axis of 3 slowly
+            out |= far[..., 2]
+        else:  # a gather behind a slice (views[:, region]) is laid out pixel-major: channel by channel is faster
+            out = (a[..., 0] < lo[..., 0] - tol) | (a[..., 0] > hi[..., 0] + tol)
+            for c in (1, 2):
+                out |= (a[..., c] < lo[..., c] - tol) | (a[..., c] > hi[..., c] + tol)
     return out & np.isfinite(a[..., 0]) & np.isfinite(lo[..., 0])
 
 
