@@ -139,17 +139,19 @@ def fade_only(work: Work, group: Group) -> bool:
     return all(work.fades.get(i, 0.0) > FADE for i in group.indices())
 
 
-def _norms(views: np.ndarray, times: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per view, the envelope of the usual look around it: the median of the views within ``window`` / 2
-    seconds, on a grid of a quarter window so that neighbouring frames share one median."""
+def _unusual(views: np.ndarray, times: np.ndarray, window: float, tol: float) -> np.ndarray:
+    """Per view and pixel, whether it leaves (by ``tol``) the envelope of the usual look around it: the
+    median of the views within ``window`` / 2 seconds, on a grid of a quarter window so that neighbouring
+    frames share one median (and are compared with it together)."""
     step = window / 4
     slots = np.round(times / step).astype(int)
-    lo, hi = np.empty_like(views), np.empty_like(views)
+    out = np.empty(views.shape[:-1], dtype=bool)
     for slot in np.unique(slots):
         near = np.flatnonzero(np.abs(times - slot * step) <= window / 2)
         env = envelope(nan_median(views[near[np.linspace(0, len(near) - 1, min(9, len(near))).round().astype(int)]]))
-        lo[slots == slot], hi[slots == slot] = env
-    return lo, hi
+        at = np.flatnonzero(slots == slot)
+        out[at] = outside(views[at], env, tol)
+    return out
 
 
 def transient_fraction(views: np.ndarray, times: np.ndarray, window: float, tol: float,
@@ -172,7 +174,7 @@ def transient_fraction(views: np.ndarray, times: np.ndarray, window: float, tol:
     own = seen(views) if where is None else seen(views) & where[None]
     shown = np.maximum(own.sum(axis=(1, 2)), 1)
     # Only pixels unlike the usual look can be covered: gather those once, then test them against pairs.
-    f, y, x = np.nonzero(own & outside(views, _norms(views, times, window), tol))
+    f, y, x = np.nonzero(own & _unusual(views, times, window, tol))
     lo, hi = envelope(views)
     v = views[f, y, x]
     half = window / 2

@@ -131,15 +131,18 @@ def half_pixel_envelope(views: np.ndarray, where: np.ndarray) -> tuple[np.ndarra
     row = (p[:, :, 1:] + p[:, :, :-1]) / 2  # half a pixel along a row, between columns x and x + 1
     col = (p[:, 1:] + p[:, :-1]) / 2
     both = (row[:, 1:] + row[:, :-1]) / 2
-    c = p[:, 1:-1, 1:-1]
-    lo, hi = c.copy(), c.copy()
+    lo = p[:, 1:-1, 1:-1].copy()
+    hi = lo.copy()
+    # The pixels ``where`` as positions in the box, gathered by np.take: C-ordered (numpy lays out a gather
+    # behind a slice, x[:, ys, xs], pixel-major, and every comparison with it is then slow) and cheaper.
+    at = (ys - y0) * lo.shape[2] + (xs - x0)
+    values = np.take(lo.reshape(len(lo), -1, lo.shape[-1]), at, axis=1)
     for shifted in (row[:, 1:-1, 1:], row[:, 1:-1, :-1], col[:, 1:, 1:-1], col[:, :-1, 1:-1],
                     both[:, 1:, 1:], both[:, 1:, :-1], both[:, :-1, 1:], both[:, :-1, :-1]):
         np.fmin(lo, shifted, out=lo)
         np.fmax(hi, shifted, out=hi)
-    at = (ys - y0, xs - x0)
-    # C order: numpy lays out a gather behind a slice pixel-major, and every comparison with it is then slow
-    return tuple(np.ascontiguousarray(x[:, at[0], at[1]]) for x in (c, lo, hi))
+    return (values, np.take(lo.reshape(values.shape[0], -1, lo.shape[-1]), at, axis=1),
+            np.take(hi.reshape(values.shape[0], -1, hi.shape[-1]), at, axis=1))
 
 
 def outside(a: np.ndarray, env: tuple[np.ndarray, np.ndarray], tol: float) -> np.ndarray:
