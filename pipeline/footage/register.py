@@ -15,6 +15,7 @@ import numpy as np
 WIDTH = 256  # registration runs on grey images this wide
 AREA_WIDTH = 128  # ... and area matching (ECC) on grey images this wide
 AREA_MIN_RHO = 0.95  # ECC's correlation coefficient for two views to show the same scene
+AREA_COARSE_WIDTH, AREA_COARSE_ITERATIONS = 48, 30  # where each start zoom of area matching is tried first
 _ORB = None
 
 
@@ -64,6 +65,27 @@ def register(a: Features, b: Features, min_inliers: int = 15, min_ratio: float =
     return np.vstack([m, [0, 0, 1]]).astype(np.float64)
 
 
+def _grey(img: np.ndarray, width: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    size = (width, max(8, round(h * width / w)))
+    return cv2.cvtColor(cv2.resize(img, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+def _ecc(ga: np.ndarray, gb: np.ndarray, start: np.ndarray, iterations: int) -> tuple[float, np.ndarray] | None:
+    """ECC's affine warp (b's pixels -> a's, such that a(warp(x)) ~ b(x)) from ``start``, and the
+    correlation it reaches; None when it does not converge."""
+    try:
+        rho, warp = cv2.findTransformECC(gb, ga, start.astype(np.float32), cv2.MOTION_AFFINE,
+                                         (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-5), None, 3)
+    except cv2.error:
+        return None
+    return float(rho), warp
+
+
+def _zoom(warp: np.ndarray) -> float:
+    return float(np.sqrt(abs(warp[0, 0] * warp[1, 1] - warp[0, 1] * warp[1, 0])))
+
+
 def match_areas(a: np.ndarray, b: np.ndarray, zooms: tuple[float, ...] = (1.0, 0.8, 1.25, 0.65, 1.5),
                 max_zoom: float = 2.5, max_skew: float = 0.03) -> np.ndarray | None:
     """3x3 similarity mapping analysis frame ``a`` onto ``b`` by matching their grey levels (ECC), for
@@ -71,29 +93,38 @@ def match_areas(a: np.ndarray, b: np.ndarray, zooms: tuple[float, ...] = (1.0, 0
     converges to a near-similarity under which the two correlate by ``AREA_MIN_RHO``.
 
     ECC fits an affine map; re-framing a flat work is a similarity, so a fit that shears or stretches
-    one axis more than the other (``max_skew``) aligned unrelated structure and is refused."""
-    h, w = a.shape[:2]
-    s = w / AREA_WIDTH
-    size = (AREA_WIDTH, max(8, round(h / s)))
-    ga, gb = (cv2.cvtColor(cv2.resize(x, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY).astype(np.float32)
-              for x in (a, b))
-    cx, cy = size[0] / 2, size[1] / 2
-    best: tuple[float, np.ndarray | None] = (AREA_MIN_RHO, None)
+    one axis more than the other (``max_skew``) aligned unrelated structure and is refused. Each start
+    zoom is first run on tiny images (``AREA_COARSE_WIDTH``): between unrelated views ECC wanders off
+    to a zoom far outside ``max_zoom`` (into some flat patch) within a few iterations, and costs no more;
+    only the distinct places where it settled at a plausible zoom are refined at ``AREA_WIDTH``."""
+    ca, cb = _grey(a, AREA_COARSE_WIDTH), _grey(b, AREA_COARSE_WIDTH)
+    ch, cw = cb.shape
+    settled = []
     for z in zooms:
-        start = np.array([[z, 0, (1 - z) * cx], [0, z, (1 - z) * cy]], np.float32)
-        try:  # warp: b's pixels -> a's pixels, such that a(warp(x)) ~ b(x)
-            rho, warp = cv2.findTransformECC(gb, ga, start, cv2.MOTION_AFFINE,
-                                             (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5), None, 3)
-        except cv2.error:  # did not converge
-            continue
-        (p, q, _), (r, t, _) = warp
-        zoom = float(np.sqrt(abs(p * t - q * r)))
-        if rho >= best[0] and 1 / max_zoom <= zoom <= max_zoom and max(abs(p - t), abs(q + r)) <= max_skew * zoom:
-            best = (rho, warp)
-    if best[1] is None:
+        start = np.array([[z, 0, (1 - z) * cw / 2], [0, z, (1 - z) * ch / 2]], np.float32)
+        fit = _ecc(ca, cb, start, AREA_COARSE_ITERATIONS)
+        if fit is not None and 1 / max_zoom <= _zoom(fit[1]) <= max_zoom:
+            settled.append(fit)
+    if not settled:
         return None
-    scale = np.diag([s, s, 1.0])
-    return np.linalg.inv(scale @ np.vstack([best[1], [0, 0, 1]]).astype(np.float64) @ np.linalg.inv(scale))
+    ga, gb = _grey(a, AREA_WIDTH), _grey(b, AREA_WIDTH)
+    up = np.diag([1.0, 1.0, AREA_WIDTH / AREA_COARSE_WIDTH])  # coarse warp -> fine warp: translation scales
+    refined: list[np.ndarray] = []
+    for _, coarse in sorted(settled, key=lambda fit: -fit[0]):
+        start = (coarse @ up).astype(np.float32)
+        if any(np.abs(start[:, :2] - r[:, :2]).max() < 0.01 and np.abs(start[:, 2] - r[:, 2]).max() < 1 for r in refined):
+            continue  # settled where another start did (within a pixel): refining it again finds the same
+        refined.append(start)
+        fit = _ecc(ga, gb, start, 100)
+        if fit is None:
+            continue
+        rho, ((p, q, _), (r, t, _)) = fit
+        zoom = _zoom(fit[1])
+        if rho >= AREA_MIN_RHO and 1 / max_zoom <= zoom <= max_zoom and max(abs(p - t), abs(q + r)) <= max_skew * zoom:
+            s = a.shape[1] / AREA_WIDTH
+            scale = np.diag([s, s, 1.0])
+            return np.linalg.inv(scale @ np.vstack([fit[1], [0, 0, 1]]).astype(np.float64) @ np.linalg.inv(scale))
+    return None
 
 
 def distinct(a: Features, b: Features, min_points: int = 40) -> bool:
