@@ -18,6 +18,7 @@ from pipeline.work import Group, Work
 
 PROBES = 4  # frames per shot registered to find out whether the camera moves at all
 LINK_INLIERS = 8  # shots of one work re-framed at another zoom share fewer features than frames of a shot
+SHORT = 1.0  # seconds: a shot shorter than this is a weaker link target (see _standing)
 
 
 class _Features(dict):
@@ -47,9 +48,9 @@ def _shot_warps(feats: _Features, fades: _Fades, a: int, b: int, size: tuple[int
     """Shot [a, b) as one or more shots of one view each, with per frame the transform onto its shot's
     last frame (identity when the camera stands still).
 
-    A few frames spread over the shot are registered first; when none of them moved (or had too little
-    in common with the end to tell, as a blank canvas), the camera stood still (jitter, a zoom or a pan
-    would show in them) and the shot costs no more registration. Otherwise every frame is registered to
+    A few frames spread over the shot are registered first; when none of them moved (``_moved``: a
+    blank canvas has too little in common with the end to tell), the camera stood still (jitter, a zoom
+    or a pan would show in them) and the shot costs no more registration. Otherwise every frame is registered to
     the end, or chained through its successor. A cross-fade mixes two views and registers to either, so
     nothing is chained through one: the shot is split there (a fade the scene detector did not see as a
     cut), as it is where a frame matches neither the end nor its successor although both show plenty to
@@ -60,7 +61,7 @@ def _shot_warps(feats: _Features, fades: _Fades, a: int, b: int, size: tuple[int
         return _shot_warps(feats, fades, a, b - 1, size, probes) + [((b - 1, b), [np.eye(3)])]
     key = b - 1
     sample = sorted({int(round(x)) for x in np.linspace(a, key - 1, min(probes, key - a))}) if key > a else []
-    if all((m := register(feats[i], feats[key])) is None or is_identity(m, size) for i in sample):
+    if not any(_moved(feats, i, key, size) for i in sample):
         return [((a, b), [np.eye(3) for _ in range(b - a)])]
     warps = [np.eye(3) for _ in range(b - a)]
     for i in range(b - 2, a - 1, -1):
@@ -77,6 +78,22 @@ def _shot_warps(feats: _Features, fades: _Fades, a: int, b: int, size: tuple[int
             m = warps[i + 1 - a] @ step if step is not None else warps[i + 1 - a]
         warps[i - a] = m
     return [((a, b), _still(warps, size))]
+
+
+def _moved(feats: _Features, i: int, key: int, size: tuple[int, int]) -> bool:
+    """Whether probe frame ``i`` shows the camera moved since ``key``: it registers to the key off the
+    identity; or, where it does not register to the key (the work changed a lot since, or the key is
+    the unflagged end of a fade, a mix of two views), it does not stay where its own next frame is (a
+    still camera keeps it there, a jittering or re-framed one does not). Where neither registers, the
+    camera moved only when all three show plenty to match (the scene changed); a blank canvas has too
+    little to tell."""
+    m = register(feats[i], feats[key])
+    if m is not None:
+        return not is_identity(m, size)
+    step = register(feats[i], feats[i + 1])
+    if step is not None:
+        return not is_identity(step, size)
+    return distinct(feats[i], feats[key]) and distinct(feats[i], feats[i + 1])
 
 
 def _still(warps: list[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
@@ -117,25 +134,36 @@ def _either_way(a: Features, b: Features) -> np.ndarray | None:
     return m
 
 
+def _standing(work: Work, links: dict[int, tuple[int, np.ndarray]], i: int) -> int:
+    """How much a link to shot ``i`` is worth: a shot that already belongs to a work (it linked to one
+    before it) and lasts a while is the best; a shot under ``SHORT`` seconds is mostly what a fade left
+    (a mix of two views registers to either, off by their difference), and one that linked to nothing is
+    a loose end (a talking head) as often as the first shot of a new work."""
+    a, b = work.shots[i]
+    return 2 * (work.frames[b - 1].time - work.frames[a].time >= SHORT) + (i in links)
+
+
 def _links(work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np.ndarray]],
            back: int) -> dict[int, tuple[int, np.ndarray]]:
-    """shot -> (the most recent of ``back`` earlier shots that its last, first or middle frame (not a fade)
-    registers to, the transform from this shot's last frame to that one's)."""
+    """shot -> (of the ``back`` earlier shots that its last, first or middle frame (not a fade) registers
+    to, the most recent of the best standing, the transform from this shot's last frame to that one's)."""
     links: dict[int, tuple[int, np.ndarray]] = {}
     targets: dict[int, tuple[int, np.ndarray] | None] = {}
     for j, (a, b) in enumerate(work.shots):
+        best = -1
         for i in range(j - 1, max(-1, j - 1 - back), -1):
             if i not in targets:
                 targets[i] = _target(fades, *work.shots[i], shot_warps[i])
-            if targets[i] is None:
+            standing = _standing(work, links, i)
+            if targets[i] is None or standing <= best:
                 continue
             t, to_key = targets[i]
             for f in _link_frames(fades, a, b):
                 m = _either_way(feats[f], feats[t])
                 if m is not None:
-                    links[j] = (i, to_key @ m @ np.linalg.inv(shot_warps[j][f - a]))
+                    links[j], best = (i, to_key @ m @ np.linalg.inv(shot_warps[j][f - a])), standing
                     break
-            if j in links:
+            if best == 3:
                 break
         if j not in links:
             link = _area_link(work, feats, fades, shot_warps, targets, j)
