@@ -6,7 +6,10 @@ are good (every step from the process, unblended and free of the hand, true prog
 first early, last finished). Target: both >= 0.9 for every phenomenon, and no sequence from OpenCV's
 sample clips (opencv-doc), built as a 9-step and as a 4-step task.
 
-    .venv/bin/python -m bench.fidelity [--videos 4] [--workers 2] [--only multishot,crossfade]
+    .venv/bin/python -m bench.fidelity [--videos 4] [--first 0] [--size 384x216] [--only multishot,crossfade]
+
+``--first 16`` grades seeds nobody tuned on (the tests and the usual figures use seeds from 0);
+``--size 1280x720`` renders the footage at a tutorial's usual size instead of the small default.
 """
 from __future__ import annotations
 
@@ -33,10 +36,12 @@ def _build(path: Path, task: str):
     return run_source(src, "0" * 64, build_stages(CONFIG), CONFIG)
 
 
-def one_video(args: tuple[str, int, str, str]) -> tuple[str, str, bool, list[str], str]:
-    phenomenon, seed, task, folder = args
+def one_video(args: tuple) -> tuple[str, str, bool, list[str], str]:
+    """(phenomenon, seed, task, folder[, (w, h)]) -> (phenomenon, task, gave a sequence, what is wrong
+    with it, why it was rejected)."""
+    phenomenon, seed, task, folder, *size = args
     path = Path(folder) / f"{phenomenon}-{seed}-{task}.mp4"  # one file per job: jobs run in parallel
-    truth = make_footage(path, phenomenon, PHOTOS[seed % len(PHOTOS)], seed=seed)
+    truth = make_footage(path, phenomenon, PHOTOS[seed % len(PHOTOS)], seed=seed, **({"size": size[0]} if size else {}))
     res = _build(path, task)
     if res.status != "ok":
         return phenomenon, task, False, [], res.reason
@@ -52,31 +57,36 @@ def one_clip(args: tuple[str, str]) -> tuple[str, str, str, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=4, help="videos per phenomenon and task")
+    ap.add_argument("--first", type=int, default=0, help="first seed (16: seeds not used while tuning)")
+    ap.add_argument("--size", default="384x216", help="frame size of the rendered footage, WxH")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated phenomena (default: all)")
     ap.add_argument("--verbose", action="store_true", help="print why each failing video failed")
     args = ap.parse_args()
     phenomena = [p for p in args.only.split(",") if p] or list(PHENOMENA)
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.workers) as pool:
-        jobs = [(p, s, t, tmp) for p in phenomena for t in TASKS for s in range(args.videos)]
+        size = tuple(int(x) for x in args.size.lower().split("x"))
+        seeds = range(args.first, args.first + args.videos)
+        jobs = [(p, s, t, tmp, size) for p in phenomena for t in TASKS for s in seeds]
         results = list(pool.map(one_video, jobs))
         clips = list(pool.map(one_clip, [(c, t) for c in CLIPS for t in TASKS if (OPENCV_DATA / c).exists()]))
+    print(f"seeds {seeds.start}-{seeds.stop - 1}, {size[0]}x{size[1]}")
     print(f"{'phenomenon':<16} {'task':<10} {'videos':>6} {'yield':>6} {'good':>6}")
     worst = 1.0
     for p in phenomena:
         for t in TASKS:
-            rows = [r for r in results if r[0] == p and r[1] == t]
-            made = [r for r in rows if r[2]]
-            good = [r for r in made if not r[3]]
+            rows = [(seed, *r) for (_, seed, *_), r in zip(jobs, results) if r[0] == p and r[1] == t]
+            made = [r for r in rows if r[3]]
+            good = [r for r in made if not r[4]]
             y, g = len(made) / len(rows), (len(good) / len(made) if made else 0.0)
             worst = min(worst, y, g)
             print(f"{p:<16} {t:<10} {len(rows):>6} {y:>6.2f} {g:>6.2f}")
             if args.verbose:
-                for r in rows:
-                    if not r[2]:
-                        print(f"    rejected: {r[4][:300]}")
-                    elif r[3]:
-                        print(f"    bad: {'; '.join(r[3])[:300]}")
+                for seed, _, _, ok, wrong, reason in rows:
+                    if not ok:
+                        print(f"    seed {seed} rejected: {reason[:300]}")
+                    elif wrong:
+                        print(f"    seed {seed} bad: {'; '.join(wrong)[:300]}")
     print(f"worst share over phenomena: {worst:.2f} (target >= 0.90)")
     if not clips:
         print("opencv-doc clips: not installed (apt-get install opencv-doc)")
