@@ -102,7 +102,7 @@ def ghost_share(work: Work, k: int, j: int, tol: float) -> float | None:
     of the framing they fade from or to; a frame the camera moved to (jitter, a zoom, a pan) is its
     neighbour re-framed, whatever the work did in between (a hand or new work are outliers of the fit)."""
     fk, fj = work.frames[k], work.frames[j]
-    if fk.warp is None and fj.warp is None:  # one fixed framing
+    if not fk.moved and not fj.moved:  # one fixed framing (align gives a fixed shot's frames the identity)
         return None
     own = lambda f: f.warp if f.warp is not None else np.eye(3)  # noqa: E731
     h, w = fk.image.shape[:2]
