@@ -127,6 +127,24 @@ def match_areas(a: np.ndarray, b: np.ndarray, zooms: tuple[float, ...] = (1.0, 0
     return None
 
 
+def beats_standing_still(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> bool:
+    """Whether ``m`` (analysis frame ``a``'s pixels onto ``b``'s) matches ``b``'s grey levels more
+    closely than standing still does, over the pixels both see.
+
+    Between two states of a work on a fixed camera, the few features left to match mix the desk's with
+    look-alike features of the changed work, and a fit to them zooms and turns by a degree; the desk's
+    texture then says the camera did not move. A camera that did move lines up only under its fit."""
+    h, w = a.shape[:2]
+    s = w / WIDTH
+    ga, gb = (_grey(x, WIDTH) for x in (a, b))
+    to_small = np.diag([1 / s, 1 / s, 1.0])
+    moved = (to_small @ m @ np.linalg.inv(to_small))[:2].astype(np.float32)
+    size = (ga.shape[1], ga.shape[0])
+    warped = cv2.warpAffine(ga, moved, size, flags=cv2.INTER_LINEAR, borderValue=-1)
+    both = warped >= 0
+    return bool(np.abs(warped - gb)[both].mean() < np.abs(ga - gb)[both].mean())
+
+
 def distinct(a: Features, b: Features, min_points: int = 40) -> bool:
     """Whether two views that did not register show different scenes, rather than too little to tell
     (a blank canvas, a flat desk): both have plenty of features."""

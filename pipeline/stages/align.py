@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.config import AlignConfig
-from pipeline.footage.register import Features, distinct, features, is_identity, match_areas, register
+from pipeline.footage.register import (Features, beats_standing_still, distinct, features, is_identity, match_areas,
+                                       register)
 from pipeline.footage.transitions import FADE, fade_score
 from pipeline.work import Group, Work
 
@@ -89,7 +90,8 @@ def _moved(feats: _Features, i: int, key: int, size: tuple[int, int]) -> bool:
     little to tell."""
     m = register(feats[i], feats[key])
     if m is not None:
-        return not is_identity(m, size)
+        frames = feats.work.frames
+        return not is_identity(m, size) and beats_standing_still(frames[i].image, frames[key].image, m)
     step = register(feats[i], feats[i + 1])
     if step is not None:
         return not is_identity(step, size)
