@@ -240,15 +240,17 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
                 todo = _curated(plan.select(prepared(config, sources, ledger, verify_content)), curation, dropped)
                 committer = ShardCommitter(storage, ledger, run, config, staging, _train_lanes(config, ledger))
                 results = _Run(ledger, committer, report, config_sha, plan.seen)
-                first = next(todo, None)  # a refresh with nothing new or changed never starts a cluster
-                if first is not None:
+                # A refresh with nothing new or changed never starts a cluster; one with a source or two
+                # to process runs them on threads (cluster.processes: null), not new worker processes.
+                ahead = list(itertools.islice(todo, config.cluster.workers + 1))
+                if ahead:
                     clip = clip or plan_clip(config.clip)
                     print(clip.message, file=sys.stderr)
                     threads = {False: 1, True: config.cluster.decode_threads}
                     stages = {(kind, last): build_stages(config, clip.spec, kind, threads[last])
                               for kind in {s.kind for s in sources} for last in threads}
-                    with dask_client(config, clip.ready, len(sources)) as client:
-                        done = _results(client, itertools.chain([first], todo), stages, config,
+                    with dask_client(config, clip.ready, len(sources), len(ahead) <= config.cluster.workers) as client:
+                        done = _results(client, itertools.chain(ahead, todo), stages, config,
                                         (config.clip.resources or None) if clip.ready else None, cache)
                         _commit_all(done, captioner, results, bar)
             shards = committer.close()

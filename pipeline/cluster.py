@@ -51,9 +51,10 @@ def wants_dashboard(config: BuildConfig, listed: int) -> bool:
 
 
 @contextlib.contextmanager
-def dask_client(config: BuildConfig, clip_runs: bool = False, listed: int = 0) -> Iterator[Client]:
+def dask_client(config: BuildConfig, clip_runs: bool = False, listed: int = 0, few: bool = False) -> Iterator[Client]:
     """Connect to ``cluster.scheduler`` if given, else start a LocalCluster of single-threaded workers
-    (``listed``: how many sources the run lists, for ``cluster.dashboard: null``)."""
+    (``listed``: how many sources the run lists, for ``cluster.dashboard: null``; ``few``: whether it has
+    at most one source per worker to process, for ``cluster.processes: null``)."""
     c = config.cluster
     if c.scheduler:
         with Client(c.scheduler) as client:
@@ -62,6 +63,7 @@ def dask_client(config: BuildConfig, clip_runs: bool = False, listed: int = 0) -
         return
     method = c.start_method if c.start_method != "auto" else ("spawn" if clip_runs else "fork")
     dashboard = wants_dashboard(config, listed)
+    processes = c.processes if c.processes is not None else not few
     # Workers take their Dask config from here (fork or spawn). Without a dashboard nobody reads the profiler's
     # samples of their stacks nor fine-grained event-loop and system statistics: those only cost CPU.
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"), "OPENCV_FOR_THREADS_NUM": 1}
@@ -69,7 +71,7 @@ def dask_client(config: BuildConfig, clip_runs: bool = False, listed: int = 0) -
     with dask.config.set({"distributed.worker.multiprocessing-method": method,
                           "distributed.worker.profile.enabled": dashboard,
                           "distributed.nanny.pre-spawn-environ": environ, **quiet}), _one_opencv_thread(), \
-            LocalCluster(n_workers=c.workers, threads_per_worker=1, processes=c.processes, dashboard_address=":0",
+            LocalCluster(n_workers=c.workers, threads_per_worker=1, processes=processes, dashboard_address=":0",
                          scheduler_kwargs={"dashboard": dashboard}, resources=config.clip.resources or None) as cluster, \
             Client(cluster) as client:
         if dashboard:

@@ -183,7 +183,9 @@ class ClusterConfig(_Section):
     workers: int = Field(2, ge=1)
     scheduler: str | None = Field(None, description="address of an existing Dask scheduler")
     in_flight_per_worker: int = Field(2, ge=1, description="bounds memory: sources submitted ahead")
-    processes: bool = Field(True, description="local workers as processes (False: threads in the driver)")
+    processes: bool | None = Field(None, description="local workers as processes (False: threads in the driver). "
+                                   "None: processes, except for a run with at most `workers` sources to process (a "
+                                   "refresh that adds a few), where starting worker processes costs more than threads")
     decode_threads: int = Field(2, ge=1, description="decoder threads (frame threading) for the last sources of a "
                                 "run, which leave workers idle; the others decode with one (on busy cores frame "
                                 "threading costs ~15% more CPU for nothing)")

@@ -72,3 +72,17 @@ def test_a_long_run_or_the_config_starts_the_dashboard(listed, dashboard):
     with dask_client(config, listed=listed) as client:
         assert _status(client.dashboard_link) == 200
         assert set(client.run(_housekeeping).values()) == {(True, 20)}
+
+
+@pytest.mark.parametrize("processes,few,in_driver", [(None, True, True), (None, False, False), (True, True, False),
+                                                     (False, False, True)])
+def test_a_run_with_a_source_per_worker_or_fewer_runs_on_threads(processes, few, in_driver):
+    """cluster.processes: null starts worker processes, except for a run with at most one source per
+    worker to process (a refresh that adds a few), which runs on threads in the driver; set, it decides."""
+    import os
+
+    config = BuildConfig(cluster=ClusterConfig(workers=2, processes=processes), clip=ClipConfig(enabled=False))
+    with dask_client(config, listed=2, few=few) as client:
+        pids = set(client.run(os.getpid).values())
+    assert len(pids) == (1 if in_driver else 2)
+    assert (pids == {os.getpid()}) == in_driver
