@@ -134,8 +134,7 @@ def beats_standing_still(a: np.ndarray, b: np.ndarray, m: np.ndarray) -> bool:
     Between two states of a work on a fixed camera, the few features left to match mix the desk's with
     look-alike features of the changed work, and a fit to them zooms and turns by a degree; the desk's
     texture then says the camera did not move. A camera that did move lines up only under its fit."""
-    h, w = a.shape[:2]
-    s = w / WIDTH
+    s = a.shape[1] / WIDTH
     ga, gb = (_grey(x, WIDTH) for x in (a, b))
     to_small = np.diag([1 / s, 1 / s, 1.0])
     moved = (to_small @ m @ np.linalg.inv(to_small))[:2].astype(np.float32)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from pipeline.footage.views import THUMB, differs, envelope, nan_median, outside, seen, thumb
+from pipeline.footage.register import is_identity
+from pipeline.footage.views import differs, envelope, nan_median, outside, seen, thumb, thumb_size
 from pipeline.work import Group, Work
 
 FADE = 0.5  # a frame is part of a cross-fade when more of its change than this is one common mix
@@ -106,11 +107,10 @@ def ghost_share(work: Work, k: int, j: int, tol: float) -> float | None:
         return None
     own = lambda f: f.warp if f.warp is not None else np.eye(3)  # noqa: E731
     h, w = fk.image.shape[:2]
-    tw, th = THUMB, max(2, round(h * THUMB / w))  # thumb()'s size
+    tw, th = thumb_size(h, w)
     to_small = np.diag([tw / w, th / h, 1.0])
     move = to_small @ np.linalg.inv(own(fk)) @ own(fj) @ np.linalg.inv(to_small)  # j's pixels -> k's
-    corners = np.array([[0, 0, 1], [tw, 0, 1], [0, th, 1], [tw, th, 1]], np.float64)
-    if np.abs(corners @ move.T - corners)[:, :2].max() < GHOST_SHIFT:
+    if is_identity(move, (tw, th), GHOST_SHIFT):
         return None
     small_k, small_j = _small(work, k), _small(work, j)
     reframed = cv2.warpAffine(small_j, move[:2].astype(np.float32), (tw, th), flags=cv2.INTER_LINEAR,

@@ -17,13 +17,18 @@ THUMB = 96  # wide enough to see a pencil line, small enough to be cheap
 DARK = 0.04  # pixels darker than this say nothing about gain
 
 
+def thumb_size(h: int, w: int) -> tuple[int, int]:
+    """(w, h) of the default thumbnail of an h x w frame: THUMB wide, the frame's aspect."""
+    return THUMB, max(2, round(h * THUMB / w))
+
+
 def thumb(img: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
     """Small float RGB in [0, 1]; noise- and compression-tolerant. ``size``: (w, h), default THUMB wide.
 
     Area-averaged: halved while it stays at least twice the size (OpenCV's fast path), then one
     fractional step; five times cheaper than one area resize by an odd factor, and the same picture."""
     h, w = img.shape[:2]
-    size = size or (THUMB, max(2, round(h * THUMB / w)))
+    size = size or thumb_size(h, w)
     while w >= 2 * size[0] and h >= 2 * size[1]:
         img = cv2.resize(img, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
         h, w = img.shape[:2]
