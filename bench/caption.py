@@ -27,9 +27,9 @@ from bench.loader import photo_crops
 from pipeline.caption.record import template_record
 from pipeline.caption.stage import Captioner
 from pipeline.config import CaptionConfig
-from pipeline.corpus.schema import made_meta
+from testkit.samples import made_meta
 from pipeline.layout import tile
-from pipeline.shards import Sample, encode_jpeg
+from pipeline.corpus.shards import Sample, encode_jpeg
 from pipeline.taxonomy import Taxonomy
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]

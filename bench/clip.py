@@ -34,7 +34,7 @@ from PIL import Image
 
 from pipeline.clip.model import ClipModel, ClipSpec, load
 from pipeline.clip.stages import ClipFilter
-from pipeline.clip.testing import write_random_model
+from testkit.tiny_clip import write_random_model
 from pipeline.config import ClipConfig
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Frame, Segment, Source, Work

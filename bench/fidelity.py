@@ -1,4 +1,4 @@
-"""Benchmark: how well the builder finds the process in tutorial footage of each kind (tests/footage.py),
+"""Benchmark: how well the builder finds the process in tutorial footage of each kind (testkit/footage.py),
 graded against the ground truth of every frame; and that real footage with no process yields nothing.
 
 Per phenomenon it prints the share of videos that give a sequence and the share of those sequences that
@@ -19,11 +19,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from pipeline.config import BuildConfig, ClipConfig
-from pipeline.result import run_source
+from pipeline.run.worker import run_source
 from pipeline.stages.chain import build_stages
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
-from tests.footage import PHENOMENA, PHOTOS, grade, make_footage
+from testkit.footage import PHENOMENA, PHOTOS, grade, make_footage
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 CLIPS = ("Megamind.avi", "Megamind_bugy.avi", "vtest.avi", "tree.avi")

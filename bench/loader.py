@@ -22,9 +22,9 @@ import torch
 from PIL import Image
 from skimage import data as photos
 
-from pipeline.corpus.schema import made_meta
+from testkit.samples import made_meta
 from pipeline.layout import tile
-from pipeline.shards import Sample, ShardWriter, encode_jpeg
+from pipeline.corpus.shards import Sample, ShardWriter, encode_jpeg
 from pipeline.taxonomy import Taxonomy
 from training.data import DECODED, HeadResolver, ShardStream, expand_shards, open_shard
 from webdataset.tariterators import group_by_keys, tar_file_expander

@@ -26,11 +26,11 @@ import cv2
 import skimage.data
 from distributed import LocalCluster
 
-from pipeline.build import build
+from pipeline.run.driver import build
 from pipeline.config import BuildConfig, ClipConfig, ClusterConfig
 from pipeline.stages.decode import Decode
 from pipeline.stages.probe import Probe
-from pipeline.synthetic import Script, make_tutorial
+from pipeline.demo.synthetic import Script, make_tutorial
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source, Work
 
@@ -100,7 +100,7 @@ def worker_peak_mb(path: Path) -> float:
     """Peak RSS of a fresh process that runs one source through every stage."""
     code = (
         "import resource,sys;from pipeline.config import BuildConfig,ClipConfig;"
-        "from pipeline.result import run_source;from pipeline.stages.chain import build_stages;"
+        "from pipeline.run.worker import run_source;from pipeline.stages.chain import build_stages;"
         "from pipeline.taxonomy import Taxonomy;from pipeline.work import Source;"
         "c=BuildConfig(clip=ClipConfig(enabled=False));t=Taxonomy.load();"
         f"r=run_source(Source(uri='x',path={str(path)!r},task=t['painting'],kind='video'),'0'*64,build_stages(c),c);"

@@ -26,9 +26,9 @@ import numpy as np
 import skimage.data
 import yaml
 
-from pipeline.build import build
+from pipeline.run.driver import build
 from pipeline.config import BuildConfig
-from pipeline.synthetic import make_tutorial
+from pipeline.demo.synthetic import make_tutorial
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry", "retina", "hubble_deep_field"]
 

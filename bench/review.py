@@ -18,13 +18,14 @@ from PIL import Image
 
 from pipeline.corpus.card import write_card
 from pipeline.corpus.curation import Curation, decide, save
-from pipeline.corpus.schema import conform, made_meta
-from pipeline.index import make_index, split_of, write_index
+from pipeline.corpus.schema import conform
+from testkit.samples import made_meta
+from pipeline.corpus.index import make_index, split_of, write_index
 from pipeline.layout import Layout, tile
-from pipeline.ledger import Ledger
+from pipeline.corpus.ledger import Ledger
 from pipeline.review.site import write_site
-from pipeline.shards import Sample, ShardWriter, encode_jpeg
-from pipeline.storage import Storage
+from pipeline.corpus.shards import Sample, ShardWriter, encode_jpeg
+from pipeline.io.storage import Storage
 from pipeline.taxonomy import Taxonomy
 
 # The paper's mix: most sequences are emoji and sketches, the rest spread over the other tasks.

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import resvg_py
 
-import pipeline.sources.progressive as progressive
-from pipeline.build import build
+import pipeline.stages.draw as progressive
+from pipeline.run.driver import build
 from pipeline.config import BuildConfig
-from pipeline.result import run_source
-from pipeline.sources.collect import Origin, stroke_sources, svg_sources
-from pipeline.sources.render import font_files
+from pipeline.run.worker import run_source
+from pipeline.drawings.collect import Origin, stroke_sources, svg_sources
+from pipeline.drawings.render import font_files
 from pipeline.stages.chain import build_stages
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source

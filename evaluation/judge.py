@@ -22,7 +22,7 @@ from typing import Callable
 
 import yaml
 
-from pipeline.atomic import write_json
+from pipeline.io.atomic import write_json
 from evaluation.config import JudgeConfig
 
 SCORES = ("alignment", "coherence", "usability")

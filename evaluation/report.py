@@ -15,12 +15,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from pipeline.atomic import write_bytes, write_json, write_jsonl, write_png, write_text  # noqa: E402
+from pipeline.io.atomic import write_bytes, write_json, write_jsonl, write_png, write_text  # noqa: E402
 from evaluation.run import RunResult  # noqa: E402
 from evaluation.stats import bootstrap_mean  # noqa: E402
 from pipeline.taxonomy import Taxonomy  # noqa: E402
 
-# The paper's Table 1 CLIP scores for MakeAnything, by task head (reference.md section 6).
+# The paper's Table 1 CLIP scores for MakeAnything, by task head (arXiv 2502.01572, Table 1).
 PAPER_CLIP = {1: 34.40, 2: 34.41, 3: 34.24, 4: 31.46, 5: 32.25, 6: 33.84, 7: 33.03, 8: 31.82, 9: 31.68,
               10: 29.35, 11: 35.25, 12: 35.25, 13: 32.27, 14: 33.83, 15: 33.46, 16: 34.44, 17: 32.83,
               18: 37.30, 19: 32.93, 20: 30.76, 21: 34.20}

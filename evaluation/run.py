@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipeline.atomic import write_bytes
+from pipeline.io.atomic import write_bytes
 from evaluation.backbones import FeatureBackbone, PixelBackbone, TextImageScorer
 from evaluation.config import EvalConfig
 from evaluation.inputs import load_inputs

@@ -7,7 +7,7 @@ import sys
 
 # Modules with `register(subparsers)`; each adds its subcommands with `set_defaults(func=...)`,
 # where func(args) returns the process exit code (makeanything.exit_codes).
-COMMAND_MODULES = ["pipeline.cli", "pipeline.cli_refresh", "pipeline.cli_corpus", "pipeline.cli_caption", "training.cli", "evaluation.cli"]
+COMMAND_MODULES = ["pipeline.cli.build", "pipeline.cli.refresh", "pipeline.cli.corpus", "pipeline.cli.caption", "training.cli", "evaluation.cli"]
 
 
 def parser() -> argparse.ArgumentParser:

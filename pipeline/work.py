@@ -8,7 +8,6 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from pipeline.remote import RemoteInfo
 from pipeline.taxonomy import Task
 
 
@@ -18,6 +17,14 @@ class Reject(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class RemoteInfo:
+    """What a server says about a remote object without reading it (pipeline.intake.remote)."""
+
+    size: int | None
+    signature: str  # '' when the server offers nothing to compare (then the content is hashed each run)
 
 
 @dataclass(frozen=True)

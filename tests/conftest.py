@@ -12,7 +12,7 @@ import pytest
 import skimage.data
 import yaml
 
-from pipeline.synthetic import Script, Truth, make_tutorial
+from pipeline.demo.synthetic import Script, Truth, make_tutorial
 
 # The refresh/crash/S3/distributed tests share a corpus and a reference build (fixtures there);
 # the caption tests talk to a loopback chat-completions server (tests/vlm_server.py).

@@ -15,8 +15,8 @@ import yaml
 from PIL import Image
 
 from makeanything.cli import main
-from pipeline.index import split_of
-from pipeline.synthetic import _talking_head, write_video
+from pipeline.corpus.index import split_of
+from pipeline.demo.synthetic import _talking_head, write_video
 from tests.conftest import SMALL, serve_folder, write_manifest
 
 LICENSE = {"license": "CC-BY-4.0", "attribution": "Jane Painter, https://example.org/jane"}

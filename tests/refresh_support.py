@@ -18,7 +18,7 @@ import skimage.data
 import yaml
 
 from makeanything.cli import main
-from pipeline.synthetic import _talking_head, make_tutorial, write_video
+from pipeline.demo.synthetic import _talking_head, make_tutorial, write_video
 from tests.conftest import SHORT, SMALL
 
 BIN = Path(sys.executable).parent

@@ -13,7 +13,7 @@ from PIL import Image
 
 from makeanything.cli import main
 from pipeline.layout import Layout, split
-from pipeline.synthetic import _talking_head, write_video
+from pipeline.demo.synthetic import _talking_head, write_video
 from tests.conftest import OPENCV_DATA, write_manifest
 
 

@@ -64,7 +64,7 @@ def test_build_runs_on_an_existing_scheduler_with_two_workers(cluster, tutorials
 
 
 def test_clip_resources_pin_source_tasks_to_the_workers_that_offer_them(cluster, tutorials, tmp_path):
-    from pipeline.clip.testing import register_tiny, write_random_model
+    from testkit.tiny_clip import register_tiny, write_random_model
 
     for name, (path, _) in tutorials.items():
         shutil.copy(path, tmp_path / f"{name}.mp4")

@@ -14,9 +14,9 @@ import pytest
 from evaluation.adapters import read_shard
 from makeanything.cli import main
 from pipeline.corpus.card import render
-from pipeline.inspect import verify
-from pipeline.index import read_index
-from pipeline.storage import Storage
+from pipeline.corpus.inspection import verify
+from pipeline.corpus.index import read_index
+from pipeline.io.storage import Storage
 from pipeline.taxonomy import Taxonomy
 from tests.refresh_support import inspect_verify, no_temp_files, run_cli, shard_keys, write_config
 from training.data import HeadResolver, decoded

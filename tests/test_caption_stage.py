@@ -13,10 +13,10 @@ from PIL import Image
 
 from pipeline.caption.record import template_record
 from pipeline.caption.stage import Captioner
-from pipeline.corpus.schema import made_meta
+from testkit.samples import made_meta
 from pipeline.config import CaptionConfig
 from pipeline.layout import Layout, tile
-from pipeline.shards import Sample, encode_jpeg
+from pipeline.corpus.shards import Sample, encode_jpeg
 from pipeline.taxonomy import Taxonomy
 from tests.vlm_server import image_tag
 

@@ -15,7 +15,7 @@ import skimage.data
 import yaml
 
 from makeanything.cli import main
-from pipeline.synthetic import make_tutorial
+from pipeline.demo.synthetic import make_tutorial
 from tests.conftest import SHORT, SMALL
 from tests.refresh_support import inspect_verify, shard_keys
 

@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from makeanything.cli import main
-from pipeline.clip.testing import register_tiny, write_random_model
+from testkit.tiny_clip import register_tiny, write_random_model
 from tests.conftest import write_manifest
 
 

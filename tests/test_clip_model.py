@@ -12,7 +12,7 @@ import torch
 
 from pipeline.clip import ClipUnavailable, plan_clip
 from pipeline.clip.model import ClipModel, ClipSpec, load
-from pipeline.clip.testing import register_tiny, write_random_model
+from testkit.tiny_clip import register_tiny, write_random_model
 from pipeline.config import ClipConfig
 
 

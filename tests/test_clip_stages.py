@@ -12,7 +12,7 @@ from PIL import Image
 
 from pipeline.clip.model import ClipSpec, load
 from pipeline.clip.stages import ClipFilter, ClipScore
-from pipeline.clip.testing import register_tiny, write_random_model
+from testkit.tiny_clip import register_tiny, write_random_model
 from pipeline.config import ClipConfig
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Frame, Reject, Segment, Sequence, Source, Work

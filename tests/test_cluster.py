@@ -10,10 +10,10 @@ import urllib.request
 import cv2
 import pytest
 
-from pipeline.build import _results
-from pipeline.cluster import DASHBOARD_MIN_SOURCES, dask_client, mark_last
+from pipeline.run.driver import _results
+from pipeline.run.cluster import DASHBOARD_MIN_SOURCES, dask_client, mark_last
 from pipeline.config import BuildConfig, ClipConfig, ClusterConfig
-from pipeline.fetch import Prepared
+from pipeline.intake.fetch import Prepared
 from pipeline.stages.chain import build_stages
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source

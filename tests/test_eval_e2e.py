@@ -22,9 +22,9 @@ from evaluation.clip_model import WeightsUnavailable, load_clip
 from evaluation.config import ClipConfig
 from evaluation.inputs import load_inputs
 from evaluation.sequence import InputError
-from pipeline.corpus.schema import made_meta
+from testkit.samples import made_meta
 from pipeline.layout import Layout, tile
-from pipeline.shards import Sample, ShardWriter, encode_jpeg
+from pipeline.corpus.shards import Sample, ShardWriter, encode_jpeg
 from pipeline.taxonomy import Taxonomy
 
 TINY = {"embed_dim": 16,

@@ -1,4 +1,4 @@
-"""The builder on tutorial footage as it is really shot (tests/footage.py, ground truth per frame):
+"""The builder on tutorial footage as it is really shot (testkit/footage.py, ground truth per frame):
 step-wise work with jitter, re-framed shots with an insert, zoom/pan, exposure drift, cross-fades, a
 hand, and all of them combined; plus the pieces that make it work, each against a known answer."""
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pipeline.config import BuildConfig, ClipConfig
 from pipeline.footage.register import features, match_areas, register
 from pipeline.footage.transitions import blend_share, transient_fraction
 from pipeline.footage.views import chain_gains, differs, half_pixel_envelope
-from pipeline.result import run_source
+from pipeline.run.worker import run_source
 from pipeline.stages.chain import build_stages
 from pipeline.stages.select import pick_steps
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
 from tests.conftest import OPENCV_DATA
-from tests.footage import PHENOMENA, FrameTruth, Footage, grade, make_footage
+from testkit.footage import PHENOMENA, FrameTruth, Footage, grade, make_footage
 
 TAXONOMY = Taxonomy.load()
 CONFIG = BuildConfig(clip=ClipConfig(enabled=False))
@@ -354,7 +354,7 @@ def test_every_framing_of_the_work_maps_into_its_reference_at_the_true_zoom(tmp_
     two mixed frames: 6% off). 30: a work shot linked to the talking head before it, so the work split
     in two. Now every clean frame of the work, from the untouched plate to the finished piece, joins one
     group without the talking head, mapped into its reference view within 3% of the true zoom."""
-    from tests import footage
+    from testkit import footage
 
     zooms: list[float | None] = []  # the camera's zoom of every video frame that shows the work
     shoot, add = footage.World.shoot, footage.Timeline.add

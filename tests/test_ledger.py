@@ -2,8 +2,8 @@
 behind after their snapshot was written are not applied twice (a retired shard stays retired)."""
 from __future__ import annotations
 
-from pipeline.ledger import FOLDER, Ledger
-from pipeline.storage import Storage
+from pipeline.corpus.ledger import FOLDER, Ledger
+from pipeline.io.storage import Storage
 
 
 def _row(sha: str, loc: str, stat: str, shard: str = "") -> dict:

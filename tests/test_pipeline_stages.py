@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import BuildConfig
-from pipeline.result import run_source
+from pipeline.run.worker import run_source
 from pipeline.stages.chain import build_stages
 from pipeline.stages.select import pick_steps
 from pipeline.taxonomy import Taxonomy

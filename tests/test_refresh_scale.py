@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from pipeline.config import BuildConfig
-from pipeline.fetch import location
-from pipeline.fingerprint import stat_signature
-from pipeline.ledger import Ledger
-from pipeline.storage import Storage
+from pipeline.intake.fetch import location
+from pipeline.intake.fingerprint import stat_signature
+from pipeline.corpus.ledger import Ledger
+from pipeline.io.storage import Storage
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
 

@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from makeanything.cli import main
-from pipeline.remote import RemoteInfo, expand_glob
-from pipeline.scratch import CacheFull, ScratchCache
+from pipeline.intake.remote import expand_glob
+from pipeline.work import RemoteInfo
+from pipeline.intake.scratch import CacheFull, ScratchCache
 
 
 class _ETagHandler(http.server.SimpleHTTPRequestHandler):

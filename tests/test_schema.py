@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.corpus.schema import SchemaError, conform, features, field_types, made_meta
-from pipeline.shards import Sample
+from pipeline.corpus.schema import SchemaError, conform, features, field_types
+from testkit.samples import made_meta
+from pipeline.corpus.shards import Sample
 from pipeline.taxonomy import Taxonomy
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "FORMAT.md"

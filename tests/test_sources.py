@@ -14,9 +14,9 @@ from PIL import Image
 
 from makeanything.cli import main
 from pipeline.config import BuildConfig, SelectConfig
-from pipeline.result import run_source
+from pipeline.run.worker import run_source
 from pipeline.stages.chain import build_stages
-from pipeline.synthetic import tutorial_frames, write_video
+from pipeline.demo.synthetic import tutorial_frames, write_video
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
 from tests.conftest import SHORT, SMALL, serve_folder, write_manifest

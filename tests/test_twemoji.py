@@ -15,7 +15,7 @@ import resvg_py
 import webdataset as wds
 from PIL import Image
 
-from pipeline.build import build
+from pipeline.run.driver import build
 from pipeline.config import BuildConfig
 from pipeline.layout import split
 from pipeline.taxonomy import Taxonomy

@@ -16,16 +16,16 @@ import pytest
 import resvg_py
 from PIL import Image
 
-from pipeline.build import build
+from pipeline.run.driver import build
 from pipeline.config import BuildConfig, VectorConfig
 from pipeline.corpus.schema import conform, features
 from pipeline.layout import split
-from pipeline.manifest import ManifestError, load_manifest
-from pipeline.result import run_source
-from pipeline.sources.emoji_names import subject_from_name
-from pipeline.sources.progressive import DrawProgressively
-from pipeline.sources.render import render
-from pipeline.sources.svg import SvgDrawing
+from pipeline.intake.manifest import ManifestError, load_manifest
+from pipeline.run.worker import run_source
+from pipeline.drawings.emoji_names import subject_from_name
+from pipeline.stages.draw import DrawProgressively
+from pipeline.drawings.render import render
+from pipeline.drawings.svg import SvgDrawing
 from pipeline.stages.chain import build_stages
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Reject, Source, Work
@@ -418,7 +418,7 @@ def test_manifest_rules_for_drawing_entries(tmp_path):
 
 
 def test_demo_drawings_all_become_sequences(tmp_path):
-    from pipeline.demo_vector import write_vector_demo
+    from pipeline.demo.vector import write_vector_demo
 
     manifest = write_manifest(tmp_path, write_vector_demo(tmp_path / "drawings"))
     result = build(manifest, tmp_path / "out", FAST, progress=False)

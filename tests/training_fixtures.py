@@ -1,4 +1,4 @@
-"""Small shards for the training tests: our format (pipeline.shards.ShardWriter) and the authors' format."""
+"""Small shards for the training tests: our format (pipeline.corpus.shards.ShardWriter) and the authors' format."""
 from __future__ import annotations
 
 import io
@@ -9,9 +9,9 @@ import pytest
 import webdataset as wds
 from PIL import Image, ImageDraw
 
-from pipeline.corpus.schema import made_meta
+from testkit.samples import made_meta
 from pipeline.layout import Layout, tile
-from pipeline.shards import Sample, ShardWriter, encode_jpeg
+from pipeline.corpus.shards import Sample, ShardWriter, encode_jpeg
 from pipeline.taxonomy import Taxonomy
 
 TASKS = Taxonomy.load()

@@ -95,11 +95,6 @@ def pack(latents: torch.Tensor) -> torch.Tensor:
     return FluxPipeline._pack_latents(latents, b, c, h, w)
 
 
-def unpack(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Tokens [B, N, 4C] -> latents [B, C, h, w] (latent-space h, w)."""
-    return FluxPipeline._unpack_latents(tokens, h, w, 1)
-
-
 def image_ids(h: int, w: int, device: torch.device) -> torch.Tensor:
     """RoPE positions of the packed tokens of an h x w latent."""
     return FluxPipeline._prepare_latent_image_ids(1, h // 2, w // 2, device, torch.float32)

@@ -107,7 +107,7 @@ class Trainer:
             torch.set_num_threads(cfg.train.cpu_threads)
         if cuda:
             torch.cuda.set_device(self.device)
-            torch.backends.cuda.enable_cudnn_sdp(False)  # crashed in Flux's backward on this stack (reference.md 5)
+            torch.backends.cuda.enable_cudnn_sdp(False)  # crashed in Flux's backward on this stack (seen on an H200 with torch 2.11 / cu130)
         self.dtype = DTYPES[cfg.model.dtype] if cfg.model.dtype else (torch.bfloat16 if cuda else torch.float32)
         self.autocast = cuda and cfg.train.mixed_precision in ("auto", "bf16")
 

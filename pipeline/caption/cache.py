@@ -7,10 +7,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from pipeline.atomic import write_json
+from pipeline.io.atomic import write_json
 from pipeline.config import CaptionConfig
-from pipeline.lock import pid_alive
-from pipeline.storage import Storage
+from pipeline.io.lock import pid_alive
+from pipeline.io.storage import Storage
 
 
 def default_cache_dir(cfg: CaptionConfig, storage: Storage) -> str:
@@ -38,7 +38,7 @@ class AnswerCache:
         self._sweep()
 
     def _sweep(self) -> None:
-        """Delete the temporary files of writers killed mid-write (pipeline.atomic names them ``.NAME.PID.tmp``)."""
+        """Delete the temporary files of writers killed mid-write (pipeline.io.atomic names them ``.NAME.PID.tmp``)."""
         for tmp in self.folder.glob("*/.*.tmp"):
             pid = tmp.name.rsplit(".", 2)[-2]
             if not pid.isdigit() or not pid_alive(int(pid)):

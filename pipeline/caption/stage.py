@@ -21,7 +21,7 @@ from pipeline.caption.prompt import MalformedAnswer, parse_answer, pictures, pro
 from pipeline.caption.record import template_of, vlm_record
 from pipeline.config import CaptionConfig
 from pipeline.layout import Layout
-from pipeline.shards import Sample
+from pipeline.corpus.shards import Sample
 from pipeline.taxonomy import Taxonomy
 
 T = TypeVar("T")

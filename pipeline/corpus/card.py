@@ -8,7 +8,7 @@ import yaml
 
 from pipeline.corpus.curation import SELECTORS
 from pipeline.corpus.schema import card_features, field_types
-from pipeline.storage import Storage
+from pipeline.io.storage import Storage
 from pipeline.taxonomy import Taxonomy
 
 NAME = "README.md"

@@ -19,7 +19,7 @@ import fsspec
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from pipeline.storage import Storage
+from pipeline.io.storage import Storage
 
 FILE = "curation.yaml"
 Action = Literal["drop", "hold-out"]

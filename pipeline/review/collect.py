@@ -14,8 +14,8 @@ from typing import Callable
 from PIL import Image
 
 from pipeline.corpus.curation import Curation, Decision, source_names
-from pipeline.ledger import Ledger
-from pipeline.storage import Storage
+from pipeline.corpus.ledger import Ledger
+from pipeline.io.storage import Storage
 
 SCORES = {"gain": ("process", "gain"), "monotonic": ("process", "monotonic"), "area": ("process", "area"),
           "step_change": ("process", "step_change"), "clip": (None, "clip")}

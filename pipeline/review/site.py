@@ -14,10 +14,10 @@ from importlib import resources
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.atomic import write_text
-from pipeline.index import read_index
+from pipeline.io.atomic import write_text
+from pipeline.corpus.index import read_index
 from pipeline.review.collect import SCORES, Reviewed, collect, thumb_writer
-from pipeline.storage import Storage
+from pipeline.io.storage import Storage
 
 ASSETS = ("site.js", "site.css")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipeline.config import BuildConfig
-from pipeline.sources.progressive import DrawProgressively
+from pipeline.stages.draw import DrawProgressively
 from pipeline.stages.align import Align
 from pipeline.stages.base import Stage
 from pipeline.stages.compose import Caption, Tile

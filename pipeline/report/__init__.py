@@ -1,0 +1,1 @@
+"""What a run tells a person: report.json/md, contact sheets, shot strips."""
