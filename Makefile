@@ -28,8 +28,10 @@ browser:
 	  echo "chromium could not be installed: the review-site browser tests will skip"; \
 	else echo "not root or no apt-get: install chromium and chromium-driver for the review-site browser tests"; fi
 
-## Run the test suite
+## Lint and format checks (ruff; settings in pyproject.toml), then the test suite
 test: $(STAMP) browser
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -6,6 +6,7 @@ parsing, the cache).
 
     .venv/bin/python -m bench.caption [--samples 160] [--latency 0.2] [--concurrency 4 8 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import skimage.data
@@ -27,10 +28,10 @@ from bench.loader import photo_crops
 from pipeline.caption.record import template_record
 from pipeline.caption.stage import Captioner
 from pipeline.config import CaptionConfig
-from testkit.samples import made_meta
-from pipeline.layout import tile
 from pipeline.corpus.shards import Sample, encode_jpeg
+from pipeline.layout import tile
 from pipeline.taxonomy import Taxonomy
+from testkit.samples import made_meta
 
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket"]
 
@@ -46,7 +47,9 @@ def samples(n: int, cell: int = 352) -> list[Sample]:
         frames = photo_crops(rng, photos[i % len(photos)], task.frames)
         key = f"painting_bench{i:04d}_s0"
         template = task.caption("a photo")
-        meta = made_meta(key, task.describe(), layout.describe(), template, uri=key, sha256=f"{i:064d}", kind="images")
+        meta = made_meta(
+            key, task.describe(), layout.describe(), template, uri=key, sha256=f"{i:064d}", kind="images"
+        )
         meta["caption"], meta["source"]["subject"] = template_record(template), "a photo"
         out.append(Sample(key, encode_jpeg(tile(frames, layout), 90), template, meta))
     return out
@@ -55,8 +58,12 @@ def samples(n: int, cell: int = 352) -> list[Sample]:
 @contextlib.contextmanager
 def server(latency: float) -> Iterator[str]:
     """The loopback server in its own process (so its work does not share our GIL); yields its URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "tests.vlm_server", "--latency", str(latency)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.vlm_server", "--latency", str(latency)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         yield proc.stdout.readline().strip()
     finally:
@@ -94,24 +101,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-caption-") as tmp:
         with server(0.0) as url:
             wall, cpu, _ = run(url, batch, 4, Path(tmp) / "instant")
-            print(f"instant server, 4 in flight: {args.samples / wall:6.1f} samples/s; stage cost "
-                  f"{1000 * cpu / args.samples:.1f} ms CPU per sample")
+            print(
+                f"instant server, 4 in flight: {args.samples / wall:6.1f} samples/s; stage cost "
+                f"{1000 * cpu / args.samples:.1f} ms CPU per sample"
+            )
         with server(args.latency) as url:
             for n in args.concurrency:
                 peak_in_flight(url)
                 wall, _, s = run(url, batch, n, Path(tmp) / f"c{n}")
                 rps, ideal = s["requests"] / wall, n / args.latency
-                print(f"latency {1000 * args.latency:.0f} ms, max_concurrency {n:3d}: {rps:6.1f} requests/s, ideal "
-                      f"{ideal:6.1f} -> {rps / ideal:.2f} of ideal (target >= 0.8); peak in flight {peak_in_flight(url)}")
+                print(
+                    f"latency {1000 * args.latency:.0f} ms, max_concurrency {n:3d}: {rps:6.1f} requests/s, ideal "
+                    f"{ideal:6.1f} -> {rps / ideal:.2f} of ideal (target >= 0.8); peak in flight {peak_in_flight(url)}"
+                )
             n = args.concurrency[-1]
             peak_in_flight(url)
             wall, _, s = run(url, samples(args.samples, cell=64), n, Path(tmp) / "small")
             rps = s["requests"] / wall
-            print(f"the same with small grids (64 px cells, little image work): max_concurrency {n}: {rps:6.1f} "
-                  f"requests/s -> {rps * args.latency / n:.2f} of ideal; peak in flight {peak_in_flight(url)}")
+            print(
+                f"the same with small grids (64 px cells, little image work): max_concurrency {n}: {rps:6.1f} "
+                f"requests/s -> {rps * args.latency / n:.2f} of ideal; peak in flight {peak_in_flight(url)}"
+            )
             wall, _, s = run(url, batch, n, Path(tmp) / f"c{n}")
-            print(f"rerun on a warm cache: {s['requests']} requests, {s['from_cache']} answers from the cache, "
-                  f"{wall:.2f} s")
+            print(
+                f"rerun on a warm cache: {s['requests']} requests, {s['from_cache']} answers from the cache, "
+                f"{wall:.2f} s"
+            )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ the bare loop as a CUDA graph; then GPU embeddings are checked against the CPU m
 The model has random weights (open_clip `pretrained=None`, saved as a local-dir folder): speed
 does not depend on weight values, and no pretrained weights are available offline.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,10 +35,10 @@ from PIL import Image
 
 from pipeline.clip.model import ClipModel, ClipSpec, load
 from pipeline.clip.stages import ClipFilter
-from testkit.tiny_clip import write_random_model
 from pipeline.config import ClipConfig
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Frame, Segment, Source, Work
+from testkit.tiny_clip import write_random_model
 
 
 def sync(model: ClipModel) -> None:
@@ -51,8 +52,13 @@ def make_frames(n: int, width: int, height: int) -> list[np.ndarray]:
     yy, xx = np.mgrid[0:height, 0:width]
     out = []
     for _ in range(n):
-        img = np.stack([(xx * rng.uniform(0.2, 0.5) + yy * rng.uniform(0.2, 0.5) + rng.uniform(0, 80)) % 256
-                        for _ in range(3)], axis=-1)
+        img = np.stack(
+            [
+                (xx * rng.uniform(0.2, 0.5) + yy * rng.uniform(0.2, 0.5) + rng.uniform(0, 80)) % 256
+                for _ in range(3)
+            ],
+            axis=-1,
+        )
         cx, cy, r = rng.integers(0, width), rng.integers(0, height), rng.integers(10, height // 2)
         img[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.integers(0, 256, 3)
         out.append(img.astype(np.uint8))
@@ -105,14 +111,16 @@ def measure(args: argparse.Namespace, folder: str, device: str, n: int) -> None:
         model = load(spec)
         load_s = time.perf_counter() - t0
         task = Taxonomy.load()["painting"]
-        stage = ClipFilter(spec, ClipConfig(batch_size=args.batch, relevance_margin=2.0, duplicate_similarity=1.0))
+        stage = ClipFilter(
+            spec, ClipConfig(batch_size=args.batch, relevance_margin=2.0, duplicate_similarity=1.0)
+        )
         images = make_frames(n, width, height)
         files = None
         if args.jpeg:
             files = [Path(tmp) / f"{i:04d}.jpg" for i in range(len(images))]
             for p, img in zip(files, images):
                 Image.fromarray(img).save(p, quality=95)
-        batches = [model.to_input(images[i:i + args.batch]) for i in range(0, len(images), args.batch)]
+        batches = [model.to_input(images[i : i + args.batch]) for i in range(0, len(images), args.batch)]
 
         timed_stage(stage, task, images[: args.batch], None)  # warm-up: text prompts, allocator, kernels
         bare_run(model, batches[:1])
@@ -121,38 +129,57 @@ def measure(args: argparse.Namespace, folder: str, device: str, n: int) -> None:
             stage_s.append(timed_stage(stage, task, None if args.jpeg else images, files))
             bare_s.append(timed(bare_run, model, batches))
 
-        device = torch.cuda.get_device_name() if model.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-        print(f"model {args.arch} (random weights), {model.dtype}, device {device}, batch {args.batch}, "
-              f"{n} frames {width}x{height}{' from JPEG' if args.jpeg else ''}, model load {load_s:.1f} s, "
-              f"{model.stagers} staging threads, CUDA graphs {'on' if model.graphs else 'off'}")
+        device = (
+            torch.cuda.get_device_name()
+            if model.device.type == "cuda"
+            else f"CPU, {torch.get_num_threads()} threads"
+        )
+        print(
+            f"model {args.arch} (random weights), {model.dtype}, device {device}, batch {args.batch}, "
+            f"{n} frames {width}x{height}{' from JPEG' if args.jpeg else ''}, model load {load_s:.1f} s, "
+            f"{model.stagers} staging threads, CUDA graphs {'on' if model.graphs else 'off'}"
+        )
         bare_wall = statistics.median(t[0] for t in bare_s)
         for k, clock in enumerate(("wall", "CPU")):
             stage_ips = n / statistics.median(t[k] for t in stage_s)
             bare_ips = n / statistics.median(t[k] for t in bare_s)
-            print(f"{clock:4s}: stage {stage_ips:7.1f} images/s, bare {bare_ips:7.1f} images/s, "
-                  f"ratio {stage_ips / bare_ips:.3f} (target >= 0.8; median of {args.repeats})")
+            print(
+                f"{clock:4s}: stage {stage_ips:7.1f} images/s, bare {bare_ips:7.1f} images/s, "
+                f"ratio {stage_ips / bare_ips:.3f} (target >= 0.8; median of {args.repeats})"
+            )
         if model.device.type == "cuda" and not args.jpeg:
             breakdown(args, stage, task, model, images, bare_wall)
 
 
-def breakdown(args: argparse.Namespace, stage: ClipFilter, task, model: ClipModel, images: list[np.ndarray],
-              bare_wall: float) -> None:
+def breakdown(
+    args: argparse.Namespace,
+    stage: ClipFilter,
+    task,
+    model: ClipModel,
+    images: list[np.ndarray],
+    bare_wall: float,
+) -> None:
     """Where the stage's time goes on a GPU: staging alone, embedding alone, and the stage with other
     numbers of staging threads (wall clock, median of the repeats, as images/s and as a share of bare)."""
     n, default = len(images), model.stagers
 
     def staging_only() -> None:
         for i in range(0, n, args.batch):
-            model.stage(images[i:i + args.batch])
+            model.stage(images[i : i + args.batch])
         sync(model)
 
     def line(name: str, fn, *a) -> None:
-        wall = statistics.median(fn(*a)[0] if fn is timed_stage else timed(fn, *a)[0] for _ in range(args.repeats))
+        wall = statistics.median(
+            fn(*a)[0] if fn is timed_stage else timed(fn, *a)[0] for _ in range(args.repeats)
+        )
         print(f"  {name:38s} {n / wall:9.1f} images/s, x{bare_wall / wall:.3f} of bare")
 
     graphs = model.graphs
     line("staging alone, 1 thread", staging_only)
-    line(f"embed_images alone, {default} threads", lambda: (model.embed_images(images, args.batch), sync(model)))
+    line(
+        f"embed_images alone, {default} threads",
+        lambda: (model.embed_images(images, args.batch), sync(model)),
+    )
     for k in args.stagers:
         model.stagers = k
         line(f"stage with {k} staging threads", timed_stage, stage, task, images, None)
@@ -160,9 +187,11 @@ def breakdown(args: argparse.Namespace, stage: ClipFilter, task, model: ClipMode
     model.graphs = not graphs
     line(f"stage, CUDA graphs {'on' if model.graphs else 'off'}", timed_stage, stage, task, images, None)
     model.graphs = graphs
-    batches = [model.to_input(images[i:i + args.batch]) for i in range(0, n, args.batch)]
-    line("bare as CUDA graph (another reference)",
-         lambda: ([model.encode(b, graph=len(b) == args.batch) for b in batches], sync(model)))
+    batches = [model.to_input(images[i : i + args.batch]) for i in range(0, n, args.batch)]
+    line(
+        "bare as CUDA graph (another reference)",
+        lambda: ([model.encode(b, graph=len(b) == args.batch) for b in batches], sync(model)),
+    )
 
 
 def check_agreement(folder: str, batch: int) -> None:
@@ -178,8 +207,10 @@ def check_agreement(folder: str, batch: int) -> None:
         gpu.graphs = graphs
         diff = float(np.abs(gpu.embed_images(images, batch) - reference).max())
         verdict = "agree" if diff < 2e-2 else "DISAGREE"
-        print(f"GPU vs CPU embeddings of {len(images)} mixed-size images, {gpu.stagers} staging threads, "
-              f"CUDA graphs {'on' if graphs else 'off'}: max |diff| {diff:.4f} ({verdict}; tolerance 0.02)")
+        print(
+            f"GPU vs CPU embeddings of {len(images)} mixed-size images, {gpu.stagers} staging threads, "
+            f"CUDA graphs {'on' if graphs else 'off'}: max |diff| {diff:.4f} ({verdict}; tolerance 0.02)"
+        )
     gpu.graphs = default
 
 
@@ -190,14 +221,28 @@ def main() -> None:
     ap.add_argument("--gpu-frames", type=int, default=4096, help="frames per pass on a GPU")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--size", default="512x288", help="analysis frame WxH")
-    ap.add_argument("--device", default="all", choices=["all", "cpu", "cuda"],
-                    help="all: the CPU, then the GPU when CUDA is available")
+    ap.add_argument(
+        "--device",
+        default="all",
+        choices=["all", "cpu", "cuda"],
+        help="all: the CPU, then the GPU when CUDA is available",
+    )
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--stagers", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2, 8],
-                    help="on a GPU, also time the stage with these numbers of staging threads")
-    ap.add_argument("--jpeg", action="store_true", help="decode the candidates from JPEG files inside the timing")
+    ap.add_argument(
+        "--stagers",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1, 2, 8],
+        help="on a GPU, also time the stage with these numbers of staging threads",
+    )
+    ap.add_argument(
+        "--jpeg", action="store_true", help="decode the candidates from JPEG files inside the timing"
+    )
     args = ap.parse_args()
-    devices = {"all": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []), "cpu": ["cpu"], "cuda": ["cuda"]}
+    devices = {
+        "all": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []),
+        "cpu": ["cpu"],
+        "cuda": ["cuda"],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         write_random_model(Path(tmp) / "model", args.arch)
         for device in devices[args.device]:

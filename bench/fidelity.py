@@ -11,6 +11,7 @@ sample clips (opencv-doc), built as a 9-step and as a 4-step task.
 ``--first 16`` grades seeds nobody tuned on (the tests and the usual figures use seeds from 0);
 ``--size 1280x720`` renders the footage at a tutorial's usual size instead of the small default.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,9 @@ def one_video(args: tuple) -> tuple[str, str, bool, list[str], str]:
     with it, why it was rejected)."""
     phenomenon, seed, task, folder, *size = args
     path = Path(folder) / f"{phenomenon}-{seed}-{task}.mp4"  # one file per job: jobs run in parallel
-    truth = make_footage(path, phenomenon, PHOTOS[seed % len(PHOTOS)], seed=seed, **({"size": size[0]} if size else {}))
+    truth = make_footage(
+        path, phenomenon, PHOTOS[seed % len(PHOTOS)], seed=seed, **({"size": size[0]} if size else {})
+    )
     res = _build(path, task)
     if res.status != "ok":
         return phenomenon, task, False, [], res.reason

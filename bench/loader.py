@@ -8,6 +8,7 @@ shadow the pipeline package.)
 
 Without --data it writes shards of full-size grids (1056 px 3x3 and 1024 px 2x2) tiled from photo crops.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,13 +22,13 @@ import numpy as np
 import torch
 from PIL import Image
 from skimage import data as photos
-
-from testkit.samples import made_meta
-from pipeline.layout import tile
-from pipeline.corpus.shards import Sample, ShardWriter, encode_jpeg
-from pipeline.taxonomy import Taxonomy
-from training.data import DECODED, HeadResolver, ShardStream, expand_shards, open_shard
 from webdataset.tariterators import group_by_keys, tar_file_expander
+
+from pipeline.corpus.shards import Sample, ShardWriter, encode_jpeg
+from pipeline.layout import tile
+from pipeline.taxonomy import Taxonomy
+from testkit.samples import made_meta
+from training.data import DECODED, HeadResolver, ShardStream, expand_shards, open_shard
 
 
 def photo_crops(rng: np.random.Generator, src: np.ndarray, n: int) -> list[np.ndarray]:
@@ -35,7 +36,7 @@ def photo_crops(rng: np.random.Generator, src: np.ndarray, n: int) -> list[np.nd
     frames = []
     for _ in range(n):
         y, x = rng.integers(0, src.shape[0] // 3), rng.integers(0, src.shape[1] // 3)
-        frames.append(src[y:y + src.shape[0] * 2 // 3, x:x + src.shape[1] * 2 // 3])
+        frames.append(src[y : y + src.shape[0] * 2 // 3, x : x + src.shape[1] * 2 // 3])
     return frames
 
 
@@ -49,15 +50,30 @@ def write_demo(folder: Path, n: int) -> None:
             for task in (tasks["painting"], tasks["clay-toys"]):
                 frames = photo_crops(rng, srcs[i % len(srcs)], task.frames)
                 key = f"{task.id}_bench_s{i}"
-                w.write(Sample(key, encode_jpeg(tile(frames, task.layout)), task.caption(),
-                               made_meta(key, task.describe(), task.layout.describe(), task.caption(),
-                                         uri=f"bench/{i}", sha256=f"{i:064x}", kind="synthetic")))
+                w.write(
+                    Sample(
+                        key,
+                        encode_jpeg(tile(frames, task.layout)),
+                        task.caption(),
+                        made_meta(
+                            key,
+                            task.describe(),
+                            task.layout.describe(),
+                            task.caption(),
+                            uri=f"bench/{i}",
+                            sha256=f"{i:064x}",
+                            kind="synthetic",
+                        ),
+                    )
+                )
 
 
 def decode_only(urls: list[str], n: int) -> float:
     """Baseline: seconds per sample to read the tar and decode the JPEG, nothing else."""
     t0, count = time.perf_counter(), 0
-    for raw in group_by_keys(tar_file_expander({"url": u, "stream": open_shard(u)} for u in urls), suffixes=DECODED):
+    for raw in group_by_keys(
+        tar_file_expander({"url": u, "stream": open_shard(u)} for u in urls), suffixes=DECODED
+    ):
         Image.open(io.BytesIO(raw["jpg"])).convert("RGB").load()
         count += 1
         if count == n:
@@ -67,8 +83,17 @@ def decode_only(urls: list[str], n: int) -> float:
 
 def loader_rate(urls: list[str], n: int, workers: int, cell: int | None) -> float:
     """Samples/s delivered as batches of tensors by the training loader."""
-    stream = ShardStream(urls, HeadResolver(Taxonomy.load(), {}), batch_size=1, shuffle_buffer=16, cell=cell,
-                         token=16, seed=0, workers=workers, resampled=workers > len(urls))
+    stream = ShardStream(
+        urls,
+        HeadResolver(Taxonomy.load(), {}),
+        batch_size=1,
+        shuffle_buffer=16,
+        cell=cell,
+        token=16,
+        seed=0,
+        workers=workers,
+        resampled=workers > len(urls),
+    )
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers)
     it = iter(loader)
     next(it)  # start-up (worker spawn, first shard open) is not throughput
@@ -98,8 +123,10 @@ def main() -> None:
         for w in a.workers:
             rate = loader_rate(urls, a.samples, w, a.cell)
             cores = max(w, 1)
-            print(f"loader, {w} worker(s): {rate:8.1f} samples/s = {rate / cores:8.1f} /core "
-                  f"({rate / cores / base:.2f}x the decode-only baseline per core)")
+            print(
+                f"loader, {w} worker(s): {rate:8.1f} samples/s = {rate / cores:8.1f} /core "
+                f"({rate / cores / base:.2f}x the decode-only baseline per core)"
+            )
 
 
 if __name__ == "__main__":

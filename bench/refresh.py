@@ -10,6 +10,7 @@ since other jobs on the machine take cores from the 2-worker build first.
 
     .venv/bin/python -m bench.refresh [--sources 20] [--noop-sources 10000] [--gb 1 8] [--repeat 3] [--work DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,11 +27,20 @@ import numpy as np
 import skimage.data
 import yaml
 
-from pipeline.run.driver import build
 from pipeline.config import BuildConfig
 from pipeline.demo.synthetic import make_tutorial
+from pipeline.run.driver import build
 
-PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry", "retina", "hubble_deep_field"]
+PHOTOS = [
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "cat",
+    "immunohistochemistry",
+    "retina",
+    "hubble_deep_field",
+]
 
 
 def _videos(folder: Path, n: int) -> list[dict]:
@@ -46,7 +56,9 @@ def _videos(folder: Path, n: int) -> list[dict]:
 
 
 def _timed(manifest: Path, out: Path, workers: int, **kw: bool) -> tuple[float, dict]:
-    cfg = BuildConfig().model_copy(update={"cluster": BuildConfig().cluster.model_copy(update={"workers": workers})})
+    cfg = BuildConfig().model_copy(
+        update={"cluster": BuildConfig().cluster.model_copy(update={"workers": workers})}
+    )
     t0 = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):
         res = build(manifest, out, cfg, progress=False, **kw)
@@ -83,16 +95,20 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-refresh-"))
     many, _, s_many = _noop(work, args.noop_sources, args.noop_sources)
-    print(f"refresh with nothing changed, {args.noop_sources} sources: {many:6.2f} s "
-          f"(skipped {s_many['skipped']}; target <= 5 s)")
+    print(
+        f"refresh with nothing changed, {args.noop_sources} sources: {many:6.2f} s "
+        f"(skipped {s_many['skipped']}; target <= 5 s)"
+    )
     for gb in args.gb:
         noop, verify, s_gb = _noop(work, 8, gb << 30)
-        print(f"refresh with nothing changed, 8 sources of {gb} GB in all: {noop:6.2f} s (skipped {s_gb['skipped']}); "
-              f"with --verify-content: {verify:6.2f} s")
+        print(
+            f"refresh with nothing changed, 8 sources of {gb} GB in all: {noop:6.2f} s (skipped {s_gb['skipped']}); "
+            f"with --verify-content: {verify:6.2f} s"
+        )
     new = max(1, args.sources // 10)
     entries = _videos(work / "videos", args.sources + new)
     base, more = work / "videos" / "base.yaml", work / "videos" / "more.yaml"
-    base.write_text(yaml.safe_dump({"sources": entries[:args.sources]}))
+    base.write_text(yaml.safe_dump({"sources": entries[: args.sources]}))
     more.write_text(yaml.safe_dump({"sources": entries}))
     shutil.rmtree(work / "warmup", ignore_errors=True)
     _timed(base, work / "warmup", 2)  # page cache and first imports, so neither timed build pays them
@@ -106,16 +122,23 @@ def main() -> None:
         full2, s_full = _timed(base, work / "out2", 2)
         refresh, s_ref = _timed(more, work / "out2", 2)
         rounds.append((full1, full2, refresh))
-        print(f"round {r + 1} (load average {load:.1f} on {os.cpu_count()} cores): full build 1 worker {full1:.1f} s, "
-              f"2 workers {full2:.1f} s ({s_full['ok']} ok, {s_full['new_samples']} samples), refresh {refresh:.1f} s "
-              f"(processed {s_ref['processed']}, skipped {s_ref['skipped']})", flush=True)
+        print(
+            f"round {r + 1} (load average {load:.1f} on {os.cpu_count()} cores): full build 1 worker {full1:.1f} s, "
+            f"2 workers {full2:.1f} s ({s_full['ok']} ok, {s_full['new_samples']} samples), refresh {refresh:.1f} s "
+            f"(processed {s_ref['processed']}, skipped {s_ref['skipped']})",
+            flush=True,
+        )
     full1, full2, refresh = (median(x) for x in zip(*rounds))
     print(f"medians of {args.repeat} rounds:")
     print(f"full build, 2 workers:  {full2:7.1f} s")
-    print(f"refresh (+{new} sources):  {refresh:7.1f} s  -> {100 * median(r / f for _, f, r in rounds):.1f}% of "
-          "the full build (target <= 15%)")
-    print(f"full build, 1 worker:   {full1:7.1f} s  -> 2-worker speed-up {median(a / b for a, b, _ in rounds):.2f}x "
-          "(target >= 1.7x)")
+    print(
+        f"refresh (+{new} sources):  {refresh:7.1f} s  -> {100 * median(r / f for _, f, r in rounds):.1f}% of "
+        "the full build (target <= 15%)"
+    )
+    print(
+        f"full build, 1 worker:   {full1:7.1f} s  -> 2-worker speed-up {median(a / b for a, b, _ in rounds):.2f}x "
+        "(target >= 1.7x)"
+    )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,10 @@ resident heads on a tiny model on the same GPU (the side-stream ordering only ex
     .venv/bin/python -m bench.train_gpu                     # on an H100/H200 (about 5 minutes)
     .venv/bin/python -m bench.train_gpu --tiny --steps 2    # CPU smoke test of this script
 
-Reference (measured by this project on one H200, random weights): a bare r16 attention-only loop took 0.78 s/step at 1024 px with
-gradient checkpointing, 24.7 GiB.
+Reference (measured by this project on one H200, random weights): a bare r16 attention-only loop took
+0.78 s/step at 1024 px with gradient checkpointing, 24.7 GiB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,12 +56,30 @@ from training.fp8 import native_report, native_supported, quantize_
 from training.head_offload import HeadOffloader
 from training.recraft import condition_mask
 
-FLUX_DEV = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
-                num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
-                axes_dims_rope=(16, 56, 56))
-TINY = dict(patch_size=1, in_channels=64, num_layers=1, num_single_layers=2, attention_head_dim=16,
-            num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=16, guidance_embeds=True,
-            axes_dims_rope=(4, 6, 6))
+FLUX_DEV = dict(
+    patch_size=1,
+    in_channels=64,
+    num_layers=19,
+    num_single_layers=38,
+    attention_head_dim=128,
+    num_attention_heads=24,
+    joint_attention_dim=4096,
+    pooled_projection_dim=768,
+    guidance_embeds=True,
+    axes_dims_rope=(16, 56, 56),
+)
+TINY = dict(
+    patch_size=1,
+    in_channels=64,
+    num_layers=1,
+    num_single_layers=2,
+    attention_head_dim=16,
+    num_attention_heads=2,
+    joint_attention_dim=32,
+    pooled_projection_dim=16,
+    guidance_embeds=True,
+    axes_dims_rope=(4, 6, 6),
+)
 CONTEXT_GIB = 0.5  # CUDA context and cuBLAS workspace, outside the caching allocator
 
 
@@ -83,16 +102,38 @@ def encoder_gib() -> dict[str, float]:
     model and VAE, built on the meta device from their published configurations (nothing is downloaded)."""
     with torch.device("meta"):
         models = {
-            "T5-XXL encoder": T5EncoderModel(T5Config(d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24,
-                                                      vocab_size=32128, feed_forward_proj="gated-gelu")),
-            "CLIP-L text": CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072,
-                                                        num_hidden_layers=12, num_attention_heads=12,
-                                                        projection_dim=768, vocab_size=49408)),
-            "VAE": AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16,
-                                 block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-                                 down_block_types=("DownEncoderBlock2D",) * 4,
-                                 up_block_types=("UpDecoderBlock2D",) * 4, use_quant_conv=False,
-                                 use_post_quant_conv=False),
+            "T5-XXL encoder": T5EncoderModel(
+                T5Config(
+                    d_model=4096,
+                    d_ff=10240,
+                    d_kv=64,
+                    num_heads=64,
+                    num_layers=24,
+                    vocab_size=32128,
+                    feed_forward_proj="gated-gelu",
+                )
+            ),
+            "CLIP-L text": CLIPTextModel(
+                CLIPTextConfig(
+                    hidden_size=768,
+                    intermediate_size=3072,
+                    num_hidden_layers=12,
+                    num_attention_heads=12,
+                    projection_dim=768,
+                    vocab_size=49408,
+                )
+            ),
+            "VAE": AutoencoderKL(
+                in_channels=3,
+                out_channels=3,
+                latent_channels=16,
+                block_out_channels=(128, 256, 512, 512),
+                layers_per_block=2,
+                down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4,
+                use_quant_conv=False,
+                use_post_quant_conv=False,
+            ),
         }
     return {name: sum(p.numel() for p in m.parameters()) * 2 / 2**30 for name, m in models.items()}
 
@@ -112,7 +153,9 @@ def unwrap(model: nn.Module, names: list[str]) -> None:
 
 def add_peft(model: nn.Module, names: list[str], rank: int, float32: bool) -> list[nn.Parameter]:
     """One peft LoRA; its weights take the base's dtype unless ``float32`` (diffusers' cast_training_params)."""
-    inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=1, target_modules=names, init_lora_weights=True), model)
+    inject_adapter_in_model(
+        LoraConfig(r=rank, lora_alpha=1, target_modules=names, init_lora_weights=True), model
+    )
     params = [p for n, p in model.named_parameters() if "lora_" in n]
     if float32:
         for p in params:
@@ -120,10 +163,23 @@ def add_peft(model: nn.Module, names: list[str], rank: int, float32: bool) -> li
     return params
 
 
-def measure(forward, params: list[nn.Parameter], tokens: int, batch: int, text_len: int, spec: dict,
-            device: torch.device, steps: int, warmup: int, grid_px: int, cond: torch.Tensor | None = None,
-            heads_at=lambda i: [1], offload: HeadOffloader | None = None, profile: str = "",
-            drain_each_step: bool = False) -> dict:
+def measure(
+    forward,
+    params: list[nn.Parameter],
+    tokens: int,
+    batch: int,
+    text_len: int,
+    spec: dict,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    grid_px: int,
+    cond: torch.Tensor | None = None,
+    heads_at=lambda i: [1],
+    offload: HeadOffloader | None = None,
+    profile: str = "",
+    drain_each_step: bool = False,
+) -> dict:
     """s/step and peak memory of forward + backward + AdamW on random inputs, synchronised like the training
     loop (or, with ``drain_each_step``, waiting for every stream after each step, as this bench did before).
     ``cond`` [tokens] marks ReCraft condition tokens (kept clean in the input, left out of the loss);
@@ -160,8 +216,8 @@ def measure(forward, params: list[nn.Parameter], tokens: int, batch: int, text_l
         losses.append(loss.item())  # the loop's one synchronisation per step (main stream only)
         if offload is not None:
             offload.before_step()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        opt.step()  # noqa: F821 - bound before step() runs, deleted after the last
+        opt.zero_grad(set_to_none=True)  # noqa: F821
         if offload is not None:
             offload.evict(keep=heads_at(i + 1))
         if drain_each_step:
@@ -184,14 +240,22 @@ def measure(forward, params: list[nn.Parameter], tokens: int, batch: int, text_l
     for i in range(warmup, warmup + steps):
         step(i)
     drain()
-    out = {"s": (time.perf_counter() - t0) / steps, "peak": float("nan"), "reserved": float("nan"), "losses": losses}
+    out = {
+        "s": (time.perf_counter() - t0) / steps,
+        "peak": float("nan"),
+        "reserved": float("nan"),
+        "losses": losses,
+    }
     if cuda:
         out["peak"] = torch.cuda.max_memory_allocated() / 2**30
         out["reserved"] = torch.cuda.max_memory_reserved() / 2**30
     if profile:
-        from torch.profiler import ProfilerActivity, profile as torch_profile
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
 
-        with torch_profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        with torch_profile(
+            activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        ) as prof:
             for i in range(warmup + steps, warmup + steps + 2):
                 step(i)
             drain()
@@ -201,7 +265,12 @@ def measure(forward, params: list[nn.Parameter], tokens: int, batch: int, text_l
 
 
 PROFILED = {"peft", "ours+offload", "ours+offload+fp8 native", "ours+offload+fp8 upcast"}
-SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "aten::_local_scalar_dense")
+SYNCS = (
+    "cudaStreamSynchronize",
+    "cudaDeviceSynchronize",
+    "cudaEventSynchronize",
+    "aten::_local_scalar_dense",
+)
 
 
 def summarize(prof, label: str, cuda: bool, n: int, top: int = 10) -> None:
@@ -213,8 +282,10 @@ def summarize(prof, label: str, cuda: bool, n: int, top: int = 10) -> None:
     line = f"  profile {label}: {ops} aten ops/step, synchronisations/step {syncs or 'none'}"
     kernels = [e for e in events if _dev_ms(e) > 0 and not e.key.startswith(("aten::", "cuda"))]
     if cuda:
-        line += (f", {sum(_dev_ms(e) for e in kernels) / n:.0f} ms GPU time in "
-                 f"{sum(e.count for e in kernels) // n} kernels/copies per step")
+        line += (
+            f", {sum(_dev_ms(e) for e in kernels) / n:.0f} ms GPU time in "
+            f"{sum(e.count for e in kernels) // n} kernels/copies per step"
+        )
     print(line)
     key = _dev_ms if cuda else (lambda e: e.self_cpu_time_total / 1e3)
     for e in sorted(kernels if cuda else list(events), key=lambda e: -key(e))[:top]:
@@ -238,8 +309,20 @@ def offload_check(device: torch.device, steps: int = 6) -> float:
         lora = AsymmetricLora(model, 8, 1.0, 4, names)
         den = Denoiser(model, lora)
         off = HeadOffloader(lora, torch.optim.AdamW(lora.trainable()), device) if offload else None
-        measure(lambda x, t, te, po, ids, h: den(x, t, te, po, ids, h), lora.trainable(), 64, 1, 16, TINY, device,
-                steps, 0, 128, heads_at=lambda i: [1 + i % 3], offload=off)
+        measure(
+            lambda x, t, te, po, ids, h: den(x, t, te, po, ids, h),
+            lora.trainable(),
+            64,
+            1,
+            16,
+            TINY,
+            device,
+            steps,
+            0,
+            128,
+            heads_at=lambda i: [1 + i % 3],
+            offload=off,
+        )
         heads.append(torch.cat([p.detach().float().flatten().cpu() for p in lora.trainable()]))
         unwrap(model, names)
     return ((heads[1] - heads[0]).norm() / heads[0].norm()).item()
@@ -247,21 +330,30 @@ def offload_check(device: torch.device, steps: int = 6) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tiny", action="store_true", help="tiny architecture on the CPU (checks the script only)")
+    p.add_argument(
+        "--tiny", action="store_true", help="tiny architecture on the CPU (checks the script only)"
+    )
     p.add_argument("--steps", type=int, default=8, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per variant before them")
     p.add_argument("--rank", type=int, default=64)
     p.add_argument("--heads", type=int, default=21)
-    p.add_argument("--batch", type=int, default=1, help="samples per step; ours uses a different head per sample")
+    p.add_argument(
+        "--batch", type=int, default=1, help="samples per step; ours uses a different head per sample"
+    )
     p.add_argument("--targets", default="all", choices=["all", "attention"])
     p.add_argument("--no-checkpointing", action="store_true")
-    p.add_argument("--gib-budget", type=float, default=24.0, help="say which configurations fit a GPU this size")
+    p.add_argument(
+        "--gib-budget", type=float, default=24.0, help="say which configurations fit a GPU this size"
+    )
     p.add_argument("--grids", default="3x3,2x2", help="which grids to run (3x3 = 1056 px, 2x2 = 1024 px)")
     p.add_argument("--no-recraft", action="store_true", help="skip the ReCraft step")
     p.add_argument("--no-resident", action="store_true", help="skip the 21 resident heads (needs ~49 GiB)")
     p.add_argument("--no-fp8", action="store_true", help="skip the fp8-base variants")
-    p.add_argument("--profile", action="store_true",
-                   help="also profile peft, ours+offload and the fp8 variants (2x2): ops, syncs, top kernels")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile peft, ours+offload and the fp8 variants (2x2): ops, syncs, top kernels",
+    )
     a = p.parse_args()
 
     if not a.tiny and not torch.cuda.is_available():
@@ -269,12 +361,16 @@ def main() -> None:
     device = torch.device("cpu" if a.tiny else "cuda")
     t_start = time.perf_counter()
     if device.type == "cuda":
-        torch.backends.cuda.enable_cudnn_sdp(False)  # crashed in Flux's backward on this stack (seen on an H200 with torch 2.11 / cu130)
+        torch.backends.cuda.enable_cudnn_sdp(
+            False
+        )  # crashed in Flux's backward on this stack (seen on an H200 with torch 2.11 / cu130)
         print(torch.cuda.get_device_name(), f"torch {torch.__version__}")
     try:
         diff = offload_check(device)
-        print(f"offload check (tiny model on {device.type}, 6 steps, heads changing every step): heads offloaded "
-              f"vs resident differ by {diff:.2e} relative L2 ({'ok' if diff < 0.05 else 'WRONG: above 0.05'})")
+        print(
+            f"offload check (tiny model on {device.type}, 6 steps, heads changing every step): heads offloaded "
+            f"vs resident differ by {diff:.2e} relative L2 ({'ok' if diff < 0.05 else 'WRONG: above 0.05'})"
+        )
     except Exception as e:  # noqa: BLE001 (report it, measure the rest)
         print(f"offload check FAILED: {e!r}"[:500])
     spec = TINY if a.tiny else FLUX_DEV
@@ -284,10 +380,15 @@ def main() -> None:
     model.train()
     names = select_targets(model, a.targets)
     text_len = 16 if a.tiny else 512
-    grids = [g for g in ([("3x3", 1056), ("2x2", 1024)] if not a.tiny else [("3x3", 96), ("2x2", 64)])
-             if g[0] in a.grids.split(",")]
-    print(f"{len(names)} adapted Linear layers, rank {a.rank}, {a.heads} heads, batch {a.batch}, "
-          f"checkpointing {not a.no_checkpointing}, {a.warmup} + {a.steps} steps per variant")
+    grids = [
+        g
+        for g in ([("3x3", 1056), ("2x2", 1024)] if not a.tiny else [("3x3", 96), ("2x2", 64)])
+        if g[0] in a.grids.split(",")
+    ]
+    print(
+        f"{len(names)} adapted Linear layers, rank {a.rank}, {a.heads} heads, batch {a.batch}, "
+        f"checkpointing {not a.no_checkpointing}, {a.warmup} + {a.steps} steps per variant"
+    )
     rows: list[tuple[str, str, dict]] = []
 
     def run(label: str, variant: str, px: int, n_heads: int, **kw) -> None:
@@ -299,41 +400,72 @@ def main() -> None:
         else:
             rows.append((label, variant, r))
             base = next((x for lab, v, x in rows if lab == label and v == "peft"), r)
-            print(f"{label} {px}px {variant:<26s} {r['s']:.3f} s/step  peak {r['peak']:.1f} GiB "
-                  f"(reserved {r['reserved']:.1f})  time x{r['s'] / base['s']:.3f}  peak x{r['peak'] / base['peak']:.2f}"
-                  f"  [{time.perf_counter() - t_start:.0f} s]", flush=True)
+            print(
+                f"{label} {px}px {variant:<26s} {r['s']:.3f} s/step  peak {r['peak']:.1f} GiB "
+                f"(reserved {r['reserved']:.1f})  time x{r['s'] / base['s']:.3f}  peak x{r['peak'] / base['peak']:.2f}"
+                f"  [{time.perf_counter() - t_start:.0f} s]",
+                flush=True,
+            )
         finally:
             unwrap(model, names)
             gc.collect()  # the offloader's pinned buffers go back to the host allocator's cache for the next variant
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    def variant_figures(label: str, variant: str, px: int, n_heads: int, offload: bool = False, cond=None,
-                        peft: str = "", drain_each_step: bool = False) -> dict:
+    def variant_figures(
+        label: str,
+        variant: str,
+        px: int,
+        n_heads: int,
+        offload: bool = False,
+        cond=None,
+        peft: str = "",
+        drain_each_step: bool = False,
+    ) -> dict:
         tokens = (px // 16) ** 2
         if peft:
             params = add_peft(model, names, a.rank, float32=peft == "f32")
-            fwd = (lambda x, t, te, po, ids, heads: model(
-                hidden_states=x, encoder_hidden_states=te, pooled_projections=po, timestep=t, img_ids=ids,
-                txt_ids=torch.zeros(te.shape[1], 3, device=x.device), guidance=torch.full((x.shape[0],), 1.0,
-                                                                                          device=x.device),
-                return_dict=False)[0])
+            fwd = lambda x, t, te, po, ids, heads: model(
+                hidden_states=x,
+                encoder_hidden_states=te,
+                pooled_projections=po,
+                timestep=t,
+                img_ids=ids,
+                txt_ids=torch.zeros(te.shape[1], 3, device=x.device),
+                guidance=torch.full((x.shape[0],), 1.0, device=x.device),
+                return_dict=False,
+            )[0]
             off = None
         else:
             lora = AsymmetricLora(model, a.rank, 1.0, n_heads, names)
             den = Denoiser(model, lora)
             params = lora.trainable()
-            fwd = (lambda x, t, te, po, ids, heads: den(x, t, te, po, ids, heads))
+            fwd = lambda x, t, te, po, ids, heads: den(x, t, te, po, ids, heads)
             off = HeadOffloader(lora, torch.optim.AdamW(params), device) if offload else None
         # offloaded: every step other heads than the last (the worst case: heads in and out every step), from a
         # set the warm-up steps have already trained, as in a long run where every head has AdamW state (a
         # head's first step also allocates that state); resident: the first step's heads throughout (as issue
         # 15 measured it: AdamW state for one head only)
         cycle = min(n_heads, max(2 * a.batch, a.warmup * a.batch))
-        heads_at = (lambda i: [1 + ((i if offload else 0) * a.batch + j) % cycle for j in range(a.batch)])
+        heads_at = lambda i: [1 + ((i if offload else 0) * a.batch + j) % cycle for j in range(a.batch)]
         profiled = variant if a.profile and label == grids[-1][0] and variant in PROFILED else ""
-        return measure(fwd, params, tokens, a.batch, text_len, spec, device, a.steps, a.warmup, px, cond, heads_at,
-                       off, profiled, drain_each_step)
+        return measure(
+            fwd,
+            params,
+            tokens,
+            a.batch,
+            text_len,
+            spec,
+            device,
+            a.steps,
+            a.warmup,
+            px,
+            cond,
+            heads_at,
+            off,
+            profiled,
+            drain_each_step,
+        )
 
     for label, px in grids:
         run(label, "peft", px, 1, peft="bf16")
@@ -355,10 +487,15 @@ def main() -> None:
         tokens = (px // 16) ** 2
         ref_inputs = dict(
             hidden_states=torch.randn(1, tokens, spec["in_channels"], generator=g).to(device),
-            encoder_hidden_states=torch.randn(1, text_len, spec["joint_attention_dim"], generator=g).to(device),
+            encoder_hidden_states=torch.randn(1, text_len, spec["joint_attention_dim"], generator=g).to(
+                device
+            ),
             pooled_projections=torch.randn(1, spec["pooled_projection_dim"], generator=g).to(device),
-            timestep=torch.tensor([0.5], device=device), img_ids=image_ids(px // 8, px // 8, device),
-            txt_ids=torch.zeros(text_len, 3, device=device), guidance=torch.tensor([1.0], device=device))
+            timestep=torch.tensor([0.5], device=device),
+            img_ids=image_ids(px // 8, px // 8, device),
+            txt_ids=torch.zeros(text_len, 3, device=device),
+            guidance=torch.tensor([1.0], device=device),
+        )
         autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else nullcontext()
         with torch.no_grad(), autocast:
             ref = model(**ref_inputs, return_dict=False)[0].float()
@@ -382,7 +519,9 @@ def main() -> None:
     print(f"\nbench took {time.perf_counter() - t_start:.0f} s")
 
 
-def report(rows: list[tuple[str, str, dict]], errors: dict[str, float], enc: dict[str, float], budget: float) -> None:
+def report(
+    rows: list[tuple[str, str, dict]], errors: dict[str, float], enc: dict[str, float], budget: float
+) -> None:
     """The summary table (markdown), what the caches keep off the GPU, and the fit check."""
     print("\n| grid | variant | s/step | x peft | x peft f32 | peak GiB | x peft | x peft f32 | needs GiB |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -390,20 +529,29 @@ def report(rows: list[tuple[str, str, dict]], errors: dict[str, float], enc: dic
     for label, variant, r in rows:
         base = next((x for lab, v, x in rows if lab == label and v == "peft"), nan)
         f32 = next((x for lab, v, x in rows if lab == label and v == "peft f32 LoRA"), nan)
-        print(f"| {label} | {variant} | {r['s']:.3f} | {r['s'] / base['s']:.3f} | {r['s'] / f32['s']:.3f} | "
-              f"{r['peak']:.1f} | {r['peak'] / base['peak']:.2f} | {r['peak'] / f32['peak']:.2f} | "
-              f"{r['reserved'] + CONTEXT_GIB:.1f} |")
+        print(
+            f"| {label} | {variant} | {r['s']:.3f} | {r['s'] / base['s']:.3f} | {r['s'] / f32['s']:.3f} | "
+            f"{r['peak']:.1f} | {r['peak'] / base['peak']:.2f} | {r['peak'] / f32['peak']:.2f} | "
+            f"{r['reserved'] + CONTEXT_GIB:.1f} |"
+        )
     for mode, err in errors.items():
         print(f"fp8 {mode}: output rel. L2 error vs bf16 {err:.2e}")
     enc_total = sum(enc.values())
-    print(f"\nThe text and latent caches keep off the GPU {enc_total:.1f} GiB of bf16 weights ("
-          + ", ".join(f"{k} {v:.2f}" for k, v in enc.items()) + "), plus their activations while encoding.")
-    print(f"Fits a {budget:g} GiB GPU (reserved + {CONTEXT_GIB} GiB context), with both caches filled / without "
-          f"(+ encoder weights only, a lower bound):")
+    print(
+        f"\nThe text and latent caches keep off the GPU {enc_total:.1f} GiB of bf16 weights ("
+        + ", ".join(f"{k} {v:.2f}" for k, v in enc.items())
+        + "), plus their activations while encoding."
+    )
+    print(
+        f"Fits a {budget:g} GiB GPU (reserved + {CONTEXT_GIB} GiB context), with both caches filled / without "
+        f"(+ encoder weights only, a lower bound):"
+    )
     for label, variant, r in rows:
         need = r["reserved"] + CONTEXT_GIB
-        print(f"  {label} {variant:<26s} {need:5.1f} GiB {'fits' if need <= budget else 'does not fit':<13s} / "
-              f"{need + enc_total:5.1f} GiB {'fits' if need + enc_total <= budget else 'does not fit'}")
+        print(
+            f"  {label} {variant:<26s} {need:5.1f} GiB {'fits' if need <= budget else 'does not fit':<13s} / "
+            f"{need + enc_total:5.1f} GiB {'fits' if need + enc_total <= budget else 'does not fit'}"
+        )
 
 
 if __name__ == "__main__":

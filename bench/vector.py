@@ -9,6 +9,7 @@ JPEG); "renderer alone" replays exactly the documents that path handed to resvg,
 much of an item's time is the renderer's. --full builds the whole package through `build` (Dask workers,
 shards, ledger, report) and prints yield, failures and rejections by reason.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,11 +25,11 @@ import numpy as np
 import resvg_py
 
 import pipeline.stages.draw as progressive
-from pipeline.run.driver import build
 from pipeline.config import BuildConfig
-from pipeline.run.worker import run_source
 from pipeline.drawings.collect import Origin, stroke_sources, svg_sources
 from pipeline.drawings.render import font_files
+from pipeline.run.driver import build
+from pipeline.run.worker import run_source
 from pipeline.stages.chain import build_stages
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
@@ -37,7 +38,9 @@ PACKAGE = "@twemoji/svg@15.0.0"
 
 
 def fetch_package(folder: Path) -> Path:
-    subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=folder, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        ["npm", "pack", PACKAGE, "--silent"], cwd=folder, check=True, capture_output=True, timeout=300
+    )
     return next(folder.glob("*.tgz"))
 
 
@@ -78,18 +81,34 @@ def per_core(items: list[Source], config: BuildConfig) -> dict:
     finally:
         progressive.render = real
     clocks = {}
-    for name, work in (("pipeline", lambda: [run_source(s, f"{i:064x}", stages, config) for i, s in enumerate(items)]),
-                       ("renderer_alone", lambda: [resvg_py.svg_to_bytes(
-                           svg_string=d, background="#ffffff", skip_system_fonts=True,
-                           font_files=list(font_files()) if text else None) for d, text in docs])):
+    for name, work in (
+        ("pipeline", lambda: [run_source(s, f"{i:064x}", stages, config) for i, s in enumerate(items)]),
+        (
+            "renderer_alone",
+            lambda: [
+                resvg_py.svg_to_bytes(
+                    svg_string=d,
+                    background="#ffffff",
+                    skip_system_fonts=True,
+                    font_files=list(font_files()) if text else None,
+                )
+                for d, text in docs
+            ],
+        ),
+    ):
         w0, c0 = time.perf_counter(), time.process_time()
         work()
         clocks[name] = (time.perf_counter() - w0, time.process_time() - c0)
     status = Counter(r.status for r in results)
-    return {"kind": kind, "items": len(items), "ok": status["ok"], "renders_per_item": round(len(docs) / len(items), 2),
-            "items_per_s_per_core": {k: round(len(items) / v[1], 2) for k, v in clocks.items()},
-            "wall_items_per_s": {k: round(len(items) / v[0], 2) for k, v in clocks.items()},
-            "ratio_to_renderer_alone": round(clocks["renderer_alone"][1] / clocks["pipeline"][1], 3)}
+    return {
+        "kind": kind,
+        "items": len(items),
+        "ok": status["ok"],
+        "renders_per_item": round(len(docs) / len(items), 2),
+        "items_per_s_per_core": {k: round(len(items) / v[1], 2) for k, v in clocks.items()},
+        "wall_items_per_s": {k: round(len(items) / v[0], 2) for k, v in clocks.items()},
+        "ratio_to_renderer_alone": round(clocks["renderer_alone"][1] / clocks["pipeline"][1], 3),
+    }
 
 
 def full_build(package: Path, workers: int) -> dict:
@@ -102,18 +121,31 @@ def full_build(package: Path, workers: int) -> dict:
         wall = time.perf_counter() - t0
     rows = res.report["sources"]
     status = Counter(r["status"] for r in rows)
-    return {"items": len(rows), "sequences": res.summary["new_samples"], "failed": status["failed"],
-            "yield": round(res.summary["new_samples"] / len(rows), 4), "workers": workers,
-            "wall_s": round(wall, 1), "items_per_s": round(len(rows) / wall, 2),
-            "rejected_by_reason": dict(Counter(r["reason"].split(" (")[0].split(":")[0] for r in rows
-                                               if r["status"] != "ok").most_common())}
+    return {
+        "items": len(rows),
+        "sequences": res.summary["new_samples"],
+        "failed": status["failed"],
+        "yield": round(res.summary["new_samples"] / len(rows), 4),
+        "workers": workers,
+        "wall_s": round(wall, 1),
+        "items_per_s": round(len(rows) / wall, 2),
+        "rejected_by_reason": dict(
+            Counter(
+                r["reason"].split(" (")[0].split(":")[0] for r in rows if r["status"] != "ok"
+            ).most_common()
+        ),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--package", type=Path, help=f"the {PACKAGE} tarball (default: npm pack it)")
-    ap.add_argument("--sample", type=int, default=300, help="SVG items for the per-core figures (spread over the package)")
-    ap.add_argument("--strokes", type=int, default=200, help="QuickDraw-style drawings for the per-core figures")
+    ap.add_argument(
+        "--sample", type=int, default=300, help="SVG items for the per-core figures (spread over the package)"
+    )
+    ap.add_argument(
+        "--strokes", type=int, default=200, help="QuickDraw-style drawings for the per-core figures"
+    )
     ap.add_argument("--full", action="store_true", help="also build the whole package and report its yield")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="Dask workers for --full")
     args = ap.parse_args()
@@ -121,14 +153,21 @@ def main() -> None:
     config = BuildConfig.model_validate({"clip": {"enabled": False}})
     with tempfile.TemporaryDirectory() as tmp:
         package = args.package or fetch_package(Path(tmp))
-        items = svg_sources(package.parent, package.name, None, Origin(taxonomy["emoji"], 0, None, None, None))
+        items = svg_sources(
+            package.parent, package.name, None, Origin(taxonomy["emoji"], 0, None, None, None)
+        )
         step = max(1, len(items) // args.sample)
-        out = {"package": package.name, "package_items": len(items),
-               "svg": per_core(items[::step][: args.sample], config)}
+        out = {
+            "package": package.name,
+            "package_items": len(items),
+            "svg": per_core(items[::step][: args.sample], config),
+        }
         ndjson = Path(tmp) / "doodles.ndjson"
         ndjson.write_text(quickdraw_like(args.strokes))
-        out["strokes"] = per_core(stroke_sources(ndjson.parent, ndjson.name,
-                                                 Origin(taxonomy["sketch"], 0, None, None, None)), config)
+        out["strokes"] = per_core(
+            stroke_sources(ndjson.parent, ndjson.name, Origin(taxonomy["sketch"], 0, None, None, None)),
+            config,
+        )
         if args.full:
             out["twemoji_full"] = full_build(package, args.workers)
     print(json.dumps(out, indent=2))

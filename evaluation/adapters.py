@@ -5,14 +5,15 @@ manifest rows (`sequences.jsonl`) pointing at a grid with a declared layout and 
 folder or list of frames, or a video resampled to K frames. Another method's outputs come in by
 writing such a manifest.
 """
+
 from __future__ import annotations
 
 import io
 import json
 import re
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -81,6 +82,7 @@ def _task_frames(taxonomy: Taxonomy, task: str) -> int:
 
 # --- shards ------------------------------------------------------------------------------------
 
+
 def read_shard(path: Path, method: str, taxonomy: Taxonomy) -> Iterator[Sequence | InputError]:
     """Samples of one tar: ours (jpg+txt+json) or the authors' (jpg/png + caption)."""
     try:
@@ -115,8 +117,13 @@ def _shard_sample(key: str, m: dict[str, bytes], method: str, taxonomy: Taxonomy
         meta = json.loads(m["json"])
         task = meta["task"]["id"]
         lay = meta["layout"]
-        layout = Layout(rows=lay["rows"], cols=lay["cols"], cell=lay["cell"], order=lay["order"],
-                        separator=lay.get("separator", 0))
+        layout = Layout(
+            rows=lay["rows"],
+            cols=lay["cols"],
+            cell=lay["cell"],
+            order=lay["order"],
+            separator=lay.get("separator", 0),
+        )
         caption = m["txt"].decode() if "txt" in m else meta["caption"]["text"]
     elif "caption" in m:
         caption = m["caption"].decode()
@@ -133,12 +140,22 @@ def _shard_sample(key: str, m: dict[str, bytes], method: str, taxonomy: Taxonomy
         raise AdapterError(f"no KEY.json or KEY.caption beside the image (members {sorted(m)})")
     _task_frames(taxonomy, task)
     prompt, steps = parse_caption(caption, layout.frames)
-    return Sequence(key=key, method=method, task=task, prompt=prompt, frames=split(grid, layout), grid=grid,
-                    source=source, original_frames=layout.frames, steps=steps,
-                    layout={"rows": layout.rows, "cols": layout.cols, "order": layout.order})
+    return Sequence(
+        key=key,
+        method=method,
+        task=task,
+        prompt=prompt,
+        frames=split(grid, layout),
+        grid=grid,
+        source=source,
+        original_frames=layout.frames,
+        steps=steps,
+        layout={"rows": layout.rows, "cols": layout.cols, "order": layout.order},
+    )
 
 
 # --- manifest rows -----------------------------------------------------------------------------
+
 
 def _grid_row(row: dict, base: Path, taxonomy: Taxonomy) -> tuple[list[Image.Image], Image.Image, dict]:
     grid = open_image(base / row["grid"], f"grid {row['grid']}")
@@ -178,8 +195,9 @@ def _video_row(row: dict, base: Path, k: int) -> tuple[list[Image.Image], int]:
     return [decoded[i].convert("RGB") for i in uniform_indices(len(decoded), k)], len(decoded)
 
 
-def read_manifest(path: Path, method: str, taxonomy: Taxonomy,
-                  video_frames: int | None) -> Iterator[Sequence | InputError]:
+def read_manifest(
+    path: Path, method: str, taxonomy: Taxonomy, video_frames: int | None
+) -> Iterator[Sequence | InputError]:
     """One sequence per JSONL row; paths in rows are relative to the manifest's folder."""
     base = path.parent
     for n, line in enumerate(path.read_text().splitlines(), start=1):
@@ -196,7 +214,9 @@ def read_manifest(path: Path, method: str, taxonomy: Taxonomy,
             frames_needed = _task_frames(taxonomy, row["task"])
             kinds = [k for k in ("grid", "frames", "video") if k in row]
             if len(kinds) != 1:
-                raise AdapterError(f"row must have exactly one of grid, frames, video (has {kinds or 'none'})")
+                raise AdapterError(
+                    f"row must have exactly one of grid, frames, video (has {kinds or 'none'})"
+                )
             grid = layout = None
             if kinds[0] == "grid":
                 frames, grid, layout = _grid_row(row, base, taxonomy)
@@ -210,9 +230,17 @@ def read_manifest(path: Path, method: str, taxonomy: Taxonomy,
             steps = row.get("steps")
             if steps is not None and len(steps) != len(frames):
                 raise AdapterError(f"{len(steps)} step texts for {len(frames)} frames")
-            yield Sequence(key=str(row.get("key") or f"{path.stem}-{n}"), method=str(row.get("method") or method),
-                           task=row["task"], prompt=str(row["prompt"]), frames=frames, grid=grid,
-                           source=source, original_frames=original, steps=steps, layout=layout)
+            yield Sequence(
+                key=str(row.get("key") or f"{path.stem}-{n}"),
+                method=str(row.get("method") or method),
+                task=row["task"],
+                prompt=str(row["prompt"]),
+                frames=frames,
+                grid=grid,
+                source=source,
+                original_frames=original,
+                steps=steps,
+                layout=layout,
+            )
         except (AdapterError, ValueError, KeyError, TypeError, OSError) as exc:
             yield InputError(source, str(exc), method)
-

@@ -3,9 +3,11 @@
 Metrics only see features and similarity matrices, so the backbone is swappable: CLIP image
 embeddings for real runs, raw pixels where exact answers are needed (tests) or no weights exist.
 """
+
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -18,7 +20,9 @@ class FeatureBackbone(Protocol):
     """Embeds frames; `similarity` of an (N, D) feature array is (N, N) with 1 meaning identical."""
 
     name: str
-    duplicate_distance: float  # default: adjacent distance (1 - similarity) at or below which frames are duplicates
+    duplicate_distance: (
+        float  # default: adjacent distance (1 - similarity) at or below which frames are duplicates
+    )
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 

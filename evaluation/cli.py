@@ -1,4 +1,5 @@
 """`makeanything evaluate INPUTS --out DIR [--judge-url URL]`."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,10 +15,12 @@ log = logging.getLogger("evaluation")
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "evaluate", help="score procedural sequences (CLIP, coherence, progress, VLM judge) and write a report",
+        "evaluate",
+        help="score procedural sequences (CLIP, coherence, progress, VLM judge) and write a report",
         description="Evaluate sequences from shards (ours or the authors' release) or sequences.jsonl "
-                    "manifests (grids with a declared reading order, frame folders, videos). Name each "
-                    "method with METHOD=PATH.")
+        "manifests (grids with a declared reading order, frame folders, videos). Name each "
+        "method with METHOD=PATH.",
+    )
     p.add_argument("inputs", nargs="+", metavar="[METHOD=]PATH")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--config", type=Path, help="YAML with any EvalConfig fields; flags override it")
@@ -31,7 +34,9 @@ def register(subparsers) -> None:
     p.add_argument("--backbone", choices=["clip", "pixel"], help="features for coherence and progress")
     p.add_argument("--judge-url", help="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
     p.add_argument("--judge-model")
-    p.add_argument("--judge-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)")
+    p.add_argument(
+        "--judge-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)"
+    )
     p.add_argument("--judge-prompts", help="prompt version in evaluation/prompts/ or a YAML path")
     p.add_argument("--judge-cache", type=Path, help="response cache folder (default OUT/judge-cache)")
     p.add_argument("--judge-replay", action="store_true", help="answer only from the judge cache")
@@ -43,17 +48,29 @@ def register(subparsers) -> None:
 def overrides(args: argparse.Namespace) -> dict:
     """Only the flags actually given, in EvalConfig's nesting."""
     sections = {
-        "clip": {"model": args.clip_model, "pretrained": args.clip_pretrained,
-                 "model_config_path": args.clip_model_config, "device": args.device,
-                 "enabled": False if args.no_clip else None},
+        "clip": {
+            "model": args.clip_model,
+            "pretrained": args.clip_pretrained,
+            "model_config_path": args.clip_model_config,
+            "device": args.device,
+            "enabled": False if args.no_clip else None,
+        },
         "metrics": {"backbone": args.backbone},
-        "judge": {"url": args.judge_url, "model": args.judge_model, "api_key_env": args.judge_key_env,
-                  "prompts": args.judge_prompts, "cache_dir": args.judge_cache,
-                  "replay_only": True if args.judge_replay else None},
+        "judge": {
+            "url": args.judge_url,
+            "model": args.judge_model,
+            "api_key_env": args.judge_key_env,
+            "prompts": args.judge_prompts,
+            "cache_dir": args.judge_cache,
+            "replay_only": True if args.judge_replay else None,
+        },
         "report": {"bootstrap": args.bootstrap, "seed": args.seed},
     }
-    out: dict = {k: v for k, v in {"taxonomy": args.taxonomy, "video_frames": args.video_frames}.items()
-                 if v is not None}
+    out: dict = {
+        k: v
+        for k, v in {"taxonomy": args.taxonomy, "video_frames": args.video_frames}.items()
+        if v is not None
+    }
     for name, fields in sections.items():
         given = {k: v for k, v in fields.items() if v is not None}
         if given:
@@ -85,9 +102,11 @@ def main(args: argparse.Namespace) -> int:
     else:
         log.warning("CLIP scores are off (--no-clip): the report has no CLIP columns")
     result = run(args.inputs, cfg, args.out, scorer, taxonomy)
-    info = {"clip": scorer.name if scorer else "off",
-            "backbone": cfg.metrics.backbone if scorer else f"pixel-{cfg.metrics.pixel_side}",
-            "judge": f"{cfg.judge.model} ({cfg.judge.prompts})" if cfg.judge.enabled else "off"}
+    info = {
+        "clip": scorer.name if scorer else "off",
+        "backbone": cfg.metrics.backbone if scorer else f"pixel-{cfg.metrics.pixel_side}",
+        "judge": f"{cfg.judge.model} ({cfg.judge.prompts})" if cfg.judge.enabled else "off",
+    }
     report = write_report(result, args.out, taxonomy, info, cfg.report.bootstrap, cfg.report.seed)
     log.info("%d sequences, %d failed inputs; report: %s", len(result.records), len(result.errors), report)
     return EXIT_OK if result.records else EXIT_RUN_FAILED

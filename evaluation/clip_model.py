@@ -1,8 +1,9 @@
 """The harness's CLIP scorer: the pipeline's open_clip loader (pipeline.clip) plus what evaluation adds,
 letterboxed images (so the centre crop keeps the whole grid) and a flag for truncated prompts."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -63,13 +64,16 @@ def load_clip(cfg: ClipConfig) -> OpenClipModel:
     key = (cfg.model, cfg.pretrained, str(cfg.model_config_path), cfg.device, cfg.batch_size)
     if key not in _SCORERS:
         try:
-            spec = locate(LoaderConfig(model=cfg.model, pretrained=cfg.pretrained, device=cfg.device or "auto"))
+            spec = locate(
+                LoaderConfig(model=cfg.model, pretrained=cfg.pretrained, device=cfg.device or "auto")
+            )
             model = load(spec)  # one model per process, shared with the pipeline's CLIP stage
         except (WeightsNotFound, Exception) as exc:  # open_clip wraps checkpoint failures in several types
             raise WeightsUnavailable(
                 f"CLIP weights {cfg.model} / {cfg.pretrained!r} are not available here ({exc}). "
                 "Pass --clip-pretrained PATH to a local checkpoint (or put the weights in the "
                 "open_clip/Hugging Face cache), or --no-clip to skip CLIP scores; the harness "
-                "never scores with random weights.") from exc
+                "never scores with random weights."
+            ) from exc
         _SCORERS[key] = OpenClipModel(model, cfg.batch_size, f"{cfg.model}/{cfg.pretrained}")
     return _SCORERS[key]

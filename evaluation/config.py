@@ -1,4 +1,5 @@
 """Evaluation settings in one validated place, so a run's report can state exactly what it used."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,7 +18,8 @@ class ClipConfig(BaseModel):
     model: str = "ViT-L-14"
     pretrained: str = Field(default="openai", description="open_clip tag or path of a local checkpoint")
     model_config_path: Path | None = Field(
-        default=None, description="JSON model config to register with open_clip (custom architectures)")
+        default=None, description="JSON model config to register with open_clip (custom architectures)"
+    )
     device: str | None = Field(default=None, description="torch device; default cuda when present, else cpu")
     batch_size: int = Field(default=16, ge=1)
 
@@ -29,11 +31,16 @@ class MetricConfig(BaseModel):
 
     backbone: Literal["clip", "pixel"] = "clip"
     duplicate_distance: float | None = Field(
-        default=None, ge=0, description="adjacent distance at or below which frames are duplicates "
-                                        "(default: the backbone's own)")
-    jump_fraction: float = Field(default=0.5, gt=0, le=1,
-                                 description="an adjacent step carrying more than this share of the "
-                                             "sequence's total change is a jump")
+        default=None,
+        ge=0,
+        description="adjacent distance at or below which frames are duplicates (default: the backbone's own)",
+    )
+    jump_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="an adjacent step carrying more than this share of the sequence's total change is a jump",
+    )
     pixel_side: int = Field(default=64, ge=8, description="frames are compared at this size (pixel backbone)")
 
 
@@ -47,12 +54,16 @@ class JudgeConfig(BaseModel):
     api_key_env: str = "OPENAI_API_KEY"
     prompts: str = Field(default="judge-v1", description="versioned prompt file in evaluation/prompts/")
     cache_dir: Path | None = Field(default=None, description="default: OUT/judge-cache")
-    replay_only: bool = Field(default=False, description="answer from the cache only; never call the endpoint")
+    replay_only: bool = Field(
+        default=False, description="answer from the cache only; never call the endpoint"
+    )
     timeout_s: float = Field(default=60.0, gt=0)
     retries: int = Field(default=3, ge=0)
     backoff_s: float = Field(default=2.0, ge=0)
     max_tokens: int = Field(default=300, ge=16)
-    compare: bool = Field(default=True, description="side-by-side ranking when several methods share a prompt")
+    compare: bool = Field(
+        default=True, description="side-by-side ranking when several methods share a prompt"
+    )
 
     @property
     def enabled(self) -> bool:
@@ -73,15 +84,16 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     taxonomy: Path | None = None
-    video_frames: int | None = Field(default=None, ge=2,
-                                     description="frames sampled from a video (default: the task's count)")
+    video_frames: int | None = Field(
+        default=None, ge=2, description="frames sampled from a video (default: the task's count)"
+    )
     clip: ClipConfig = ClipConfig()
     metrics: MetricConfig = MetricConfig()
     judge: JudgeConfig = JudgeConfig()
     report: ReportConfig = ReportConfig()
 
     @classmethod
-    def load(cls, path: str | Path | None, overrides: dict | None = None) -> "EvalConfig":
+    def load(cls, path: str | Path | None, overrides: dict | None = None) -> EvalConfig:
         """A YAML file (optional) with command-line overrides merged on top, section by section."""
         raw = yaml.safe_load(Path(path).read_text()) if path else {}
         raw = raw or {}

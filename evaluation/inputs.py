@@ -1,8 +1,9 @@
 """Find the sequences behind each `[METHOD=]PATH` argument and hand each file to its adapter."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from evaluation.adapters import read_manifest, read_shard
 from evaluation.sequence import InputError, Sequence
@@ -29,8 +30,9 @@ def _files(path: Path) -> list[Path]:
     return found
 
 
-def load_inputs(specs: list[str], taxonomy: Taxonomy,
-                video_frames: int | None = None) -> Iterator[Sequence | InputError]:
+def load_inputs(
+    specs: list[str], taxonomy: Taxonomy, video_frames: int | None = None
+) -> Iterator[Sequence | InputError]:
     """Every sequence of every input, in order; unreadable inputs come out as `InputError`s."""
     for spec in specs:
         method, path = parse_spec(spec)

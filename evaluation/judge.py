@@ -5,6 +5,7 @@ exact request text + image hashes (with a replay-only mode for reproducible repo
 and retries. Answers that are not the JSON the prompt asks for are recorded as malformed with
 the raw text, never repaired or guessed.
 """
+
 from __future__ import annotations
 
 import base64
@@ -15,15 +16,15 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
-from pipeline.io.atomic import write_json
 from evaluation.config import JudgeConfig
+from pipeline.io.atomic import write_json
 
 SCORES = ("alignment", "coherence", "usability")
 FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
@@ -47,7 +48,11 @@ class Prompts:
     """A versioned prompt file from evaluation/prompts/ (or a path)."""
 
     def __init__(self, name: str) -> None:
-        path = Path(name) if name.endswith(".yaml") else Path(str(files("evaluation") / "prompts" / f"{name}.yaml"))
+        path = (
+            Path(name)
+            if name.endswith(".yaml")
+            else Path(str(files("evaluation") / "prompts" / f"{name}.yaml"))
+        )
         if not path.is_file():
             raise FileNotFoundError(f"judge prompt file {path} does not exist")
         raw = yaml.safe_load(path.read_text())
@@ -64,9 +69,13 @@ class ResponseCache:
 
     @staticmethod
     def key(model: str, version: str, kind: str, text: str, images: list[bytes]) -> str:
-        record = {"model": model, "prompt_version": version, "kind": kind,
-                  "text_sha256": hashlib.sha256(text.encode()).hexdigest(),
-                  "images_sha256": [hashlib.sha256(i).hexdigest() for i in images]}
+        record = {
+            "model": model,
+            "prompt_version": version,
+            "kind": kind,
+            "text_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "images_sha256": [hashlib.sha256(i).hexdigest() for i in images],
+        }
         return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
@@ -113,8 +122,15 @@ def parse_choice(raw: str) -> dict:
 
 
 class Judge:
-    def __init__(self, cfg: JudgeConfig, cache_dir: Path, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.cfg, self.prompts, self.cache, self.sleep = cfg, Prompts(cfg.prompts), ResponseCache(cache_dir), sleep
+    def __init__(
+        self, cfg: JudgeConfig, cache_dir: Path, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.cfg, self.prompts, self.cache, self.sleep = (
+            cfg,
+            Prompts(cfg.prompts),
+            ResponseCache(cache_dir),
+            sleep,
+        )
         self.requests = 0  # HTTP requests sent (attempts), for the run report
 
     def score(self, image: bytes, task: str, prompt: str, frames: int) -> Verdict:
@@ -127,8 +143,9 @@ class Judge:
         user = self.prompts.compare["user"].format(task=task, prompt=prompt)
         return self._ask("compare", self.prompts.compare["system"], user, [first, second], parse_choice)
 
-    def _ask(self, kind: str, system: str, user: str, images: list[bytes],
-             parse: Callable[[str], dict]) -> Verdict:
+    def _ask(
+        self, kind: str, system: str, user: str, images: list[bytes], parse: Callable[[str], dict]
+    ) -> Verdict:
         key = ResponseCache.key(self.cfg.model, self.prompts.version, kind, system + "\n" + user, images)
         raw, cached = self.cache.get(key), True
         if raw is None:
@@ -139,8 +156,9 @@ class Judge:
                 raw = self._post(self._body(system, user, images))
             except EndpointError as exc:
                 return Verdict(False, error=str(exc))
-            self.cache.put(key, {"model": self.cfg.model, "prompt_version": self.prompts.version,
-                                 "kind": kind}, raw)
+            self.cache.put(
+                key, {"model": self.cfg.model, "prompt_version": self.prompts.version, "kind": kind}, raw
+            )
         try:
             return Verdict(True, value=parse(raw), raw=raw, cached=cached)
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
@@ -148,11 +166,18 @@ class Judge:
 
     def _body(self, system: str, user: str, images: list[bytes]) -> dict:
         content = [{"type": "text", "text": user}] + [
-            {"type": "image_url",
-             "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(i).decode("ascii")}}
-            for i in images]
-        return {"model": self.cfg.model, "temperature": 0, "max_tokens": self.cfg.max_tokens,
-                "messages": [{"role": "system", "content": system}, {"role": "user", "content": content}]}
+            {
+                "type": "image_url",
+                "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(i).decode("ascii")},
+            }
+            for i in images
+        ]
+        return {
+            "model": self.cfg.model,
+            "temperature": 0,
+            "max_tokens": self.cfg.max_tokens,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": content}],
+        }
 
     def _post(self, body: dict) -> str:
         """The answer text, retrying timeouts, connection errors, 429 and 5xx with exponential backoff."""

@@ -3,10 +3,11 @@
 Used for the judge (so it never has to know a serpentine reading order, and 2x2 and 3x3 methods
 are shown alike) and for the report's image strips.
 """
+
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 from PIL import Image, ImageDraw
 

@@ -1,6 +1,7 @@
 """The report: per-task tables in the layout of the paper's Table 1 (with bootstrap 95% intervals and
 averages), a method comparison, judge agreement, bar plots, progress curves, image strips; written as
 Markdown, HTML, JSON summary and one JSONL row per sequence. Every file is written atomically."""
+
 from __future__ import annotations
 
 import html
@@ -15,15 +16,35 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from pipeline.io.atomic import write_bytes, write_json, write_jsonl, write_png, write_text  # noqa: E402
 from evaluation.run import RunResult  # noqa: E402
 from evaluation.stats import bootstrap_mean  # noqa: E402
+from pipeline.io.atomic import write_bytes, write_json, write_jsonl, write_png, write_text  # noqa: E402
 from pipeline.taxonomy import Taxonomy  # noqa: E402
 
 # The paper's Table 1 CLIP scores for MakeAnything, by task head (arXiv 2502.01572, Table 1).
-PAPER_CLIP = {1: 34.40, 2: 34.41, 3: 34.24, 4: 31.46, 5: 32.25, 6: 33.84, 7: 33.03, 8: 31.82, 9: 31.68,
-              10: 29.35, 11: 35.25, 12: 35.25, 13: 32.27, 14: 33.83, 15: 33.46, 16: 34.44, 17: 32.83,
-              18: 37.30, 19: 32.93, 20: 30.76, 21: 34.20}
+PAPER_CLIP = {
+    1: 34.40,
+    2: 34.41,
+    3: 34.24,
+    4: 31.46,
+    5: 32.25,
+    6: 33.84,
+    7: 33.03,
+    8: 31.82,
+    9: 31.68,
+    10: 29.35,
+    11: 35.25,
+    12: 35.25,
+    13: 32.27,
+    14: 33.83,
+    15: 33.46,
+    16: 34.44,
+    17: 32.83,
+    18: 37.30,
+    19: 32.93,
+    20: 30.76,
+    21: 34.20,
+}
 ERRORS_SHOWN = 50
 
 
@@ -77,14 +98,21 @@ class Summary:
             if not groups:
                 continue
             self.cells[m.name] = {k: bootstrap_mean([v], n, seed) for k, v in groups.items()}
-            self.average[m.name] = {meth: bootstrap_mean([groups.get((meth, t), []) for t in self.tasks], n, seed)
-                                    for meth in self.methods}
+            self.average[m.name] = {
+                meth: bootstrap_mean([groups.get((meth, t), []) for t in self.tasks], n, seed)
+                for meth in self.methods
+            }
 
     def describe(self) -> dict:
-        return {"methods": self.methods, "tasks": self.tasks,
-                "per_task": {m: {f"{meth}/{task}": s for (meth, task), s in cells.items()}
-                             for m, cells in self.cells.items()},
-                "average": self.average}
+        return {
+            "methods": self.methods,
+            "tasks": self.tasks,
+            "per_task": {
+                m: {f"{meth}/{task}": s for (meth, task), s in cells.items()}
+                for m, cells in self.cells.items()
+            },
+            "average": self.average,
+        }
 
 
 def fmt(stat: dict | None, digits: int) -> str:
@@ -94,6 +122,7 @@ def fmt(stat: dict | None, digits: int) -> str:
 
 
 # --- document blocks, rendered to Markdown and HTML from the same list ------------------------
+
 
 @dataclass
 class Table:
@@ -107,10 +136,17 @@ def task_table(s: Summary, m: Metric, taxonomy: Taxonomy) -> Table:
     rows = []
     for t in s.tasks:
         task = taxonomy[t]
-        rows.append([task.name] + [fmt(s.cells[m.name].get((meth, t)), m.digits) for meth in s.methods]
-                    + ([f"{PAPER_CLIP[task.head]:.2f}" if task.head in PAPER_CLIP else "–"] if paper else []))
+        rows.append(
+            [task.name]
+            + [fmt(s.cells[m.name].get((meth, t)), m.digits) for meth in s.methods]
+            + ([f"{PAPER_CLIP[task.head]:.2f}" if task.head in PAPER_CLIP else "–"] if paper else [])
+        )
     heads = [taxonomy[t].head for t in s.tasks if taxonomy[t].head in PAPER_CLIP]
-    paper_avg = [f"{np.mean([PAPER_CLIP[h] for h in heads]):.2f} ({len(heads)} tasks)" if heads else "–"] if paper else []
+    paper_avg = (
+        [f"{np.mean([PAPER_CLIP[h] for h in heads]):.2f} ({len(heads)} tasks)" if heads else "–"]
+        if paper
+        else []
+    )
     rows.append(["**Average**"] + [fmt(s.average[m.name][meth], m.digits) for meth in s.methods] + paper_avg)
     return Table(headers, rows)
 
@@ -120,8 +156,14 @@ def method_table(s: Summary, result: RunResult) -> Table:
     counts = {meth: sum(r["method"] == meth for r in result.records) for meth in s.methods}
     failed = {meth: sum(e["method"] == meth for e in result.errors) for meth in s.methods}
     headers = ["Method", "sequences", "failed"] + [f"{m.label} ({m.better} is better)" for m in metrics]
-    return Table(headers, [[meth, str(counts[meth]), str(failed[meth])]
-                           + [fmt(s.average[m.name][meth], m.digits) for m in metrics] for meth in s.methods])
+    return Table(
+        headers,
+        [
+            [meth, str(counts[meth]), str(failed[meth])]
+            + [fmt(s.average[m.name][meth], m.digits) for m in metrics]
+            for meth in s.methods
+        ],
+    )
 
 
 def pair_table(pairs: list[dict]) -> Table:
@@ -130,15 +172,33 @@ def pair_table(pairs: list[dict]) -> Table:
     for a, b in dict.fromkeys(tuple(p["methods"]) for p in pairs):
         mine = [p for p in pairs if tuple(p["methods"]) == (a, b)]
         decided = [p for p in mine if p["consistent"] is not None]
-        answers = [o["value"]["better"] for p in mine for o in (p["first_order"], p["second_order"]) if o["ok"]]
+        answers = [
+            o["value"]["better"] for p in mine for o in (p["first_order"], p["second_order"]) if o["ok"]
+        ]
         agree = sum(p["consistent"] for p in decided)
-        rows.append([f"{a} vs {b}", str(len(mine)),
-                     f"{agree}/{len(decided)}" + (f" ({agree / len(decided):.0%})" if decided else ""),
-                     str(sum(p["winner"] == a for p in mine)), str(sum(p["winner"] == b for p in mine)),
-                     str(len(mine) - agree),
-                     f"{answers.count(1)}/{len(answers)}" if answers else "–"])
-    return Table(["Pair", "prompts", "both orders agree", "wins (first named)", "wins (second named)",
-                  "undecided (disagree or failed)", "'first image' picked"], rows)
+        rows.append(
+            [
+                f"{a} vs {b}",
+                str(len(mine)),
+                f"{agree}/{len(decided)}" + (f" ({agree / len(decided):.0%})" if decided else ""),
+                str(sum(p["winner"] == a for p in mine)),
+                str(sum(p["winner"] == b for p in mine)),
+                str(len(mine) - agree),
+                f"{answers.count(1)}/{len(answers)}" if answers else "–",
+            ]
+        )
+    return Table(
+        [
+            "Pair",
+            "prompts",
+            "both orders agree",
+            "wins (first named)",
+            "wins (second named)",
+            "undecided (disagree or failed)",
+            "'first image' picked",
+        ],
+        rows,
+    )
 
 
 def to_markdown(blocks: list) -> str:
@@ -158,26 +218,33 @@ def to_markdown(blocks: list) -> str:
 
 
 def to_html(blocks: list, title: str) -> str:
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-           "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
-           "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}img{max-width:100%}</style></head><body>"]
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}img{max-width:100%}</style></head><body>",
+    ]
     for b in blocks:
         if isinstance(b, Table):
             out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in b.headers) + "</tr>")
-            out += ["<tr>" + "".join(f"<td>{html.escape(c.replace('**', ''))}</td>" for c in row) + "</tr>"
-                    for row in b.rows]
+            out += [
+                "<tr>" + "".join(f"<td>{html.escape(c.replace('**', ''))}</td>" for c in row) + "</tr>"
+                for row in b.rows
+            ]
             out.append("</table>")
         elif b[0] == "h":
             out.append(f"<h{b[1]}>{html.escape(b[2])}</h{b[1]}>")
         elif b[0] == "p":
             out.append(f"<p>{html.escape(b[1])}</p>")
         elif b[0] == "img":
-            out.append(f"<figure><img src='{html.escape(b[1])}' alt='{html.escape(b[2])}'>"
-                       f"<figcaption>{html.escape(b[2])}</figcaption></figure>")
+            out.append(
+                f"<figure><img src='{html.escape(b[1])}' alt='{html.escape(b[2])}'>"
+                f"<figcaption>{html.escape(b[2])}</figcaption></figure>"
+            )
     return "\n".join(out + ["</body></html>"])
 
 
 # --- pictures ----------------------------------------------------------------------------------
+
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
@@ -239,6 +306,7 @@ def strip_sheet(by_method: dict[str, Image.Image]) -> Image.Image:
 
 # --- the whole report --------------------------------------------------------------------------
 
+
 def write_report(result: RunResult, out: Path, taxonomy: Taxonomy, run_info: dict, n: int, seed: int) -> Path:
     """Write everything under `out`; returns the Markdown report's path."""
     write_jsonl(out / "sequences.jsonl", result.records)
@@ -247,26 +315,39 @@ def write_report(result: RunResult, out: Path, taxonomy: Taxonomy, run_info: dic
     s = Summary(result, taxonomy, n, seed)
     write_json(out / "summary.json", {"run": run_info, **s.describe()})
 
-    blocks: list = [("h", 1, "Evaluation report"),
-                    ("p", " · ".join(f"{k}: {v}" for k, v in run_info.items())),
-                    ("p", f"{len(result.records)} sequences evaluated, {len(result.errors)} inputs failed "
-                          "(errors.jsonl). Cells: mean [95% bootstrap interval]; averages are means of "
-                          "per-task means, resampled within each task.")]
+    blocks: list = [
+        ("h", 1, "Evaluation report"),
+        ("p", " · ".join(f"{k}: {v}" for k, v in run_info.items())),
+        (
+            "p",
+            f"{len(result.records)} sequences evaluated, {len(result.errors)} inputs failed "
+            "(errors.jsonl). Cells: mean [95% bootstrap interval]; averages are means of "
+            "per-task means, resampled within each task.",
+        ),
+    ]
     if result.records:
         blocks += [("h", 2, "Method comparison (averaged over tasks)"), method_table(s, result)]
         if "clip" in s.cells:
-            blocks += [("h", 2, "Table 1 layout: CLIP score per task"),
-                       ("p", "The paper does not name its CLIP model or prompt text; compare trends, "
-                             "not absolute values, unless the same model is used."),
-                       task_table(s, METRICS[0], taxonomy)]
+            blocks += [
+                ("h", 2, "Table 1 layout: CLIP score per task"),
+                (
+                    "p",
+                    "The paper does not name its CLIP model or prompt text; compare trends, "
+                    "not absolute values, unless the same model is used.",
+                ),
+                task_table(s, METRICS[0], taxonomy),
+            ]
         blocks.append(("h", 2, "Per-task results"))
         for m in METRICS:
             if m.name not in s.cells:
                 continue
             path = write_bytes(out / "plots" / f"bar_{m.name}.png", bar_plot(s, m, taxonomy))
             table = [] if m.name == "clip" else [task_table(s, m, taxonomy)]  # clip's is the Table 1 above
-            blocks += [("h", 3, f"{m.label} ({m.better} is better)"), *table,
-                       ("img", str(path.relative_to(out)), m.label)]
+            blocks += [
+                ("h", 3, f"{m.label} ({m.better} is better)"),
+                *table,
+                ("img", str(path.relative_to(out)), m.label),
+            ]
         blocks.append(("h", 2, "Progress curves"))
         for t in s.tasks:
             png = progress_plot(result.records, t, taxonomy[t].name)
@@ -281,8 +362,12 @@ def write_report(result: RunResult, out: Path, taxonomy: Taxonomy, run_info: dic
             path = write_png(out / "strips" / f"{i:04d}_{task}.png", strip_sheet(by_method))
             blocks.append(("img", str(path.relative_to(out)), f"{taxonomy[task].name}: {prompt}"))
     if result.errors:
-        blocks += [("h", 2, f"Inputs that failed (first {ERRORS_SHOWN}; all in errors.jsonl)"),
-                   Table(["Source", "Method", "Problem"],
-                         [[e["source"], e["method"] or "", e["problem"]] for e in result.errors[:ERRORS_SHOWN]])]
+        blocks += [
+            ("h", 2, f"Inputs that failed (first {ERRORS_SHOWN}; all in errors.jsonl)"),
+            Table(
+                ["Source", "Method", "Problem"],
+                [[e["source"], e["method"] or "", e["problem"]] for e in result.errors[:ERRORS_SHOWN]],
+            ),
+        ]
     write_text(out / "report.html", to_html(blocks, "Evaluation report"))
     return write_text(out / "report.md", to_markdown(blocks))

@@ -1,4 +1,5 @@
 """What every input adapter produces: one sequence in step order, or an error naming the input and the problem."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Bundled task taxonomy (tasks.yaml) and example manifests, shipped as package data."""
+
 from importlib.resources import files
 from pathlib import Path
 

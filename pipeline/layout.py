@@ -4,9 +4,11 @@ Training and evaluation use :func:`split`; the pipeline uses :func:`tile`. Readi
 ``serpentine`` (row 1 left->right, row 2 right->left, ...; on 2x2 this is the paper's U-turn)
 and ``raster`` (every row left->right, how most other methods tile their frames).
 """
+
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -29,7 +31,7 @@ class Layout(BaseModel):
     separator: int = Field(default=4, ge=0, description="black line width between cells, px")
 
     @model_validator(mode="after")
-    def _separator_fits(self) -> "Layout":
+    def _separator_fits(self) -> Layout:
         if self.separator * 2 >= self.cell:
             raise ValueError(f"separator {self.separator}px is too wide for {self.cell}px cells")
         return self
@@ -73,8 +75,12 @@ class Layout(BaseModel):
         """Pixel box (x0, y0, x1, y1) of a step's whole cell, in a grid of ``size`` (default: native)."""
         r, c = self.positions[step]
         w, h = size or self.size
-        return (round(c * w / self.cols), round(r * h / self.rows),
-                round((c + 1) * w / self.cols), round((r + 1) * h / self.rows))
+        return (
+            round(c * w / self.cols),
+            round(r * h / self.rows),
+            round((c + 1) * w / self.cols),
+            round((r + 1) * h / self.rows),
+        )
 
     def content_box(self, step: int, size: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
         """Pixel box of the frame area of a step's cell (inside the separators)."""
@@ -86,9 +92,15 @@ class Layout(BaseModel):
 
     def describe(self) -> dict:
         """The shard-json `layout` record."""
-        return {"rows": self.rows, "cols": self.cols, "order": self.order, "cell": self.cell,
-                "separator": self.separator, "size": list(self.size),
-                "positions": [list(p) for p in self.positions]}
+        return {
+            "rows": self.rows,
+            "cols": self.cols,
+            "order": self.order,
+            "cell": self.cell,
+            "separator": self.separator,
+            "size": list(self.size),
+            "positions": [list(p) for p in self.positions],
+        }
 
 
 def letterbox(frame: Image.Image | np.ndarray, side: int) -> Image.Image:
@@ -107,7 +119,9 @@ def letterbox(frame: Image.Image | np.ndarray, side: int) -> Image.Image:
 def tile(frames: Sequence[Image.Image | np.ndarray], layout: Layout) -> Image.Image:
     """Place frames (in step order) into their cells; draw the separators."""
     if len(frames) != layout.frames:
-        raise ValueError(f"layout {layout.rows}x{layout.cols} needs {layout.frames} frames, got {len(frames)}")
+        raise ValueError(
+            f"layout {layout.rows}x{layout.cols} needs {layout.frames} frames, got {len(frames)}"
+        )
     grid = Image.new("RGB", layout.size, WHITE)
     for step, frame in enumerate(frames):
         x0, y0, _, _ = layout.content_box(step)
@@ -116,10 +130,10 @@ def tile(frames: Sequence[Image.Image | np.ndarray], layout: Layout) -> Image.Im
     half, width = layout.separator // 2, layout.separator
     for c in range(1, layout.cols):
         x = c * layout.cell - half
-        arr[:, x:x + width] = BLACK
+        arr[:, x : x + width] = BLACK
     for r in range(1, layout.rows):
         y = r * layout.cell - half
-        arr[y:y + width, :] = BLACK
+        arr[y : y + width, :] = BLACK
     return Image.fromarray(arr)
 
 

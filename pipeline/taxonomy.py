@@ -1,4 +1,5 @@
 """The task taxonomy (manifests/tasks.yaml): ids, label paths, LoRA heads, layouts, captions, CLIP prompts."""
+
 from __future__ import annotations
 
 import re
@@ -30,26 +31,40 @@ class Task(BaseModel):
     caption_prompt: str = Field(description="what the caption stage asks the VLM (docs/CAPTION.md)")
 
     @model_validator(mode="after")
-    def _check(self) -> "Task":
+    def _check(self) -> Task:
         if not SLUG.match(self.id):
             raise ValueError(f"task id {self.id!r} must be a lowercase slug (letters, digits, '-')")
         if self.frames != self.layout.frames:
-            raise ValueError(f"task {self.id}: {self.frames} frames do not fill a "
-                             f"{self.layout.rows}x{self.layout.cols} layout")
+            raise ValueError(
+                f"task {self.id}: {self.frames} frames do not fill a "
+                f"{self.layout.rows}x{self.layout.cols} layout"
+            )
         return self
 
     def caption(self, subject: str | None = None) -> str:
         """The released data's caption style: '3*3 of 9 sub-images, step-by-step portrait painting process, 1 girl'."""
         return self.caption_template.format(
-            rows=self.layout.rows, cols=self.layout.cols, frames=self.frames, process=self.process,
-            name=self.name, subject=subject or "", subject_suffix=f", {subject}" if subject else "")
+            rows=self.layout.rows,
+            cols=self.layout.cols,
+            frames=self.frames,
+            process=self.process,
+            name=self.name,
+            subject=subject or "",
+            subject_suffix=f", {subject}" if subject else "",
+        )
 
     def caption_request(self, subject: str | None, template: str | None = None) -> str:
         """The VLM's instruction for one sequence of this task (``template`` overrides the taxonomy's)."""
         return (template or self.caption_prompt).format(
-            rows=self.layout.rows, cols=self.layout.cols, frames=self.frames, process=self.process,
-            name=self.name, subject=subject or "", subject_suffix=f", {subject}" if subject else "",
-            subject_line=f" The subject is {subject}." if subject else "")
+            rows=self.layout.rows,
+            cols=self.layout.cols,
+            frames=self.frames,
+            process=self.process,
+            name=self.name,
+            subject=subject or "",
+            subject_suffix=f", {subject}" if subject else "",
+            subject_line=f" The subject is {subject}." if subject else "",
+        )
 
     def describe(self) -> dict:
         """The shard-json `task` record."""
@@ -62,7 +77,7 @@ class Taxonomy(BaseModel):
     tasks: dict[str, Task]
 
     @model_validator(mode="after")
-    def _unique_heads(self) -> "Taxonomy":
+    def _unique_heads(self) -> Taxonomy:
         seen: dict[int, str] = {}
         for t in self.tasks.values():
             if t.head in seen:
@@ -71,15 +86,20 @@ class Taxonomy(BaseModel):
         return self
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "Taxonomy":
+    def load(cls, path: str | Path | None = None) -> Taxonomy:
         """Read a taxonomy YAML (default: the bundled manifests/tasks.yaml)."""
         path = Path(path) if path else bundled("tasks.yaml")
         raw = yaml.safe_load(path.read_text())
         layouts = {name: Layout(**spec) for name, spec in (raw.get("layouts") or {}).items()}
-        template = raw.get("caption_template", "{rows}*{cols} of {frames} sub-images, "
-                                               "step-by-step {process} process{subject_suffix}")
-        prompt = raw.get("caption_prompt", "The {frames} images are the steps of one {process} process, "
-                                             "in order.{subject_line} Describe the process and each step.")
+        template = raw.get(
+            "caption_template",
+            "{rows}*{cols} of {frames} sub-images, step-by-step {process} process{subject_suffix}",
+        )
+        prompt = raw.get(
+            "caption_prompt",
+            "The {frames} images are the steps of one {process} process, "
+            "in order.{subject_line} Describe the process and each step.",
+        )
         tasks = {}
         for entry in raw["tasks"]:
             entry = dict(entry)

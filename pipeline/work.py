@@ -1,4 +1,5 @@
 """The item that flows through the stages: one source and everything the stages learned about it."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -64,8 +65,12 @@ class Frame:
     embedding: np.ndarray | None = None  # unit-length CLIP image embedding, when the CLIP stage ran
     file: str | None = None  # the image's file name (image folders)
     warp: np.ndarray | None = None  # 3x3: this frame's pixels -> its group's reference view (None: identity)
-    view: np.ndarray | None = None  # small float RGB in the reference view, photometrically normalised, NaN off view
-    gain: np.ndarray | None = None  # RGB gains that bring the frame to its group's photometry (None: as filmed)
+    view: np.ndarray | None = (
+        None  # small float RGB in the reference view, photometrically normalised, NaN off view
+    )
+    gain: np.ndarray | None = (
+        None  # RGB gains that bring the frame to its group's photometry (None: as filmed)
+    )
 
     @property
     def moved(self) -> bool:
@@ -113,12 +118,12 @@ class Work:
     source: Source
     probe: dict = field(default_factory=dict)
     sha256: str = ""
-    frames: list[Frame] = field(default_factory=list)          # analysis frames, time order
+    frames: list[Frame] = field(default_factory=list)  # analysis frames, time order
     shots: list[tuple[int, int]] = field(default_factory=list)  # [start, end) into frames
-    groups: list[Group] = field(default_factory=list)          # shots linked into one work each
-    fades: dict[int, float] = field(default_factory=dict)       # frame -> cross-fade score as filmed (cache)
-    fade_parts: dict = field(default_factory=dict)              # small frames and scores behind them (cache)
+    groups: list[Group] = field(default_factory=list)  # shots linked into one work each
+    fades: dict[int, float] = field(default_factory=dict)  # frame -> cross-fade score as filmed (cache)
+    fade_parts: dict = field(default_factory=dict)  # small frames and scores behind them (cache)
     segments: list[Segment] = field(default_factory=list)
     sequences: list[Sequence] = field(default_factory=list)
-    drops: Counter = field(default_factory=Counter)             # frame drops by reason
+    drops: Counter = field(default_factory=Counter)  # frame drops by reason
     notes: list[str] = field(default_factory=list)

@@ -6,11 +6,12 @@ a view that zooms and pans over a painting, exposure and white-balance drift, st
 cross-fades, and a hand over the work. The world is a textured desk (a real texture photo) with the work
 on it; a camera (zoom, offset, jitter) films it. ``grade`` checks a built sequence against the truth.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -61,12 +62,16 @@ class Camera:
 class World:
     """A textured desk with the work on it; renders the work at any state through any camera."""
 
-    def __init__(self, photo: np.ndarray, frame: tuple[int, int], rng: np.random.Generator, pieces: int = 0) -> None:
+    def __init__(
+        self, photo: np.ndarray, frame: tuple[int, int], rng: np.random.Generator, pieces: int = 0
+    ) -> None:
         w, h = frame
         self.frame = frame
         self.size = (round(w * 1.3), round(h * 1.3))
         ww, wh = self.size
-        tex = cv2.resize(getattr(skimage.data, ("brick", "gravel", "grass")[int(rng.integers(3))])(), (ww, wh))
+        tex = cv2.resize(
+            getattr(skimage.data, ("brick", "gravel", "grass")[int(rng.integers(3))])(), (ww, wh)
+        )
         tone = np.array([150, 115, 80], np.float32) * rng.uniform(0.8, 1.1)
         self.desk = np.clip(tone * (0.7 + 0.6 * tex[..., None] / 255.0), 0, 255).astype(np.uint8)
         ch = round(h * 0.6)
@@ -76,8 +81,10 @@ class World:
         edges = cv2.Canny(cv2.cvtColor(self.art, cv2.COLOR_RGB2GRAY), 60, 140)
         self.sketch = np.full_like(self.art, 250)
         self.sketch[edges > 0] = (90, 90, 90)
-        self.blocked = cv2.medianBlur(cv2.resize(cv2.resize(self.art, (cw // 12, ch // 12)), (cw, ch),
-                                                 interpolation=cv2.INTER_NEAREST), 5)
+        self.blocked = cv2.medianBlur(
+            cv2.resize(cv2.resize(self.art, (cw // 12, ch // 12)), (cw, ch), interpolation=cv2.INTER_NEAREST),
+            5,
+        )
         self.order = _order_map(ch, cw, rng)
         self.pieces = pieces
         if pieces:  # a base plate filled piece by piece (LEGO, mosaic, cake layers seen from above)
@@ -85,7 +92,9 @@ class World:
             rows = int(np.ceil(pieces / cols))
             cells = [(r, c) for r in range(rows) for c in range(cols)][:pieces]
             rng.shuffle(cells)
-            self.cells = [(c * cw // cols, r * ch // rows, (c + 1) * cw // cols, (r + 1) * ch // rows) for r, c in cells]
+            self.cells = [
+                (c * cw // cols, r * ch // rows, (c + 1) * cw // cols, (r + 1) * ch // rows) for r, c in cells
+            ]
             plate = np.full_like(self.art, 205)
             plate[4::8, 4::8] = 160  # studs
             self.plate = cv2.GaussianBlur(plate, (3, 3), 0)
@@ -102,7 +111,9 @@ class World:
         x0, y0, x1, y1 = self.cells[min(k, self.pieces - 1)]
         return self.box[0] + (x0 + x1) / 2, self.box[1] + (y0 + y1) / 2
 
-    def shoot(self, a: float, cam: Camera, hand_at: tuple[float, float] | None = None) -> tuple[np.ndarray, float]:
+    def shoot(
+        self, a: float, cam: Camera, hand_at: tuple[float, float] | None = None
+    ) -> tuple[np.ndarray, float]:
         """The frame, and the fraction of the work inside it."""
         world = self.desk.copy()
         x0, y0, x1, y1 = self.box
@@ -168,8 +179,17 @@ def _gains(n: int, rng: np.random.Generator, amount: float) -> np.ndarray:
     return expo * wb
 
 
-def _stepwise(tl: Timeline, world: World, rng: np.random.Generator, cam_for_step: Callable[[int], Camera],
-              jitter: float, hold: float, place: float, cut_every_step: bool, fades: bool) -> None:
+def _stepwise(
+    tl: Timeline,
+    world: World,
+    rng: np.random.Generator,
+    cam_for_step: Callable[[int], Camera],
+    jitter: float,
+    hold: float,
+    place: float,
+    cut_every_step: bool,
+    fades: bool,
+) -> None:
     """Pieces placed one by one: a hand places piece k (visible for ``place`` s), then the state holds."""
     size = world.frame
     for k in range(world.pieces + 1):
@@ -187,8 +207,15 @@ def _stepwise(tl: Timeline, world: World, rng: np.random.Generator, cam_for_step
         tl.truth.states = k + 1
 
 
-def _painting(tl: Timeline, world: World, rng: np.random.Generator, seconds: float, hold: float,
-              cam_at: Callable[[float], Camera], hand_bursts: int) -> None:
+def _painting(
+    tl: Timeline,
+    world: World,
+    rng: np.random.Generator,
+    seconds: float,
+    hold: float,
+    cam_at: Callable[[float], Camera],
+    hand_bursts: int,
+) -> None:
     """A continuous painting process, a hand passing over the work now and then, then the finished hold."""
     n, nh = tl.seconds(seconds), tl.seconds(hold)
     bursts = sorted(rng.uniform(0.1, 0.85, hand_bursts) * n)
@@ -206,8 +233,9 @@ def _painting(tl: Timeline, world: World, rng: np.random.Generator, seconds: flo
     tl.truth.states = n
 
 
-def render(phenomenon: str, photo: np.ndarray, seed: int = 0, size: tuple[int, int] = (384, 216),
-           fps: int = 12) -> tuple[Iterator[np.ndarray], Footage]:
+def render(
+    phenomenon: str, photo: np.ndarray, seed: int = 0, size: tuple[int, int] = (384, 216), fps: int = 12
+) -> tuple[Iterator[np.ndarray], Footage]:
     """All frames of one video of the phenomenon, and its truth."""
     rng = np.random.default_rng(seed)
     tl = Timeline(fps)
@@ -216,11 +244,23 @@ def render(phenomenon: str, photo: np.ndarray, seed: int = 0, size: tuple[int, i
     if phenomenon == "stepwise_jitter":
         world = World(photo, size, rng, pieces=12)
         tl.talk(1.5, size)
-        _stepwise(tl, world, rng, lambda k: Camera(), jitter=1.5, hold=1.2, place=0.5, cut_every_step=False, fades=False)
+        _stepwise(
+            tl,
+            world,
+            rng,
+            lambda k: Camera(),
+            jitter=1.5,
+            hold=1.2,
+            place=0.5,
+            cut_every_step=False,
+            fades=False,
+        )
     elif phenomenon in ("multishot", "combined"):
         world = World(photo, size, rng, pieces=11)
-        cams = [Camera(rng.uniform(1.0, 1.35), rng.uniform(-0.06, 0.06), rng.uniform(-0.05, 0.05))
-                for _ in range(world.pieces + 1)]
+        cams = [
+            Camera(rng.uniform(1.0, 1.35), rng.uniform(-0.06, 0.06), rng.uniform(-0.05, 0.05))
+            for _ in range(world.pieces + 1)
+        ]
         combined = phenomenon == "combined"
         half = world.pieces // 2
 
@@ -228,16 +268,30 @@ def render(phenomenon: str, photo: np.ndarray, seed: int = 0, size: tuple[int, i
             if k == half + 1:  # a talking-head insert halfway, between two work shots
                 tl.talk(2.0, size)
             return cams[k]
+
         drift = 0.3 if combined else 0.0
-        _stepwise(tl, world, rng, cam_for_step, jitter=1.5 if combined else 0.0, hold=1.0, place=0.6,
-                  cut_every_step=True, fades=combined)
+        _stepwise(
+            tl,
+            world,
+            rng,
+            cam_for_step,
+            jitter=1.5 if combined else 0.0,
+            hold=1.0,
+            place=0.6,
+            cut_every_step=True,
+            fades=combined,
+        )
     elif phenomenon == "zoom_pan":
         world = World(photo, size, rng)
         phase = rng.uniform(0, 2 * np.pi)
 
         def cam_at(u: float) -> Camera:
-            return Camera(1.0 + 0.25 * (1 - np.cos(2 * np.pi * 1.5 * u + phase)),
-                          0.05 * np.sin(2 * np.pi * u + phase), 0.04 * np.sin(2 * np.pi * 0.7 * u))
+            return Camera(
+                1.0 + 0.25 * (1 - np.cos(2 * np.pi * 1.5 * u + phase)),
+                0.05 * np.sin(2 * np.pi * u + phase),
+                0.04 * np.sin(2 * np.pi * 0.7 * u),
+            )
+
         _painting(tl, world, rng, 16.0, 2.0, cam_at, hand_bursts=2)
     elif phenomenon in ("exposure_drift", "hand"):
         world = World(photo, size, rng)
@@ -268,8 +322,14 @@ def render(phenomenon: str, photo: np.ndarray, seed: int = 0, size: tuple[int, i
     return frames(), tl.truth
 
 
-def make_footage(path: str | Path, phenomenon: str, photo: str = "astronaut", seed: int = 0,
-                 size: tuple[int, int] = (384, 216), fps: int = 12) -> Footage:
+def make_footage(
+    path: str | Path,
+    phenomenon: str,
+    photo: str = "astronaut",
+    seed: int = 0,
+    size: tuple[int, int] = (384, 216),
+    fps: int = 12,
+) -> Footage:
     frames, truth = render(phenomenon, getattr(skimage.data, photo)(), seed, size, fps)
     write_video(path, frames, fps, size)
     return truth

@@ -4,6 +4,7 @@ A random model never appears by accident: the pipeline loads one only when a con
 `clip.model` at a folder written here. Speed does not depend on weight values, so the benchmark
 can time a real architecture (e.g. ViT-B-32) without pretrained weights.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,10 @@ def write_random_model(folder: Path, arch: str, seed: int = 0) -> str:
     torch.manual_seed(seed)
     model = open_clip.create_model(arch, pretrained=None)
     folder.mkdir(parents=True, exist_ok=True)
-    config = {"model_cfg": open_clip.get_model_config(arch),
-              "preprocess_cfg": open_clip.get_model_preprocess_cfg(model)}
+    config = {
+        "model_cfg": open_clip.get_model_config(arch),
+        "preprocess_cfg": open_clip.get_model_preprocess_cfg(model),
+    }
     (folder / HF_CONFIG_NAME).write_text(json.dumps(config))
     torch.save(model.state_dict(), folder / HF_WEIGHTS_NAME)
     return f"local-dir:{folder.resolve()}"

@@ -1,12 +1,13 @@
 """Shared fixtures: tutorial-like videos (generated once per session) and manifests for them."""
+
 from __future__ import annotations
 
 import contextlib
 import functools
 import http.server
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import skimage.data
@@ -30,7 +31,10 @@ def tutorials(tmp_path_factory) -> dict[str, tuple[Path, Truth]]:
     out = {}
     for seed, name in enumerate(["astronaut", "coffee", "chelsea"]):
         path = folder / f"{name}.mp4"
-        out[name] = (path, make_tutorial(path, getattr(skimage.data, name)(), size=SMALL, script=SHORT, seed=seed))
+        out[name] = (
+            path,
+            make_tutorial(path, getattr(skimage.data, name)(), size=SMALL, script=SHORT, seed=seed),
+        )
     return out
 
 

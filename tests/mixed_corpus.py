@@ -1,5 +1,6 @@
 """A corpus built from every source kind (local video, folder of step images, URL over loopback HTTP) plus a
 source that is rejected: the schema, dataset-card, review-site and curation tests read it."""
+
 from __future__ import annotations
 
 import hashlib
@@ -60,16 +61,42 @@ def mixed_corpus(tutorials, tmp_path_factory) -> Mixed:
     write_video(d / "talk.mp4", (_talking_head(180, 320, i / 25) for i in range(150)), 25, SMALL)
     shas = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (www / "coffee.mp4", d / "astronaut.mp4")]
     config = d / "config.yaml"
-    config.write_text(yaml.safe_dump({"cluster": {"workers": 1, "processes": False},
-                                      "shards": {"samples_per_shard": 2, "val_fraction": _val_fraction(shas)}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "cluster": {"workers": 1, "processes": False},
+                "shards": {"samples_per_shard": 2, "val_fraction": _val_fraction(shas)},
+            }
+        )
+    )
     with serve_folder(www) as base:
-        manifest = write_manifest(d, [
-            {"path": "astronaut.mp4", "task": "portrait", "subject": "an astronaut", "id": "astro", **LICENSE},
-            {"url": f"{base}/coffee.mp4", "task": "oil-painting", "subject": "a cup of coffee", "id": "coffee"},
-            {"dir": "steps/cat", "task": "painting", "subject": "a cat", "id": "cat", "license": "CC0-1.0"},
-            {"dir": "steps/rocket", "task": "emoji", "subject": "a rocket", "id": "rocket"},
-            {"path": "talk.mp4", "task": "painting", "id": "talk"},
-        ])
+        manifest = write_manifest(
+            d,
+            [
+                {
+                    "path": "astronaut.mp4",
+                    "task": "portrait",
+                    "subject": "an astronaut",
+                    "id": "astro",
+                    **LICENSE,
+                },
+                {
+                    "url": f"{base}/coffee.mp4",
+                    "task": "oil-painting",
+                    "subject": "a cup of coffee",
+                    "id": "coffee",
+                },
+                {
+                    "dir": "steps/cat",
+                    "task": "painting",
+                    "subject": "a cat",
+                    "id": "cat",
+                    "license": "CC0-1.0",
+                },
+                {"dir": "steps/rocket", "task": "emoji", "subject": "a rocket", "id": "rocket"},
+                {"path": "talk.mp4", "task": "painting", "id": "talk"},
+            ],
+        )
         out = d / "out"
         assert main(["build", str(manifest), "--out", str(out), "--config", str(config), "--quiet"]) == 0
     return Mixed(out, manifest, config, json.loads((out / "dataset.json").read_text()))

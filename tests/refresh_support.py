@@ -1,5 +1,6 @@
 """Shared by the refresh, crash, S3 and distributed tests: a small corpus made once per session, a
 reference build of it, and helpers that read back what an output really holds."""
+
 from __future__ import annotations
 
 import json
@@ -29,11 +30,17 @@ FAST = {"cluster": {"workers": 1, "processes": False}, "shards": {"samples_per_s
 def _png_bomb(path: Path) -> None:
     """A PNG whose header claims 20000x10000 pixels: Pillow refuses it (DecompressionBombError), an
     unexpected exception in the decode stage, i.e. a *failed* source rather than a rejected one."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", 20000, 10000, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -48,14 +55,17 @@ def corpus(tutorials, tmp_path_factory) -> Path:
     (d / "bomb").mkdir()
     for i in range(3):
         _png_bomb(d / "bomb" / f"step_{i}.png")
-    base = [{"path": "astronaut.mp4", "task": "portrait", "id": "astro"},
-            {"path": "coffee.mp4", "task": "oil-painting", "id": "coffee"},
-            {"path": "chelsea.mp4", "task": "painting", "id": "cat"},
-            {"path": "talk.mp4", "task": "painting", "id": "talk"},
-            {"dir": "bomb", "task": "line-draw", "id": "bomb"}]
+    base = [
+        {"path": "astronaut.mp4", "task": "portrait", "id": "astro"},
+        {"path": "coffee.mp4", "task": "oil-painting", "id": "coffee"},
+        {"path": "chelsea.mp4", "task": "painting", "id": "cat"},
+        {"path": "talk.mp4", "task": "painting", "id": "talk"},
+        {"dir": "bomb", "task": "line-draw", "id": "bomb"},
+    ]
     (d / "base.yaml").write_text(yaml.safe_dump({"sources": base}))
-    (d / "more.yaml").write_text(yaml.safe_dump({"sources": base + [
-        {"path": "extra.mp4", "task": "oil-painting", "id": "extra"}]}))
+    (d / "more.yaml").write_text(
+        yaml.safe_dump({"sources": base + [{"path": "extra.mp4", "task": "oil-painting", "id": "extra"}]})
+    )
     return d
 
 
@@ -72,8 +82,20 @@ def reference(corpus, tmp_path_factory) -> dict:
     """An uninterrupted build of more.yaml: {key: sample json} and its dataset.json."""
     d = tmp_path_factory.mktemp("reference")
     out = d / "out"
-    assert main(["build", str(corpus / "more.yaml"), "--out", str(out), "--config", str(write_config(d)),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                str(corpus / "more.yaml"),
+                "--out",
+                str(out),
+                "--config",
+                str(write_config(d)),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return {"keys": shard_keys(out), "index": json.loads((out / "dataset.json").read_text()), "out": out}
 
 
@@ -93,13 +115,23 @@ def shard_keys(out: Path) -> list[str]:
 
 
 def no_temp_files(out: Path) -> list[Path]:
-    return [p for p in out.rglob("*") if p.is_file() and (".tmp" in p.name or ".part" in p.name or ".staging" in p.parts)]
+    return [
+        p
+        for p in out.rglob("*")
+        if p.is_file() and (".tmp" in p.name or ".part" in p.name or ".staging" in p.parts)
+    ]
 
 
 def run_cli(args: list[str], env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
     """`makeanything ARGS` in its own process group; whatever it leaves running is killed afterwards."""
-    proc = subprocess.Popen([str(BIN / "makeanything"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        [str(BIN / "makeanything"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -116,4 +148,3 @@ def kill_group(pgid: int) -> None:
 
 def inspect_verify(out: str) -> subprocess.CompletedProcess:
     return run_cli(["inspect", out, "--verify"])
-

@@ -1,5 +1,6 @@
 """End to end: `makeanything build` on a LocalCluster with good tutorials and every kind of bad input;
 the shards read back with webdataset and with Hugging Face datasets."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ import pytest
 from PIL import Image
 
 from makeanything.cli import main
-from pipeline.layout import Layout, split
 from pipeline.demo.synthetic import _talking_head, write_video
+from pipeline.layout import Layout, split
 from tests.conftest import OPENCV_DATA, write_manifest
 
 
@@ -38,7 +39,9 @@ def built(tutorials, tmp_path_factory):
     data = Path(good["astronaut"]).read_bytes()
     (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
     corrupt = bytearray(data)
-    corrupt[len(data) // 3: len(data) // 3 + 20000] = np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes()
+    corrupt[len(data) // 3 : len(data) // 3 + 20000] = (
+        np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes()
+    )
     (d / "corrupt.mp4").write_bytes(bytes(corrupt))
     _audio_only(d / "audio.mp4")
     write_video(d / "one_frame.mp4", [np.full((180, 320, 3), 200, np.uint8)], 25, (320, 180))
@@ -69,17 +72,20 @@ def _row(report: dict, uri: str) -> dict:
     return next(r for r in report["sources"] if r["uri"].endswith(uri))
 
 
-@pytest.mark.parametrize("uri,status,reason", [
-    ("missing.mp4", "rejected", "file not found"),
-    ("empty.mp4", "rejected", "empty file (0 bytes)"),
-    ("notes.mp4", "rejected", "not a readable video"),
-    ("truncated.mp4", "rejected", "truncated"),
-    ("corrupt.mp4", "rejected", ""),
-    ("audio.mp4", "rejected", "no video stream"),
-    ("one_frame.mp4", "rejected", "only 1 decodable frame"),
-    ("talk.mp4", "rejected", "no making process"),
-    ("vtest.avi", "rejected", "no making process"),
-])
+@pytest.mark.parametrize(
+    "uri,status,reason",
+    [
+        ("missing.mp4", "rejected", "file not found"),
+        ("empty.mp4", "rejected", "empty file (0 bytes)"),
+        ("notes.mp4", "rejected", "not a readable video"),
+        ("truncated.mp4", "rejected", "truncated"),
+        ("corrupt.mp4", "rejected", ""),
+        ("audio.mp4", "rejected", "no video stream"),
+        ("one_frame.mp4", "rejected", "only 1 decodable frame"),
+        ("talk.mp4", "rejected", "no making process"),
+        ("vtest.avi", "rejected", "no making process"),
+    ],
+)
 def test_bad_input_is_recorded_with_its_reason(built, uri, status, reason):
     _, report = built
     if uri == "vtest.avi" and not (OPENCV_DATA / uri).exists():
@@ -140,12 +146,15 @@ def test_shards_read_back_with_hf_datasets(built):
     assert row["jpg"].size == tuple(row["json"]["layout"]["size"])
 
 
-@pytest.mark.parametrize("entry,message", [
-    ({"path": "a.mp4", "task": "watercolor"}, "sources[0].task: unknown task 'watercolor'"),
-    ({"path": "a.mp4", "dir": "x", "task": "lego"}, "give exactly one of path, glob, dir, url"),
-    ({"url": "ftp://host/a.mp4", "task": "lego"}, "url 'ftp://host/a.mp4' must be http://"),
-    ({"path": "a.mp4", "task": "lego", "colour": "red"}, "sources[0].colour"),
-])
+@pytest.mark.parametrize(
+    "entry,message",
+    [
+        ({"path": "a.mp4", "task": "watercolor"}, "sources[0].task: unknown task 'watercolor'"),
+        ({"path": "a.mp4", "dir": "x", "task": "lego"}, "give exactly one of path, glob, dir, url"),
+        ({"url": "ftp://host/a.mp4", "task": "lego"}, "url 'ftp://host/a.mp4' must be http://"),
+        ({"path": "a.mp4", "task": "lego", "colour": "red"}, "sources[0].colour"),
+    ],
+)
 def test_manifest_errors_exit_2_before_any_work(tmp_path, capsys, entry, message):
     manifest = write_manifest(tmp_path, [entry])
     assert main(["build", str(manifest), "--out", str(tmp_path / "out"), "--quiet"]) == 2

@@ -1,4 +1,5 @@
 """The build on an existing cluster: a real `dask scheduler` and two `dask worker` processes on loopback."""
+
 from __future__ import annotations
 
 import json
@@ -31,12 +32,43 @@ def cluster(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("cluster")
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", ":0"], cwd=tmp_path, stderr=subprocess.DEVNULL)]
-    procs += [subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--nworkers", "1",
-                                "--local-directory", str(tmp_path / f"w{i}"), "--name", f"w{i}",
-                                *(["--resources", "CLIP=1"] if i == 0 else [])],
-                               cwd=tmp_path, stderr=subprocess.DEVNULL) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dashboard-address",
+                ":0",
+            ],
+            cwd=tmp_path,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    procs += [
+        subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "worker",
+                address,
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+                "--local-directory",
+                str(tmp_path / f"w{i}"),
+                "--name",
+                f"w{i}",
+                *(["--resources", "CLIP=1"] if i == 0 else []),
+            ],
+            cwd=tmp_path,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(2)
+    ]
     try:
         with Client(address, timeout=60) as c:
             c.wait_for_workers(2, timeout=60)
@@ -55,7 +87,9 @@ def test_build_runs_on_an_existing_scheduler_with_two_workers(cluster, tutorials
     t0 = time.time()
     with Client(cluster) as c:
         c.get_task_stream(start=t0)  # starts the scheduler's task-stream plugin before the build
-    assert main(["build", str(manifest), "--out", str(tmp_path / "out"), "--scheduler", cluster, "--quiet"]) == 0
+    assert (
+        main(["build", str(manifest), "--out", str(tmp_path / "out"), "--scheduler", cluster, "--quiet"]) == 0
+    )
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["totals"]["ok"] == 3 and report["totals"]["samples"] == 3
     with Client(cluster) as c:  # both worker processes ran sources
@@ -71,16 +105,44 @@ def test_clip_resources_pin_source_tasks_to_the_workers_that_offer_them(cluster,
     manifest = write_manifest(tmp_path, [{"glob": "*.mp4", "task": "oil-painting"}])
     model = write_random_model(tmp_path / "model", register_tiny(tmp_path / "configs"))
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"clip": {"model": model, "resources": {"CLIP": 1},
-                                               # random weights must not decide anything here
-                                               "relevance_margin": 2.0, "duplicate_similarity": 1.0}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "clip": {
+                    "model": model,
+                    "resources": {"CLIP": 1},
+                    # random weights must not decide anything here
+                    "relevance_margin": 2.0,
+                    "duplicate_similarity": 1.0,
+                }
+            }
+        )
+    )
     t0 = time.time()
     with Client(cluster) as c:
         c.get_task_stream(start=t0)
-    assert main(["build", str(manifest), "--out", str(tmp_path / "out"), "--scheduler", cluster,
-                 "--config", str(config), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                str(manifest),
+                "--out",
+                str(tmp_path / "out"),
+                "--scheduler",
+                cluster,
+                "--config",
+                str(config),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "out" / "report.json").read_text())["totals"]["ok"] == 3
     with Client(cluster) as c:
         addr = {a: w["name"] for a, w in c.scheduler_info()["workers"].items()}
-        ran = {addr.get(t["worker"], t["worker"]) for t in c.get_task_stream(start=t0) if "run_fetched" in str(t["key"])}
+        ran = {
+            addr.get(t["worker"], t["worker"])
+            for t in c.get_task_stream(start=t0)
+            if "run_fetched" in str(t["key"])
+        }
     assert ran == {"w0"}, ran

@@ -1,6 +1,7 @@
 """VLM captions in the build (`--caption-url`) and for an existing corpus (`makeanything caption`), against
 the loopback chat-completions server: exact captions, skip-what-is-done, the loader's view, and kill -9
 at each commit point of a real `makeanything caption` process, then rerun: every sample once, captioned once."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,8 @@ import pytest
 from evaluation.adapters import read_shard
 from makeanything.cli import main
 from pipeline.corpus.card import render
-from pipeline.corpus.inspection import verify
 from pipeline.corpus.index import read_index
+from pipeline.corpus.inspection import verify
 from pipeline.io.storage import Storage
 from pipeline.taxonomy import Taxonomy
 from tests.refresh_support import inspect_verify, no_temp_files, run_cli, shard_keys, write_config
@@ -48,7 +49,9 @@ def assert_captioned(samples: dict[str, dict], model: str = "test-vlm") -> None:
         assert cap["model"] == model and s["txt"] == cap["text"], key
         assert len(cap["steps"]) == n and s["txt"].count("<image-") == n, key
         assert s["txt"].startswith(f"{layout['rows']}*{layout['cols']} of {n} sub-images, Step-by-step "), key
-        assert cap["template"].startswith(f"{layout['rows']}*{layout['cols']} of {n} sub-images, step-by-step "), key
+        assert cap["template"].startswith(
+            f"{layout['rows']}*{layout['cols']} of {n} sub-images, step-by-step "
+        ), key
         assert "<image-" not in cap["template"], key
 
 
@@ -59,7 +62,9 @@ def corpus_copy(reference, tmp_path) -> Path:
     return out
 
 
-def test_caption_command_captions_each_sample_once_and_the_loader_reads_them(corpus_copy, reference, vlm, monkeypatch):
+def test_caption_command_captions_each_sample_once_and_the_loader_reads_them(
+    corpus_copy, reference, vlm, monkeypatch
+):
     out = corpus_copy
     before = listed_samples(out)
     monkeypatch.setenv(KEY_ENV, SECRET)
@@ -74,8 +79,9 @@ def test_caption_command_captions_each_sample_once_and_the_loader_reads_them(cor
     assert len(vlm.requests) == len(after)  # one request per sample
     for key, s in after.items():
         assert s["json"]["caption"]["template"] == before[key]["txt"]
-        assert {k: v for k, v in s["json"].items() if k != "caption"} == \
-               {k: v for k, v in before[key]["json"].items() if k != "caption"}
+        assert {k: v for k, v in s["json"].items() if k != "caption"} == {
+            k: v for k, v in before[key]["json"].items() if k != "caption"
+        }
     assert verify(Storage(out), read_index(Storage(out))) == []
     index = read_index(Storage(out))
     assert index["samples"] == reference["index"]["samples"] and index["history"][-1]["command"] == "caption"
@@ -104,15 +110,32 @@ def test_caption_command_captions_each_sample_once_and_the_loader_reads_them(cor
     assert {q.key: q.steps for q in seqs} == {k: s["json"]["caption"]["steps"] for k, s in after.items()}
     for q in seqs:
         cap, lay = after[q.key]["json"]["caption"], after[q.key]["json"]["layout"]
-        assert q.prompt == f"{lay['rows']}*{lay['cols']} of {lay['rows'] * lay['cols']} sub-images, {cap['process']}"
+        assert (
+            q.prompt
+            == f"{lay['rows']}*{lay['cols']} of {lay['rows'] * lay['cols']} sub-images, {cap['process']}"
+        )
 
 
 def test_another_model_recaptions_and_a_server_down_keeps_the_template(corpus_copy, vlm, capsys):
     out = corpus_copy
     before = listed_samples(out)
     vlm.mode = "500"
-    assert main(["caption", str(out), "--url", vlm.url, "--model", "test-vlm", "--quiet", "--config",
-                 str(write_config(out.parent, caption={"retries": 1, "backoff_s": 0}))]) == 0
+    assert (
+        main(
+            [
+                "caption",
+                str(out),
+                "--url",
+                vlm.url,
+                "--model",
+                "test-vlm",
+                "--quiet",
+                "--config",
+                str(write_config(out.parent, caption={"retries": 1, "backoff_s": 0})),
+            ]
+        )
+        == 0
+    )
     assert listed_samples(out) == before  # nothing captioned, nothing rewritten
     report = json.loads((out / "caption-report.json").read_text())["caption"]
     assert report["fallback"] == len(before) and all("HTTP 500" in r for r in report["fallbacks"].values())
@@ -134,7 +157,9 @@ def test_kill_9_at_each_point_then_rerun_captions_every_sample_once(corpus_copy,
     after = listed_samples(out)
     assert sorted(after) == sorted(before) == reference["keys"] == shard_keys(out)
     assert_captioned(after)
-    assert {k: s["json"]["caption"]["template"] for k, s in after.items()} == {k: s["txt"] for k, s in before.items()}
+    assert {k: s["json"]["caption"]["template"] for k, s in after.items()} == {
+        k: s["txt"] for k, s in before.items()
+    }
     # answers the killed runs got are reused from the cache: the last run asks only for the others
     # (a request in flight when its run was killed is lost; its sample is asked again)
     assert vlm.settle() - asked == len(after) - len(cached), (asked, len(cached), len(vlm.requests))
@@ -147,17 +172,38 @@ def test_build_with_caption_url_writes_rich_captions_and_reports_them(corpus, vl
     monkeypatch.setenv(KEY_ENV, SECRET)
     vlm.expect_key = SECRET
     manifest = tmp_path / "one.yaml"
-    manifest.write_text("sources:\n  - {path: %s, task: portrait, id: astro, subject: an astronaut}\n"
-                        % (corpus / "astronaut.mp4"))
+    manifest.write_text(
+        "sources:\n  - {path: %s, task: portrait, id: astro, subject: an astronaut}\n"
+        % (corpus / "astronaut.mp4")
+    )
     out = tmp_path / "out"
     config = write_config(tmp_path, caption={"api_key_env": KEY_ENV})
-    assert main(["build", str(manifest), "--out", str(out), "--config", str(config), "--quiet",
-                 "--caption-url", vlm.url, "--caption-model", "test-vlm"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                str(manifest),
+                "--out",
+                str(out),
+                "--config",
+                str(config),
+                "--quiet",
+                "--caption-url",
+                vlm.url,
+                "--caption-model",
+                "test-vlm",
+            ]
+        )
+        == 0
+    )
     samples = listed_samples(out)
     assert list(samples) == ["portrait_astro_s0"]
     assert_captioned(samples)
     s = samples["portrait_astro_s0"]
-    assert s["json"]["caption"]["template"] == "3*3 of 9 sub-images, step-by-step portrait painting process, an astronaut"
+    assert (
+        s["json"]["caption"]["template"]
+        == "3*3 of 9 sub-images, step-by-step portrait painting process, an astronaut"
+    )
     assert s["json"]["source"]["subject"] == "an astronaut"
     user = vlm.requests[0]["body"]["messages"][1]["content"][0]["text"]
     assert "The subject is an astronaut." in user and "portrait painting process" in user
@@ -171,14 +217,26 @@ def test_build_with_caption_url_writes_rich_captions_and_reports_them(corpus, vl
     assert json.loads((plain / "report.json").read_text())["config_sha"] == report["config_sha"]
 
 
-def test_budget_leaves_a_partly_captioned_corpus_that_readers_load_and_a_rerun_completes(corpus_copy, vlm, capsys):
+def test_budget_leaves_a_partly_captioned_corpus_that_readers_load_and_a_rerun_completes(
+    corpus_copy, vlm, capsys
+):
     from datasets import load_dataset
 
     from pipeline.corpus.schema import features
 
     out = corpus_copy
-    args = ["caption", str(out), "--url", vlm.url, "--model", "test-vlm", "--quiet", "--json",
-            "--config", str(write_config(out.parent, caption={"max_concurrency": 1}))]
+    args = [
+        "caption",
+        str(out),
+        "--url",
+        vlm.url,
+        "--model",
+        "test-vlm",
+        "--quiet",
+        "--json",
+        "--config",
+        str(write_config(out.parent, caption={"max_concurrency": 1})),
+    ]
     assert main(args + ["--budget", "2"]) == 0
     printed = capsys.readouterr()
     summary = json.loads(printed.out)

@@ -1,6 +1,7 @@
 """The caption stage against a real chat-completions server on loopback (tests/vlm_server.py): the exact
 request and `.txt`, the answer cache, retries on 429/5xx/timeouts, malformed and wrong-length answers,
 the concurrency bound and the request budget."""
+
 from __future__ import annotations
 
 import base64
@@ -13,17 +14,26 @@ from PIL import Image
 
 from pipeline.caption.record import template_record
 from pipeline.caption.stage import Captioner
-from testkit.samples import made_meta
 from pipeline.config import CaptionConfig
-from pipeline.layout import Layout, tile
 from pipeline.corpus.shards import Sample, encode_jpeg
+from pipeline.layout import Layout, tile
 from pipeline.taxonomy import Taxonomy
+from testkit.samples import made_meta
 from tests.vlm_server import image_tag
 
 TAXONOMY = Taxonomy.load()
 LAYOUT = Layout(rows=3, cols=3, cell=48, separator=2)
-COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-           (145, 30, 180), (70, 240, 240), (240, 50, 230), (128, 128, 0)]
+COLOURS = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (128, 128, 0),
+]
 
 
 def sample(n: int = 0, subject: str | None = "a cat") -> Sample:
@@ -31,16 +41,33 @@ def sample(n: int = 0, subject: str | None = "a cat") -> Sample:
     frames = [np.full((40, 60, 3), c, np.uint8) for c in np.roll(np.array(COLOURS), n, axis=0)]
     template = TAXONOMY["painting"].caption(subject)
     key = f"painting_src{n}_s0"
-    meta = made_meta(key, TAXONOMY["painting"].describe(), LAYOUT.describe(), template, uri=f"src{n}",
-                     sha256=f"{n:064d}", kind="images")
+    meta = made_meta(
+        key,
+        TAXONOMY["painting"].describe(),
+        LAYOUT.describe(),
+        template,
+        uri=f"src{n}",
+        sha256=f"{n:064d}",
+        kind="images",
+    )
     meta["caption"], meta["source"]["subject"] = template_record(template), subject
     return Sample(key, encode_jpeg(tile(frames, LAYOUT)), template, meta)
 
 
 def captioner(vlm, tmp_path, sleeps: list | None = None, **cfg) -> Captioner:
-    config = CaptionConfig(**{"url": vlm.url, "model": "test-vlm", "api_key_env": "TEST_VLM_KEY",
-                              "timeout_s": 5, "backoff_s": 0.5, **cfg})
-    return Captioner(config, TAXONOMY, tmp_path / "cache", sleep=(sleeps.append if sleeps is not None else lambda s: None))
+    config = CaptionConfig(
+        **{
+            "url": vlm.url,
+            "model": "test-vlm",
+            "api_key_env": "TEST_VLM_KEY",
+            "timeout_s": 5,
+            "backoff_s": 0.5,
+            **cfg,
+        }
+    )
+    return Captioner(
+        config, TAXONOMY, tmp_path / "cache", sleep=(sleeps.append if sleeps is not None else lambda s: None)
+    )
 
 
 def sent_images(request: dict) -> list[bytes]:
@@ -62,12 +89,15 @@ def test_request_and_txt_are_the_protocol_and_the_papers_form(vlm, tmp_path, mon
     assert len(images) == 9  # the step frames, in step order: each is its step's colour
     for img, colour in zip(images, COLOURS):
         px = np.asarray(Image.open(io.BytesIO(img)).convert("RGB"))
-        centre = px[px.shape[0] // 2 - 4:px.shape[0] // 2 + 4, px.shape[1] // 2 - 4:px.shape[1] // 2 + 4]
+        centre = px[px.shape[0] // 2 - 4 : px.shape[0] // 2 + 4, px.shape[1] // 2 - 4 : px.shape[1] // 2 + 4]
         assert np.abs(centre.reshape(-1, 3).mean(0) - colour).max() < 12
     steps = " ".join(f"<image-{k}> Work on part {image_tag(i)}." for k, i in enumerate(images, 1))
     assert out.caption == f"3*3 of 9 sub-images, Step-by-step painting process, {steps}"
     rec = out.meta["caption"]
-    assert rec["text"] == out.caption and rec["template"] == "3*3 of 9 sub-images, step-by-step painting process, a cat"
+    assert (
+        rec["text"] == out.caption
+        and rec["template"] == "3*3 of 9 sub-images, step-by-step painting process, a cat"
+    )
     assert rec["process"] == "Step-by-step painting process" and len(rec["steps"]) == 9
     assert rec["model"] == "test-vlm" and len(rec["prompt_sha"]) == 64
     assert out.jpg == sample().jpg and out.key == sample().key
@@ -174,5 +204,8 @@ def test_token_counts_are_the_servers(vlm, tmp_path):
     for n in range(2):
         cap.caption(sample(n))
     s = cap.summary()
-    assert (s["prompt_tokens"], s["completion_tokens"]) == (vlm.usage["prompt_tokens"], vlm.usage["completion_tokens"])
+    assert (s["prompt_tokens"], s["completion_tokens"]) == (
+        vlm.usage["prompt_tokens"],
+        vlm.usage["completion_tokens"],
+    )
     assert s["prompt_tokens"] > 0

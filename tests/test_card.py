@@ -1,5 +1,6 @@
 """The dataset card (OUT/README.md): Hugging Face's card form, written with dataset.json on every build, and
 `datasets.load_dataset(OUT)` reads the corpus through its configs with the split sizes dataset.json states."""
+
 from __future__ import annotations
 
 import yaml
@@ -22,7 +23,10 @@ def test_card_header_is_the_hub_form(mixed_corpus):
     files = {f["split"]: f["path"] for f in head["configs"][0]["data_files"]}
     assert files == {"train": "shards/train-*.tar", "validation": "shards/val-*.tar"}
     sizes = {s["name"]: s["num_examples"] for s in head["dataset_info"]["splits"]}
-    assert sizes == {"train": index["splits"]["train"]["samples"], "validation": index["splits"]["val"]["samples"]}
+    assert sizes == {
+        "train": index["splits"]["train"]["samples"],
+        "validation": index["splits"]["val"]["samples"],
+    }
 
 
 def test_card_body_says_what_the_corpus_holds(mixed_corpus):
@@ -31,7 +35,11 @@ def test_card_body_says_what_the_corpus_holds(mixed_corpus):
     assert f"{index['samples']} step-by-step sequences of 4 task(s)" in body
     for task, c in index["per_task"].items():
         assert f"| `{task}` |" in body and f"| {c['total']} |" in body
-    assert "| `emoji` | Emoji | " in body and "2x2 serpentine, " in body and "3x3 serpentine, 1056x1056 px" in body
+    assert (
+        "| `emoji` | Emoji | " in body
+        and "2x2 serpentine, " in body
+        and "3x3 serpentine, 1056x1056 px" in body
+    )
     assert "`3*3 of 9 sub-images, step-by-step portrait painting process, {subject}`" in body
     assert "| `frames[].file` | string or null |" in body
     assert index["config_sha"] in body and "| 1 | " in body  # build history: run 1
@@ -50,8 +58,10 @@ def test_load_dataset_through_the_card_gives_dataset_json_split_sizes(mixed_corp
 
     index = mixed_corpus.index
     ds = load_dataset(str(mixed_corpus.out))
-    assert {k: len(v) for k, v in ds.items()} == {"train": index["splits"]["train"]["samples"],
-                                                  "validation": index["splits"]["val"]["samples"]}
+    assert {k: len(v) for k, v in ds.items()} == {
+        "train": index["splits"]["train"]["samples"],
+        "validation": index["splits"]["val"]["samples"],
+    }
     assert ds["train"].features == features()
     row = ds["validation"][0]
     assert row["json"]["key"] == row["__key__"] and row["txt"] == row["json"]["caption"]["text"]

@@ -1,5 +1,6 @@
 """Refresh by metadata: an unchanged corpus is not read at all, a touched file is hashed but not rebuilt,
 a changed file is rebuilt alone and its old sample retired from the shard it shared with others."""
+
 from __future__ import annotations
 
 import hashlib
@@ -52,21 +53,43 @@ def corpus3(tutorials, tmp_path):
     for i, name in enumerate(["camera", "moon", "brick"]):  # same size (512 px)
         shutil.copy(Path(skimage.data.data_dir) / f"{name}.png", src / "steps" / f"{i}_{name}.png")
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(yaml.safe_dump({"sources": [
-        {"path": "src/astronaut.mp4", "task": "portrait", "id": "astro"},
-        {"path": "src/coffee.mp4", "task": "oil-painting", "id": "coffee"},
-        {"path": "src/chelsea.mp4", "task": "painting", "id": "cat"},
-        {"dir": "src/steps", "task": "line-draw", "id": "steps"}]}))
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "sources": [
+                    {"path": "src/astronaut.mp4", "task": "portrait", "id": "astro"},
+                    {"path": "src/coffee.mp4", "task": "oil-painting", "id": "coffee"},
+                    {"path": "src/chelsea.mp4", "task": "painting", "id": "cat"},
+                    {"dir": "src/steps", "task": "line-draw", "id": "steps"},
+                ]
+            }
+        )
+    )
     config = tmp_path / "c.yaml"  # one shard for everything: a changed source shares it with the others
-    config.write_text(yaml.safe_dump({"cluster": {"workers": 1, "processes": False},
-                                      "shards": {"samples_per_shard": 50}}))
+    config.write_text(
+        yaml.safe_dump({"cluster": {"workers": 1, "processes": False}, "shards": {"samples_per_shard": 50}})
+    )
     return src, manifest, config
 
 
 def _refresh(capsys, manifest, out, config, *extra) -> dict:
     capsys.readouterr()
-    assert main(["refresh", str(manifest), "--out", str(out), "--config", str(config), "--quiet", "--json",
-                 *extra]) == 0
+    assert (
+        main(
+            [
+                "refresh",
+                str(manifest),
+                "--out",
+                str(out),
+                "--config",
+                str(config),
+                "--quiet",
+                "--json",
+                *extra,
+            ]
+        )
+        == 0
+    )
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
@@ -81,7 +104,9 @@ def _sources(out: Path) -> dict[str, str]:
     return found
 
 
-def test_unchanged_corpus_is_not_read_and_touched_file_is_hashed_not_rebuilt(corpus3, tmp_path, capsys, opened):
+def test_unchanged_corpus_is_not_read_and_touched_file_is_hashed_not_rebuilt(
+    corpus3, tmp_path, capsys, opened
+):
     src, manifest, config = corpus3
     out = tmp_path / "out"
     first = _refresh(capsys, manifest, out, config)
@@ -97,7 +122,9 @@ def test_unchanged_corpus_is_not_read_and_touched_file_is_hashed_not_rebuilt(cor
     os.utime(src / "steps" / "1_moon.png")
     s = _refresh(capsys, manifest, out, config)
     assert (s["processed"], s["skipped"], s["new_samples"]) == (0, 4, 0)
-    assert sorted(set(opened)) == sorted(str(p) for p in [src / "coffee.mp4", *sorted((src / "steps").iterdir())])
+    assert sorted(set(opened)) == sorted(
+        str(p) for p in [src / "coffee.mp4", *sorted((src / "steps").iterdir())]
+    )
     assert shard_keys(out) == keys
 
     opened.clear()  # the new signatures were recorded: the next refresh reads nothing again
@@ -126,7 +153,9 @@ def test_changed_file_is_rebuilt_alone_and_its_old_sample_retired(corpus3, tmp_p
     assert sorted(after) == sorted(before)  # same keys (the source has an id), each exactly once
     changed = [k for k in after if "_coffee_" in k]
     assert len(changed) == 1 and after[changed[0]] == new_sha != before[changed[0]]
-    assert {k: v for k, v in after.items() if k not in changed} == {k: v for k, v in before.items() if k not in changed}
+    assert {k: v for k, v in after.items() if k not in changed} == {
+        k: v for k, v in before.items() if k not in changed
+    }
     shards = sorted(p.name for p in (out / "shards").iterdir())
     assert old_shards[0] not in shards and len(shards) == 2  # the new sample + the others, repacked
     index = json.loads((out / "dataset.json").read_text())
@@ -152,5 +181,9 @@ def test_a_duplicate_listing_is_not_read_again(tutorials, tmp_path, capsys, open
     assert any(r.startswith("duplicate of") for r in reasons)
     WATCH.append(str(src))
     again = _refresh(capsys, manifest, tmp_path / "out", config)
-    assert (again["processed"], again["skipped"], again["rejected"]) == (0, 1, 1)  # still reported a duplicate
+    assert (again["processed"], again["skipped"], again["rejected"]) == (
+        0,
+        1,
+        1,
+    )  # still reported a duplicate
     assert opened == []  # but neither file was read

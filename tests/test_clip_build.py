@@ -1,5 +1,6 @@
 """The CLIP stages inside `makeanything build`: on with a tiny random model (explicitly configured),
 and `--require-clip` stopping before any work when the weights are missing."""
+
 from __future__ import annotations
 
 import io
@@ -30,16 +31,35 @@ def built(tutorials, tmp_path_factory):
         img = np.full_like(photo, 255)
         img[: photo.shape[0] * (i + 1) // 6] = photo[: photo.shape[0] * (i + 1) // 6]
         Image.fromarray(img).save(steps / f"{name}.png")
-    manifest = write_manifest(d, [{"path": "astronaut.mp4", "task": "portrait", "subject": "an astronaut"},
-                                  {"dir": "unordered", "task": "emoji", "ordered": False}])
+    manifest = write_manifest(
+        d,
+        [
+            {"path": "astronaut.mp4", "task": "portrait", "subject": "an astronaut"},
+            {"dir": "unordered", "task": "emoji", "ordered": False},
+        ],
+    )
     model = write_random_model(d / "model", register_tiny(d / "configs"))
     # margin 2 keeps every frame: random weights must not decide anything here
     config = d / "config.yaml"
-    config.write_text(yaml.safe_dump({"clip": {"model": model, "relevance_margin": 2.0,
-                                               "duplicate_similarity": 1.0, "store_embeddings": True}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "clip": {
+                    "model": model,
+                    "relevance_margin": 2.0,
+                    "duplicate_similarity": 1.0,
+                    "store_embeddings": True,
+                }
+            }
+        )
+    )
     out = d / "out"
-    assert main(["build", str(manifest), "--out", str(out), "--workers", "1", "--config", str(config),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            ["build", str(manifest), "--out", str(out), "--workers", "1", "--config", str(config), "--quiet"]
+        )
+        == 0
+    )
     return out, model
 
 
@@ -47,7 +67,9 @@ def _samples(out) -> list[dict]:
     found = []
     for shard in sorted((out / "shards").glob("*.tar")):
         with tarfile.open(shard) as tar:
-            found += [json.load(io.BytesIO(tar.extractfile(m).read())) for m in tar if m.name.endswith(".json")]
+            found += [
+                json.load(io.BytesIO(tar.extractfile(m).read())) for m in tar if m.name.endswith(".json")
+            ]
     return found
 
 

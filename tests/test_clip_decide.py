@@ -1,4 +1,5 @@
 """CLIP decision rules on constructed unit vectors whose right answers are known by construction."""
+
 import numpy as np
 import pytest
 
@@ -42,7 +43,10 @@ def test_relevance_margin_tolerates_a_small_lead_of_the_negative():
 def test_ordered_duplicates_group_only_consecutive_frames():
     rng = np.random.default_rng(0)
     a, b, c = basis(0, 1, 2)
-    noisy = lambda v: normalize(v + 0.01 * rng.standard_normal(D))
+
+    def noisy(v):
+        return normalize(v + 0.01 * rng.standard_normal(D))
+
     emb = np.stack([noisy(a), noisy(a), noisy(a), noisy(b), noisy(b), noisy(c), noisy(a)])
     assert duplicate_groups(emb, 0.97, ordered=True) == [[0, 1, 2], [3, 4], [5], [6]]
 
@@ -77,7 +81,9 @@ def test_progress_order_recovers_a_shuffled_path_and_is_confident():
     perm = rng.permutation(9)
     po = progress_order(emb[perm], toward=normalize(end - start))
     np.testing.assert_array_equal(perm[po.order], np.arange(9))
-    assert po.progress[po.order[0]] == pytest.approx(0, abs=1e-5) and po.progress[po.order[-1]] == pytest.approx(1)
+    assert po.progress[po.order[0]] == pytest.approx(0, abs=1e-5) and po.progress[
+        po.order[-1]
+    ] == pytest.approx(1)
     assert po.confidence > 0.95
     assert po.direction > 0.5
 
@@ -91,8 +97,9 @@ def test_progress_order_direction_follows_the_hint():
 
 def test_progress_order_has_low_confidence_on_a_cloud():
     rng = np.random.default_rng(3)
-    confidences = [progress_order(normalize(rng.standard_normal((12, D))), basis(0)[0]).confidence
-                   for _ in range(20)]
+    confidences = [
+        progress_order(normalize(rng.standard_normal((12, D))), basis(0)[0]).confidence for _ in range(20)
+    ]
     assert np.mean(confidences) < 0.25
     path_conf = progress_order(arc(12, rng, noise=0.02)[0], basis(1)[0]).confidence
     assert path_conf > 0.9

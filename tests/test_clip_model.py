@@ -2,6 +2,7 @@
 
 Random weights make cosines meaningless, so these tests check the machinery, never decisions.
 """
+
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -12,17 +13,21 @@ import torch
 
 from pipeline.clip import ClipUnavailable, plan_clip
 from pipeline.clip.model import ClipModel, ClipSpec, load
-from testkit.tiny_clip import register_tiny, write_random_model
 from pipeline.config import ClipConfig
+from testkit.tiny_clip import register_tiny, write_random_model
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("tiny-clip")
     arch = register_tiny(root / "configs")
-    return {"arch": arch, "seed0": write_random_model(root / "seed0", arch, seed=0),
-            "seed0b": write_random_model(root / "seed0b", arch, seed=0),
-            "seed1": write_random_model(root / "seed1", arch, seed=1), "root": root}
+    return {
+        "arch": arch,
+        "seed0": write_random_model(root / "seed0", arch, seed=0),
+        "seed0b": write_random_model(root / "seed0b", arch, seed=0),
+        "seed1": write_random_model(root / "seed1", arch, seed=1),
+        "root": root,
+    }
 
 
 def frames(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -41,8 +46,9 @@ def test_checkpoint_file_and_local_dir_load_the_same_weights(tiny):
     plan = plan_clip(ClipConfig(model=tiny["arch"], pretrained=str(weights)))
     assert plan.ready and plan.spec.checkpoint == str(weights)
     imgs = frames(3)
-    np.testing.assert_array_equal(load(plan.spec).embed_images(imgs, 8),
-                                  load(ClipSpec(tiny["seed0"], None)).embed_images(imgs, 8))
+    np.testing.assert_array_equal(
+        load(plan.spec).embed_images(imgs, 8), load(ClipSpec(tiny["seed0"], None)).embed_images(imgs, 8)
+    )
 
 
 def test_loader_refuses_to_build_a_random_model(tiny):
@@ -53,8 +59,16 @@ def test_loader_refuses_to_build_a_random_model(tiny):
 def test_missing_weights_skip_says_which_model_where_and_how(tmp_path):
     plan = plan_clip(ClipConfig(cache_dir=str(tmp_path)))
     assert not plan.ready
-    for part in ("skipped", "ViT-B-32", "laion2b_s34b_b79k", str(tmp_path), "clip.download",
-                 "clip.pretrained", "local-dir:", "pixel-based"):
+    for part in (
+        "skipped",
+        "ViT-B-32",
+        "laion2b_s34b_b79k",
+        str(tmp_path),
+        "clip.download",
+        "clip.pretrained",
+        "local-dir:",
+        "pixel-based",
+    ):
         assert part in plan.message, part
 
 
@@ -65,11 +79,14 @@ def test_require_turns_the_skip_into_an_error(tmp_path):
         plan_clip(ClipConfig(enabled=False, require=True))
 
 
-@pytest.mark.parametrize("setup, expected", [
-    (lambda d: None, "does not exist"),
-    (lambda d: d.mkdir(), "no open_clip_config.json"),
-    (lambda d: (d.mkdir(), (d / "open_clip_config.json").write_text("{}")), "no weights file"),
-])
+@pytest.mark.parametrize(
+    "setup, expected",
+    [
+        (lambda d: None, "does not exist"),
+        (lambda d: d.mkdir(), "no open_clip_config.json"),
+        (lambda d: (d.mkdir(), (d / "open_clip_config.json").write_text("{}")), "no weights file"),
+    ],
+)
 def test_bad_local_dir_is_named(tmp_path, setup, expected):
     folder = tmp_path / "model"
     setup(folder)
@@ -104,6 +121,7 @@ def test_several_staging_threads_keep_the_order_and_the_values(tiny):
     """Batches staged by several threads reach the model in the order of the images, also when the
     images mix sizes and some are PIL images (read-only arrays), and give one thread's embeddings."""
     from PIL import Image
+
     model = ClipModel(ClipSpec(tiny["seed0"], None, device="cpu"), resize_on_device=True)
     imgs = frames(11)
     imgs[4] = Image.fromarray(imgs[4])
@@ -172,6 +190,7 @@ def _model_identity(spec: ClipSpec) -> tuple[int, int]:
 
 def _models_loaded() -> int:
     from pipeline.clip import model
+
     return len(model._LOADED)
 
 
@@ -179,12 +198,14 @@ def test_each_dask_worker_process_loads_the_model_once(tiny):
     from distributed import Client, LocalCluster
 
     spec = ClipSpec(tiny["seed0"], None, device="cpu")
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         futures = [client.submit(_model_identity, spec, pure=False) for _ in range(8)]
         identities = set(client.gather(futures))
         cached = client.run(_models_loaded)
     assert len(identities) == 1  # one worker process, one model object for all 8 tasks
-    (pid, _), = identities
+    ((pid, _),) = identities
     assert pid != os.getpid()
     assert list(cached.values()) == [1]

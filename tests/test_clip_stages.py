@@ -4,6 +4,7 @@ Random weights decide nothing meaningful, so the tests pin behaviour that does n
 weights: config margins that keep or drop everything, exact duplicate images, shapes and the
 CLIP score formula checked against open_clip's own preprocessing.
 """
+
 import numpy as np
 import open_clip
 import pytest
@@ -12,10 +13,10 @@ from PIL import Image
 
 from pipeline.clip.model import ClipSpec, load
 from pipeline.clip.stages import ClipFilter, ClipScore
-from testkit.tiny_clip import register_tiny, write_random_model
 from pipeline.config import ClipConfig
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Frame, Reject, Segment, Sequence, Source, Work
+from testkit.tiny_clip import register_tiny, write_random_model
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +28,14 @@ def spec(tmp_path_factory) -> ClipSpec:
 def make_work(images: list[np.ndarray], ordered: bool = True, segments: int = 1) -> Work:
     task = Taxonomy.load()["painting"]
     source = Source(uri="folder/steps", path="folder/steps", task=task, kind="images", ordered=ordered)
-    frames = [Frame(source_frame=i, file=f"{i:02d}.png", time=None, image=img, scores={"sharpness": 1.0})
-              for i, img in enumerate(images)]
+    frames = [
+        Frame(source_frame=i, file=f"{i:02d}.png", time=None, image=img, scores={"sharpness": 1.0})
+        for i, img in enumerate(images)
+    ]
     per = len(frames) // segments
-    return Work(source=source, segments=[Segment(frames=frames[k * per:(k + 1) * per]) for k in range(segments)])
+    return Work(
+        source=source, segments=[Segment(frames=frames[k * per : (k + 1) * per]) for k in range(segments)]
+    )
 
 
 def distinct(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -39,7 +44,9 @@ def distinct(n: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def test_keep_all_margin_keeps_every_frame_and_records_scores(spec):
-    work = ClipFilter(spec, ClipConfig(relevance_margin=2.0, duplicate_similarity=1.0))(make_work(distinct(6), segments=2))
+    work = ClipFilter(spec, ClipConfig(relevance_margin=2.0, duplicate_similarity=1.0))(
+        make_work(distinct(6), segments=2)
+    )
     assert [len(s.frames) for s in work.segments] == [3, 3]
     for seg in work.segments:
         assert np.stack([f.embedding for f in seg.frames]).shape == (3, 32)
@@ -77,13 +84,18 @@ def test_unordered_source_is_put_in_progress_order(spec):
     assert progress == sorted(progress) and progress[0] == 0.0 and progress[-1] == 1.0
     assert 0.0 <= seg.scores["clip_order_confidence"] <= 1.0 and seg.scores["clip_order_direction"] >= 0.0
     # the embeddings follow the frames into their new order
-    np.testing.assert_allclose(np.stack([f.embedding for f in seg.frames]), load(spec).embed_images([f.image for f in seg.frames], 8),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.stack([f.embedding for f in seg.frames]),
+        load(spec).embed_images([f.image for f in seg.frames], 8),
+        atol=1e-5,
+    )
     assert [f.file for f in seg.frames] != sorted(before)  # this seed's order is not the file order
 
 
 def test_ordered_source_keeps_time_order(spec):
-    work = ClipFilter(spec, ClipConfig(relevance_margin=2.0, duplicate_similarity=1.0))(make_work(distinct(5)))
+    work = ClipFilter(spec, ClipConfig(relevance_margin=2.0, duplicate_similarity=1.0))(
+        make_work(distinct(5))
+    )
     assert [f.file for f in work.segments[0].frames] == [f"{i:02d}.png" for i in range(5)]
     assert "clip_progress" not in work.segments[0].frames[0].scores
 
@@ -92,7 +104,9 @@ def test_clip_score_matches_open_clip_computed_directly(spec):
     grids = [Image.fromarray(img).resize((120, 120)) for img in distinct(2, seed=7)]
     captions = ["3*3 of 9 sub-images, step-by-step painting process, a fish", "a blank screen"]
     work = make_work(distinct(1))
-    work.sequences = [Sequence(frames=[], segment_scores={}, grid=g, caption=c) for g, c in zip(grids, captions)]
+    work.sequences = [
+        Sequence(frames=[], segment_scores={}, grid=g, caption=c) for g, c in zip(grids, captions)
+    ]
     ClipScore(spec, ClipConfig())(work)
 
     model, _, preprocess = open_clip.create_model_and_transforms(spec.model)

@@ -2,6 +2,7 @@
 single-threaded, except the run's last source, which decodes with frame threads; a small run starts no
 dashboard (the scheduler's HTTP server answers, the dashboard page does not), no worker profiler and
 slower event-loop ticks."""
+
 from __future__ import annotations
 
 import urllib.error
@@ -10,10 +11,10 @@ import urllib.request
 import cv2
 import pytest
 
-from pipeline.run.driver import _results
-from pipeline.run.cluster import DASHBOARD_MIN_SOURCES, dask_client, mark_last
 from pipeline.config import BuildConfig, ClipConfig, ClusterConfig
 from pipeline.intake.fetch import Prepared
+from pipeline.run.cluster import DASHBOARD_MIN_SOURCES, dask_client, mark_last
+from pipeline.run.driver import _results
 from pipeline.stages.chain import build_stages
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
@@ -39,15 +40,21 @@ def _status(link: str) -> int:
 
 def _housekeeping(dask_worker) -> tuple[bool, float]:  # noqa: ANN001 - run on each worker by client.run
     """Whether the worker's profiler samples its stacks, and its event-loop tick (ms)."""
-    return "profile-cycle" in dask_worker.periodic_callbacks, dask_worker.periodic_callbacks["tick"].callback_time
+    return "profile-cycle" in dask_worker.periodic_callbacks, dask_worker.periodic_callbacks[
+        "tick"
+    ].callback_time
 
 
 def test_workers_are_single_threaded_and_only_the_last_source_decodes_with_frame_threads(tutorials, tmp_path):
     config = BuildConfig(clip=ClipConfig(enabled=False), cluster=ClusterConfig(workers=2, decode_threads=3))
     task = Taxonomy.load()["painting"]
-    items = [Prepared(Source(uri=str(p), path=str(p), task=task, kind="video", entry=i), "0" * 64, "")
-             for i, (p, _) in enumerate(tutorials.values())]
-    stages = {("video", last): build_stages(config, None, "video", 3 if last else 1) for last in (False, True)}
+    items = [
+        Prepared(Source(uri=str(p), path=str(p), task=task, kind="video", entry=i), "0" * 64, "")
+        for i, (p, _) in enumerate(tutorials.values())
+    ]
+    stages = {
+        ("video", last): build_stages(config, None, "video", 3 if last else 1) for last in (False, True)
+    }
     driver_threads = cv2.getNumThreads()
     with dask_client(config, listed=len(items)) as client:
         assert set(client.run(cv2.getNumThreads).values()) == {1}
@@ -74,14 +81,18 @@ def test_a_long_run_or_the_config_starts_the_dashboard(listed, dashboard):
         assert set(client.run(_housekeeping).values()) == {(True, 20)}
 
 
-@pytest.mark.parametrize("processes,few,in_driver", [(None, True, True), (None, False, False), (True, True, False),
-                                                     (False, False, True)])
+@pytest.mark.parametrize(
+    "processes,few,in_driver",
+    [(None, True, True), (None, False, False), (True, True, False), (False, False, True)],
+)
 def test_a_run_with_a_source_per_worker_or_fewer_runs_on_threads(processes, few, in_driver):
     """cluster.processes: null starts worker processes, except for a run with at most one source per
     worker to process (a refresh that adds a few), which runs on threads in the driver; set, it decides."""
     import os
 
-    config = BuildConfig(cluster=ClusterConfig(workers=2, processes=processes), clip=ClipConfig(enabled=False))
+    config = BuildConfig(
+        cluster=ClusterConfig(workers=2, processes=processes), clip=ClipConfig(enabled=False)
+    )
     with dask_client(config, listed=2, few=few) as client:
         pids = set(client.run(os.getpid).values())
     assert len(pids) == (1 if in_driver else 2)

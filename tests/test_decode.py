@@ -1,6 +1,7 @@
 """Decode on videos whose frames carry their own index (ground truth), with keyframes every few frames:
 sampling sparser than the keyframes leaves groups of pictures undecoded, yet yields exactly the frames
 a decode of every frame would have sampled, pixel for pixel (closed and open GOPs)."""
+
 from __future__ import annotations
 
 import av
@@ -22,13 +23,15 @@ def _indexed_video(path, gop: int, open_gop: bool) -> None:
     with av.open(str(path), "w", format="mp4") as c:
         s = c.add_stream("libx264", rate=FPS)
         s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        s.options = {"x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=2:open-gop={int(open_gop)}"}
+        s.options = {
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=2:open-gop={int(open_gop)}"
+        }
         ramp = np.linspace(0, 120, W, dtype=np.float32)
         for i in range(N):
             img = np.empty((H, W, 3), np.uint8)
             img[:] = (np.roll(ramp, 3 * i)[None, :, None]).astype(np.uint8)
             for b in range(BITS):
-                img[8:48, 8 + 38 * b:40 + 38 * b] = 255 if (i >> b) & 1 else 0
+                img[8:48, 8 + 38 * b : 40 + 38 * b] = 255 if (i >> b) & 1 else 0
             for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 c.mux(p)
         for p in s.encode():
@@ -38,8 +41,7 @@ def _indexed_video(path, gop: int, open_gop: bool) -> None:
 def _index(img: np.ndarray) -> int:
     """The frame index drawn into a decoded frame (at any analysis scale)."""
     sy, sx = img.shape[0] / H, img.shape[1] / W
-    return sum(1 << b for b in range(BITS)
-               if img[int(28 * sy), int((24 + 38 * b) * sx)].mean() > 190)
+    return sum(1 << b for b in range(BITS) if img[int(28 * sy), int((24 + 38 * b) * sx)].mean() > 190)
 
 
 def _decode(path, rate: float, skip_nonref: bool = True, max_side: int = 512) -> Work:
@@ -69,7 +71,9 @@ def test_a_long_group_of_pictures_is_held_in_pieces_and_decoded_whole(tmp_path, 
     runs = []
     real = decode_stage._runs
     monkeypatch.setattr(decode_stage, "RUN_BYTES", 4096)
-    monkeypatch.setattr(decode_stage, "_runs", lambda packets, cap: (runs.append(r) or r for r in real(packets, cap)))
+    monkeypatch.setattr(
+        decode_stage, "_runs", lambda packets, cap: (runs.append(r) or r for r in real(packets, cap))
+    )
     pieces = _decode(path, rate=1.0)
     assert len(runs) > 3 and not any(whole for _, whole in runs)
     assert max(sum(q.size for q in run[:-1]) for run, _ in runs) <= 4096  # the cap, give or take one packet

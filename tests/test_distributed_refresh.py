@@ -1,6 +1,7 @@
 """A real `dask scheduler` and two `dask worker` processes on loopback; one worker is killed (SIGKILL,
 nanny and all) while it runs a source. The run completes on the other and the dataset equals an
 uninterrupted build: nothing lost, nothing twice."""
+
 from __future__ import annotations
 
 import signal
@@ -20,20 +21,61 @@ def test_a_worker_killed_mid_build_neither_breaks_the_run_nor_duplicates_output(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
-    procs = {"scheduler": subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
-                                            str(port), "--dashboard-address", ":0"], cwd=tmp_path,
-                                           stderr=subprocess.DEVNULL, start_new_session=True)}
+    procs = {
+        "scheduler": subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dashboard-address",
+                ":0",
+            ],
+            cwd=tmp_path,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    }
     for name in ("w0", "w1"):
-        procs[name] = subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--name", name,
-                                        "--local-directory", str(tmp_path / name)], cwd=tmp_path,
-                                       stderr=subprocess.DEVNULL, start_new_session=True)
+        procs[name] = subprocess.Popen(
+            [
+                str(BIN / "dask"),
+                "worker",
+                address,
+                "--nthreads",
+                "1",
+                "--name",
+                name,
+                "--local-directory",
+                str(tmp_path / name),
+            ],
+            cwd=tmp_path,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         with Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=60)
             rc: list[int] = []
-            job = threading.Thread(target=lambda: rc.append(main([
-                "refresh", str(corpus / "more.yaml"), "--out", str(tmp_path / "out"), "--scheduler", address,
-                "--config", str(write_config(tmp_path)), "--quiet"])))
+            job = threading.Thread(
+                target=lambda: rc.append(
+                    main(
+                        [
+                            "refresh",
+                            str(corpus / "more.yaml"),
+                            "--out",
+                            str(tmp_path / "out"),
+                            "--scheduler",
+                            address,
+                            "--config",
+                            str(write_config(tmp_path)),
+                            "--quiet",
+                        ]
+                    )
+                )
+            )
             job.start()
             victim = None
             deadline = time.time() + 120

@@ -4,6 +4,7 @@ The random model is written as a local checkpoint and loaded by path, the same r
 take; random weights give meaningless scores, so these tests check wiring and bookkeeping, and the
 exact metric values come from the pixel backbone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,14 +23,16 @@ from evaluation.clip_model import WeightsUnavailable, load_clip
 from evaluation.config import ClipConfig
 from evaluation.inputs import load_inputs
 from evaluation.sequence import InputError
-from testkit.samples import made_meta
-from pipeline.layout import Layout, tile
 from pipeline.corpus.shards import Sample, ShardWriter, encode_jpeg
+from pipeline.layout import Layout, tile
 from pipeline.taxonomy import Taxonomy
+from testkit.samples import made_meta
 
-TINY = {"embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+TINY = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
 COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
 
 
@@ -45,8 +48,12 @@ def tiny_clip(tmp_path_factory) -> ClipConfig:
     open_clip.add_model_config(folder / "eval-tiny.json")
     torch.manual_seed(0)
     torch.save(open_clip.create_model("eval-tiny", pretrained=None).state_dict(), folder / "tiny.pt")
-    return ClipConfig(model="eval-tiny", pretrained=str(folder / "tiny.pt"),
-                      model_config_path=folder / "eval-tiny.json", device="cpu")
+    return ClipConfig(
+        model="eval-tiny",
+        pretrained=str(folder / "tiny.pt"),
+        model_config_path=folder / "eval-tiny.json",
+        device="cpu",
+    )
 
 
 def solid(color, side=32) -> Image.Image:
@@ -73,13 +80,17 @@ def test_clip_scorer_matches_open_clip_directly_and_flags_truncation(tiny_clip):
     assert truncated == [False, True]
     tok = open_clip.get_tokenizer("eval-tiny")
     # the reference is open_clip itself, loaded independently from the same checkpoint
-    ref, _, preprocess = open_clip.create_model_and_transforms("eval-tiny", pretrained=str(tiny_clip.pretrained))
+    ref, _, preprocess = open_clip.create_model_and_transforms(
+        "eval-tiny", pretrained=str(tiny_clip.pretrained)
+    )
     ref.eval()
     with torch.no_grad():
         expect_t = torch.nn.functional.normalize(ref.encode_text(tok([short, long])), dim=-1)
         expect_i = torch.nn.functional.normalize(ref.encode_image(preprocess(img).unsqueeze(0)), dim=-1)
     assert emb == pytest.approx(expect_t.numpy(), abs=1e-5)  # long text: CLIP's own truncation
-    assert scorer.embed_images([img]) == pytest.approx(expect_i.numpy(), abs=1e-5)  # square: letterbox is a no-op
+    assert scorer.embed_images([img]) == pytest.approx(
+        expect_i.numpy(), abs=1e-5
+    )  # square: letterbox is a no-op
 
 
 def test_missing_weights_are_reported_not_replaced(tmp_path):
@@ -101,13 +112,15 @@ def test_grid_reading_orders_frames_videos_and_bad_rows(tmp_path, taxonomy):
             frame = av.VideoFrame.from_image(solid((i * 12, i * 12, i * 12)))
             box.mux(stream.encode(frame))
         box.mux(stream.encode())
-    rows = [{"task": "emoji", "prompt": "p", "grid": "raster.png", "layout": {"order": "raster"}},
-            {"task": "emoji", "prompt": "p", "grid": "raster.png"},  # the task's own (serpentine) order
-            {"task": "emoji", "prompt": "p", "frames": "frames", "steps": ["a", "b", "c", "d"]},
-            {"task": "emoji", "prompt": "p", "video": "v.mp4", "frames_k": 5},
-            {"task": "emoji", "prompt": "p", "grid": "missing.png"},
-            {"task": "no-such-task", "prompt": "p", "frames": "frames"},
-            {"task": "emoji", "prompt": "p", "frames": "frames", "video": "v.mp4"}]
+    rows = [
+        {"task": "emoji", "prompt": "p", "grid": "raster.png", "layout": {"order": "raster"}},
+        {"task": "emoji", "prompt": "p", "grid": "raster.png"},  # the task's own (serpentine) order
+        {"task": "emoji", "prompt": "p", "frames": "frames", "steps": ["a", "b", "c", "d"]},
+        {"task": "emoji", "prompt": "p", "video": "v.mp4", "frames_k": 5},
+        {"task": "emoji", "prompt": "p", "grid": "missing.png"},
+        {"task": "no-such-task", "prompt": "p", "frames": "frames"},
+        {"task": "emoji", "prompt": "p", "frames": "frames", "video": "v.mp4"},
+    ]
     (tmp_path / "sequences.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n")
     items = list(load_inputs([f"other={tmp_path}"], taxonomy))
     seqs = [i for i in items if not isinstance(i, InputError)]
@@ -136,10 +149,22 @@ def write_shard(folder: Path, taxonomy: Taxonomy) -> None:
         for n, frames in enumerate([fade(), fade()[::-1]]):
             caption = "Step-by-step emoji process, " + " ".join(f"<image-{i}> step {i}" for i in range(1, 5))
             key = f"emoji_src_s{n}"
-            w.write(Sample(key, encode_jpeg(tile(frames, layout), quality=100), caption,
-                           made_meta(key, task.describe(), layout.describe(), caption, **SRC)))
-        w.write(Sample("emoji_src_s9", b"not a jpeg", "x",
-                       made_meta("emoji_src_s9", task.describe(), layout.describe(), "x", **SRC)))
+            w.write(
+                Sample(
+                    key,
+                    encode_jpeg(tile(frames, layout), quality=100),
+                    caption,
+                    made_meta(key, task.describe(), layout.describe(), caption, **SRC),
+                )
+            )
+        w.write(
+            Sample(
+                "emoji_src_s9",
+                b"not a jpeg",
+                "x",
+                made_meta("emoji_src_s9", task.describe(), layout.describe(), "x", **SRC),
+            )
+        )
 
 
 def run_cli(argv: list[str]) -> int:
@@ -155,21 +180,47 @@ def test_evaluate_end_to_end_with_judge(tmp_path, taxonomy, tiny_clip, monkeypat
     for i, f in enumerate(fade()):
         f.save(tmp_path / "other" / "f" / f"{i}.png")
     (tmp_path / "other" / "sequences.jsonl").write_text(
-        json.dumps({"task": "emoji", "prompt": "Step-by-step emoji process", "frames": "f"}) + "\n"
-        + json.dumps({"task": "emoji", "prompt": "x", "grid": "gone.png"}) + "\n")
+        json.dumps({"task": "emoji", "prompt": "Step-by-step emoji process", "frames": "f"})
+        + "\n"
+        + json.dumps({"task": "emoji", "prompt": "x", "grid": "gone.png"})
+        + "\n"
+    )
     out = tmp_path / "out"
-    code = run_cli([f"ours={tmp_path / 'data'}", f"other={tmp_path / 'other'}", "--out", str(out),
-                    "--clip-model", tiny_clip.model, "--clip-pretrained", tiny_clip.pretrained,
-                    "--clip-model-config", str(tiny_clip.model_config_path), "--device", "cpu",
-                    "--backbone", "pixel", "--bootstrap", "200",
-                    "--judge-replay", "--judge-cache", str(tmp_path / "empty-cache")])
+    code = run_cli(
+        [
+            f"ours={tmp_path / 'data'}",
+            f"other={tmp_path / 'other'}",
+            "--out",
+            str(out),
+            "--clip-model",
+            tiny_clip.model,
+            "--clip-pretrained",
+            tiny_clip.pretrained,
+            "--clip-model-config",
+            str(tiny_clip.model_config_path),
+            "--device",
+            "cpu",
+            "--backbone",
+            "pixel",
+            "--bootstrap",
+            "200",
+            "--judge-replay",
+            "--judge-cache",
+            str(tmp_path / "empty-cache"),
+        ]
+    )
     assert code == 0
     rows = [json.loads(ln) for ln in (out / "sequences.jsonl").read_text().splitlines()]
-    assert [(r["method"], r["key"]) for r in rows] == [("ours", "emoji_src_s0"), ("ours", "emoji_src_s1"),
-                                                       ("other", "sequences-1")]
+    assert [(r["method"], r["key"]) for r in rows] == [
+        ("ours", "emoji_src_s0"),
+        ("ours", "emoji_src_s1"),
+        ("other", "sequences-1"),
+    ]
     forward, backward, other = rows
     # JPEG at quality 100 is nearly lossless: the fade stays monotone, the reversed one erases detail
-    assert forward["progress"]["spearman"] == pytest.approx(1.0) and forward["progress"]["detail_trend"] == 1.0
+    assert (
+        forward["progress"]["spearman"] == pytest.approx(1.0) and forward["progress"]["detail_trend"] == 1.0
+    )
     assert backward["progress"]["detail_trend"] == -1.0
     # exact frames at the pixel backbone's own size: the curve is exactly the alphas
     assert other["progress"]["curve"] == pytest.approx([0, 1 / 3, 2 / 3, 1], abs=1e-9)
@@ -185,7 +236,12 @@ def test_evaluate_end_to_end_with_judge(tmp_path, taxonomy, tiny_clip, monkeypat
     assert "Table 1 layout" in md and "| Emoji |" in md and "34.20" in md  # the paper's Emoji value
     assert "emoji_src_s9" in md and "gone.png" in md
     html = (out / "report.html").read_text()
-    for png in ["plots/bar_clip.png", "plots/bar_progress.png", "plots/progress_emoji.png", "strips/0000_emoji.png"]:
+    for png in [
+        "plots/bar_clip.png",
+        "plots/bar_progress.png",
+        "plots/progress_emoji.png",
+        "strips/0000_emoji.png",
+    ]:
         assert png in md and png in html
         with Image.open(out / png) as im:
             assert im.width > 50
@@ -196,6 +252,15 @@ def test_evaluate_end_to_end_with_judge(tmp_path, taxonomy, tiny_clip, monkeypat
 
 
 def test_evaluate_refuses_without_weights(tmp_path):
-    code = run_cli([str(tmp_path), "--out", str(tmp_path / "out"), "--clip-model", "eval-tiny-missing",
-                    "--clip-pretrained", str(tmp_path / "none.pt")])
+    code = run_cli(
+        [
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+            "--clip-model",
+            "eval-tiny-missing",
+            "--clip-pretrained",
+            str(tmp_path / "none.pt"),
+        ]
+    )
     assert code == 2 and not (tmp_path / "out").exists()

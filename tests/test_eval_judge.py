@@ -3,6 +3,7 @@
 This checks OUR protocol (the exact chat-completions request we send, retries, timeouts, cache,
 replay, strict parsing of answers), not any model: the server returns recorded answers.
 """
+
 from __future__ import annotations
 
 import base64
@@ -60,20 +61,34 @@ def server():
 
 
 def answer(content: str) -> dict:
-    return {"id": "x", "object": "chat.completion", "choices": [
-        {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
+    }
 
 
 def make_judge(server, tmp_path, **kw) -> tuple[Judge, list[float]]:
     sleeps: list[float] = []
-    cfg = JudgeConfig(url=server.url, model="judge-model", api_key_env="TEST_JUDGE_KEY",
-                      timeout_s=kw.pop("timeout_s", 5), retries=kw.pop("retries", 2), backoff_s=0.5, **kw)
+    cfg = JudgeConfig(
+        url=server.url,
+        model="judge-model",
+        api_key_env="TEST_JUDGE_KEY",
+        timeout_s=kw.pop("timeout_s", 5),
+        retries=kw.pop("retries", 2),
+        backoff_s=0.5,
+        **kw,
+    )
     return Judge(cfg, tmp_path / "cache", sleep=sleeps.append), sleeps
 
 
 def test_score_request_is_exactly_the_chat_completions_protocol(server, tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_JUDGE_KEY", "sk-test")
-    server.replies.append((200, answer('{"alignment": 4, "coherence": 5, "usability": 3, "reason": "ok"}'), 0))
+    server.replies.append(
+        (200, answer('{"alignment": 4, "coherence": 5, "usability": 3, "reason": "ok"}'), 0)
+    )
     judge, _ = make_judge(server, tmp_path)
     v = judge.score(IMAGE_A, "Portrait", "a girl", 9)
     assert v.ok and v.value == {"alignment": 4, "coherence": 5, "usability": 3, "reason": "ok"}
@@ -85,13 +100,23 @@ def test_score_request_is_exactly_the_chat_completions_protocol(server, tmp_path
     prompts = Prompts("judge-v1")
     user = prompts.score["user"].format(task="Portrait", prompt="a girl", frames=9)
     assert req["body"] == {
-        "model": "judge-model", "temperature": 0, "max_tokens": 300,
+        "model": "judge-model",
+        "temperature": 0,
+        "max_tokens": 300,
         "messages": [
             {"role": "system", "content": prompts.score["system"]},
-            {"role": "user", "content": [
-                {"type": "text", "text": user},
-                {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,"
-                                                           + base64.b64encode(IMAGE_A).decode()}}]}]}
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": user},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(IMAGE_A).decode()},
+                    },
+                ],
+            },
+        ],
+    }
     assert '"a girl"' in user and "9 frames" in user and "{" in user  # the template was filled, braces kept
 
 
@@ -114,12 +139,15 @@ def test_cache_answers_repeats_and_replay_needs_no_server(server, tmp_path, monk
     assert len(server.requests) == 1
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("The sequence is great, 5/5!", "malformed answer"),
-    ('{"alignment": 6, "coherence": 5, "usability": 3}', "alignment"),
-    ('{"alignment": 4.5, "coherence": 5, "usability": 3}', "alignment"),
-    ('{"alignment": 4, "coherence": 5}', "usability"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("The sequence is great, 5/5!", "malformed answer"),
+        ('{"alignment": 6, "coherence": 5, "usability": 3}', "alignment"),
+        ('{"alignment": 4.5, "coherence": 5, "usability": 3}', "alignment"),
+        ('{"alignment": 4, "coherence": 5}', "usability"),
+    ],
+)
 def test_malformed_answers_are_recorded_never_guessed(server, tmp_path, content, problem):
     server.replies.append((200, answer(content), 0))
     judge, _ = make_judge(server, tmp_path)
@@ -137,8 +165,11 @@ def test_fenced_json_is_accepted(server, tmp_path):
 
 
 def test_server_errors_are_retried_with_backoff_client_errors_are_not(server, tmp_path):
-    server.replies += [(500, "boom", 0), (429, "slow down", 0),
-                       (200, answer('{"alignment": 3, "coherence": 3, "usability": 3}'), 0)]
+    server.replies += [
+        (500, "boom", 0),
+        (429, "slow down", 0),
+        (200, answer('{"alignment": 3, "coherence": 3, "usability": 3}'), 0),
+    ]
     judge, sleeps = make_judge(server, tmp_path)
     assert judge.score(IMAGE_A, "Portrait", "a girl", 9).ok
     assert len(server.requests) == 3 and sleeps == [0.5, 1.0]
@@ -164,14 +195,23 @@ def test_side_by_side_in_both_orders_reports_agreement(server, tmp_path):
 
     (tmp_path / "a.jpg").write_bytes(IMAGE_A)
     (tmp_path / "b.jpg").write_bytes(IMAGE_B)
-    images = {("emoji", "p1"): {"a": tmp_path / "a.jpg", "b": tmp_path / "b.jpg"},
-              ("emoji", "p2"): {"b": tmp_path / "b.jpg", "a": tmp_path / "a.jpg"}}
+    images = {
+        ("emoji", "p1"): {"a": tmp_path / "a.jpg", "b": tmp_path / "b.jpg"},
+        ("emoji", "p2"): {"b": tmp_path / "b.jpg", "a": tmp_path / "a.jpg"},
+    }
     # p1: 'a' wins in both orders; p2 (other cache keys: other prompt): the judge always says "first"
-    server.replies += [(200, answer('{"better": 1}'), 0), (200, answer('{"better": 2}'), 0),
-                       (200, answer('{"better": 1}'), 0), (200, answer('{"better": 1}'), 0)]
+    server.replies += [
+        (200, answer('{"better": 1}'), 0),
+        (200, answer('{"better": 2}'), 0),
+        (200, answer('{"better": 1}'), 0),
+        (200, answer('{"better": 1}'), 0),
+    ]
     judge, _ = make_judge(server, tmp_path)
     pairs = compare_pairs(judge, images, Taxonomy.load())
-    assert [(p["prompt"], p["consistent"], p["winner"]) for p in pairs] == [("p1", True, "a"), ("p2", False, None)]
+    assert [(p["prompt"], p["consistent"], p["winner"]) for p in pairs] == [
+        ("p1", True, "a"),
+        ("p2", False, None),
+    ]
     firsts = [r["body"]["messages"][1]["content"][1]["image_url"]["url"][-8:] for r in server.requests]
     assert firsts[0] != firsts[1] and firsts[2] != firsts[3]  # each pair was really asked in both orders
     (row,) = pair_table(pairs).rows

@@ -4,6 +4,7 @@ Frames are f(a) = blank + a * (image - blank) with image values 255 - 8m, so eve
 is an exact uint8 picture and the pixel backbone's RMS distance between f(a) and f(b) is exactly
 |a - b| * RMS(image - blank). Expected values below are derived from the alphas alone.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,11 @@ def blend(image: np.ndarray, alphas) -> list[Image.Image]:
 def run(frames):
     bb = PixelBackbone(SIDE)
     sim = bb.similarity(bb.embed_images(frames))
-    return (coherence(sim, bb.duplicate_distance, JUMP), progress(sim, bb.duplicate_distance),
-            detail_trend(frames))
+    return (
+        coherence(sim, bb.duplicate_distance, JUMP),
+        progress(sim, bb.duplicate_distance),
+        detail_trend(frames),
+    )
 
 
 def rms(image) -> float:

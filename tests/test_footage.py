@@ -1,6 +1,7 @@
 """The builder on tutorial footage as it is really shot (testkit/footage.py, ground truth per frame):
 step-wise work with jitter, re-framed shots with an insert, zoom/pan, exposure drift, cross-fades, a
 hand, and all of them combined; plus the pieces that make it work, each against a known answer."""
+
 from __future__ import annotations
 
 import cv2
@@ -17,8 +18,8 @@ from pipeline.stages.chain import build_stages
 from pipeline.stages.select import pick_steps
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
+from testkit.footage import PHENOMENA, Footage, FrameTruth, grade, make_footage
 from tests.conftest import OPENCV_DATA
-from testkit.footage import PHENOMENA, FrameTruth, Footage, grade, make_footage
 
 TAXONOMY = Taxonomy.load()
 CONFIG = BuildConfig(clip=ClipConfig(enabled=False))
@@ -29,8 +30,10 @@ def _build(path, task):
     return run_source(src, "0" * 64, build_stages(CONFIG), CONFIG)
 
 
-@pytest.mark.parametrize("phenomenon,task", [(p, "painting") for p in PHENOMENA] + [("multishot", "clay-toys"),
-                                                                                        ("crossfade", "clay-toys")])
+@pytest.mark.parametrize(
+    "phenomenon,task",
+    [(p, "painting") for p in PHENOMENA] + [("multishot", "clay-toys"), ("crossfade", "clay-toys")],
+)
 def test_each_phenomenon_gives_a_good_sequence(tmp_path, phenomenon, task):
     seed = PHENOMENA.index(phenomenon) + (7 if task == "clay-toys" else 0)
     path = tmp_path / f"{phenomenon}.mp4"
@@ -93,8 +96,15 @@ def test_area_matching_links_views_too_plain_for_features():
     assert m is not None
     corners = np.array([[150, 80, 1], [240, 80, 1], [150, 150, 1], [240, 150, 1]], np.float64)
     assert np.abs(corners @ m.T - corners @ truth.T).max() < 1.0
-    card = cv2.putText(np.full_like(desk, 30), "STEP 3", (80, 120), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 4)
-    for other in (_plain_desk(skimage.data.coffee()), _plain_desk(skimage.data.chelsea()), np.full_like(desk, 90), card):
+    card = cv2.putText(
+        np.full_like(desk, 30), "STEP 3", (80, 120), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 4
+    )
+    for other in (
+        _plain_desk(skimage.data.coffee()),
+        _plain_desk(skimage.data.chelsea()),
+        np.full_like(desk, 90),
+        card,
+    ):
         assert match_areas(desk, other) is None
 
 
@@ -112,7 +122,10 @@ def test_chain_gains_undo_exposure_and_white_balance_drift():
 def test_differs_ignores_a_one_pixel_shift_but_not_new_work():
     a = cv2.resize(skimage.data.astronaut(), (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
     shifted = np.roll(a, 1, axis=1)  # column 0 wraps around: only it has no counterpart within a pixel
-    assert differs(shifted, a, 0.08)[:, 1:].mean() == 0.0 and differs(shifted, a, 0.08, shift=0)[:, 1:].mean() > 0.3
+    assert (
+        differs(shifted, a, 0.08)[:, 1:].mean() == 0.0
+        and differs(shifted, a, 0.08, shift=0)[:, 1:].mean() > 0.3
+    )
     painted = a.copy()
     painted[5:10, 5:10] = (0.0, 1.0, 0.0)  # a green patch on the astronaut's white suit
     assert differs(painted, a, 0.08)[5:10, 5:10].mean() > 0.9
@@ -149,7 +162,9 @@ def test_a_hand_at_the_painting_front_is_transient_and_the_work_is_not():
     for i in (23, 24):  # half a second, a green glove over columns 17-25 (painted from 1.5 s before on)
         views[i, 10:20, 17:26] = (0.2, 0.75, 0.3)
     occ = transient_fraction(views, times, 4.0, 0.12)
-    assert occ[23] > 0.02 and occ[24] > 0.02  # the glove over paint already there; quality.occlusion_max is 0.0015
+    assert (
+        occ[23] > 0.02 and occ[24] > 0.02
+    )  # the glove over paint already there; quality.occlusion_max is 0.0015
     assert np.delete(occ, [23, 24]).max() == 0.0
 
 
@@ -167,7 +182,11 @@ def test_half_a_pixel_of_shift_is_not_a_new_step_but_a_thin_stroke_is():
     _, lo, hi = half_pixel_envelope(a[None], np.ones((96, 96), bool))
     lo, hi = lo.reshape(1, 96, 96, 3), hi.reshape(1, 96, 96, 3)
     inside = lambda v: ((v >= lo[0] - 0.08) & (v <= hi[0] + 0.08)).all(axis=-1)[2:-2, 2:-2]  # noqa: E731
-    for shift in ([[1, 0, 0.5], [0, 1, 0]], [[1, 0, 0], [0, 1, -0.5]], [[1, 0, 0.4], [0, 1, 0.4]]):  # row, column, both
+    for shift in (
+        [[1, 0, 0.5], [0, 1, 0]],
+        [[1, 0, 0], [0, 1, -0.5]],
+        [[1, 0, 0.4], [0, 1, 0.4]],
+    ):  # row, column, both
         half = cv2.warpAffine(a, np.float32(shift), (96, 96), borderMode=cv2.BORDER_REPLICATE)
         assert inside(half).mean() > 0.99
     stroke = a.copy()
@@ -198,6 +217,7 @@ def test_a_fade_out_of_a_talking_head_inside_one_shot_is_split_off(tmp_path):
     truth = make_footage(path, "combined", "astronaut", seed=0)
     src = Source(uri=str(path), path=str(path), task=TAXONOMY["clay-toys"], kind="video")
     from pipeline.work import Work
+
     work = Work(source=src, sha256="0" * 64)
     for stage in build_stages(CONFIG):
         work = stage(work)
@@ -211,7 +231,10 @@ def test_a_fade_out_of_a_talking_head_inside_one_shot_is_split_off(tmp_path):
 def _through(path, task, last):
     """The Work of one video after the stages up to and including ``last``."""
     from pipeline.work import Work
-    work = Work(source=Source(uri=str(path), path=str(path), task=TAXONOMY[task], kind="video"), sha256="0" * 64)
+
+    work = Work(
+        source=Source(uri=str(path), path=str(path), task=TAXONOMY[task], kind="video"), sha256="0" * 64
+    )
     for stage in build_stages(CONFIG):
         work = stage(work)
         if stage.name == last:
@@ -230,7 +253,9 @@ def test_the_opening_framing_joins_the_group_of_the_work(tmp_path, phenomenon, s
     work = _through(path, "painting", "align")
     finished = max(i for i, f in enumerate(work.frames) if truth.frames[f.source_frame].kind == "work")
     group = next(g for g in work.groups if finished in g.indices())
-    untouched = [i for i in group.indices() if truth.frames[work.frames[i].source_frame] == FrameTruth("work", 0.0)]
+    untouched = [
+        i for i in group.indices() if truth.frames[work.frames[i].source_frame] == FrameTruth("work", 0.0)
+    ]
     assert untouched, [(a, b, truth.frames[work.frames[a].source_frame]) for a, b in group.shots[:4]]
 
 
@@ -275,12 +300,25 @@ def test_too_few_distinct_states_is_rejected_with_the_count(tmp_path):
     config.select.min_distinct = 0.25
     src = Source(uri=str(path), path=str(path), task=TAXONOMY["painting"], kind="video")
     res = run_source(src, "0" * 64, build_stages(config), config)
-    assert res.status == "rejected" and "distinct states found" in res.reason and "painting needs 9" in res.reason, res.reason
+    assert (
+        res.status == "rejected"
+        and "distinct states found" in res.reason
+        and "painting needs 9" in res.reason
+    ), res.reason
 
 
 def test_grade_catches_bad_sequences():
-    truth = Footage(fps=1, frames=[FrameTruth("card"), FrameTruth("work", 0.0), FrameTruth("blend"),
-                                   FrameTruth("work", 0.5, hand=True), FrameTruth("work", 0.5), FrameTruth("work", 1.0)])
+    truth = Footage(
+        fps=1,
+        frames=[
+            FrameTruth("card"),
+            FrameTruth("work", 0.0),
+            FrameTruth("blend"),
+            FrameTruth("work", 0.5, hand=True),
+            FrameTruth("work", 0.5),
+            FrameTruth("work", 1.0),
+        ],
+    )
     assert grade([{"source_frame": i} for i in (1, 4, 5)], truth) == []
     assert any("card" in p for p in grade([{"source_frame": i} for i in (0, 4, 5)], truth))
     assert any("blend" in p for p in grade([{"source_frame": i} for i in (1, 2, 5)], truth))
@@ -297,8 +335,13 @@ def test_cells_are_cut_from_frames_in_the_reference_view_and_photometry():
     ref = cv2.resize(skimage.data.coffee(), (160, 120), interpolation=cv2.INTER_AREA)
     zoom_out = np.array([[0.8, 0, 16], [0, 0.8, 12], [0, 0, 1]], np.float64)  # ref pixels -> this frame's
     filmed = (cv2.warpAffine(ref, zoom_out[:2], (160, 120), borderValue=(90, 70, 50)) * 0.7).astype(np.uint8)
-    frame = Frame(source_frame=0, time=0.0, image=filmed, warp=np.linalg.inv(zoom_out),
-                  gain=np.array([1 / 0.7] * 3, np.float32))
+    frame = Frame(
+        source_frame=0,
+        time=0.0,
+        image=filmed,
+        warp=np.linalg.inv(zoom_out),
+        gain=np.array([1 / 0.7] * 3, np.float32),
+    )
     out = in_reference(frame, (160, 120))
     inner = (slice(20, 100), slice(25, 135))
     assert np.abs(out[inner].astype(int) - ref[inner].astype(int)).mean() < 6
@@ -324,7 +367,10 @@ def test_a_ghost_of_the_other_framing_is_measured_and_a_moved_camera_or_a_hand_i
     hand = framed(b).copy()
     cv2.circle(hand, (200, 120), 45, (200, 160, 140), -1)
     shots = [(framed(a), a), (fade, b), (framed(b), b), (hand, b), (framed(c), c), (framed(near), near)]
-    frames = [Frame(source_frame=i, time=i / 4, image=img, warp=np.linalg.inv(m)) for i, (img, m) in enumerate(shots)]
+    frames = [
+        Frame(source_frame=i, time=i / 4, image=img, warp=np.linalg.inv(m))
+        for i, (img, m) in enumerate(shots)
+    ]
     work = Work(source=Source(uri="x", path="x", task=TAXONOMY["painting"], kind="video"), sha256="0" * 64)
     work.frames = frames
     tol = CONFIG.process.pixel_tolerance
@@ -380,9 +426,15 @@ def test_every_framing_of_the_work_maps_into_its_reference_at_the_true_zoom(tmp_
     assert {round(shows[i].progress * 11) for i in clean if i in inside} == set(range(12))
     assert not any(shows[i].kind == "talk" for i in inside)
     ref = zooms[work.frames[group.reference].source_frame]
-    errors = {i: np.sqrt(abs(np.linalg.det(work.frames[i].warp[:2, :2]))) * zooms[work.frames[i].source_frame] / ref - 1
-              for i in clean if i in inside}
-    assert max(abs(e) for e in errors.values()) < 0.03, {i: round(e, 3) for i, e in errors.items() if abs(e) >= 0.03}
+    errors = {
+        i: np.sqrt(abs(np.linalg.det(work.frames[i].warp[:2, :2]))) * zooms[work.frames[i].source_frame] / ref
+        - 1
+        for i in clean
+        if i in inside
+    }
+    assert max(abs(e) for e in errors.values()) < 0.03, {
+        i: round(e, 3) for i, e in errors.items() if abs(e) >= 0.03
+    }
 
 
 @pytest.mark.parametrize("zoom,dx,dy", [(0.7, 30, -20), (0.85, -40, 10), (1.15, 25, 35), (1.45, -35, -25)])
@@ -391,7 +443,9 @@ def test_area_matching_recovers_reframings_from_its_coarse_starts(zoom, dx, dy):
     plausible zoom; a plain desk re-framed anywhere in the start zooms' reach, under another exposure,
     is still recovered within a pixel or two."""
     desk = _plain_desk(skimage.data.rocket())
-    truth = np.array([[zoom, 0, 192 - 192 * zoom + dx], [0, zoom, 108 - 108 * zoom + dy], [0, 0, 1]], np.float64)
+    truth = np.array(
+        [[zoom, 0, 192 - 192 * zoom + dx], [0, zoom, 108 - 108 * zoom + dy], [0, 0, 1]], np.float64
+    )
     moved = cv2.warpAffine(desk, truth[:2], (384, 216), borderMode=cv2.BORDER_REFLECT)
     moved = np.clip(moved * 0.85 + 10, 0, 255).astype(np.uint8)
     m = match_areas(desk, moved)

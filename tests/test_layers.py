@@ -1,5 +1,6 @@
 """The package's folders form layers (docs/ARCHITECTURE.md): a module imports only from its own folder or
 from a lower layer, never upward, so the data flow reads from the folders and no two rooms loop."""
+
 from __future__ import annotations
 
 import ast
@@ -33,9 +34,16 @@ def imports() -> list[tuple[str, str, str]]:
         rel = path.relative_to(PACKAGE.parent)
         here = room(".".join(rel.with_suffix("").parts))
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
-                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-            found += [(str(rel), here, room(n)) for n in names if n == "pipeline" or n.startswith("pipeline.")]
+            names = (
+                [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            found += [
+                (str(rel), here, room(n)) for n in names if n == "pipeline" or n.startswith("pipeline.")
+            ]
     return found
 
 
@@ -46,8 +54,12 @@ def test_every_room_of_the_package_has_a_layer():
 
 
 def test_nothing_imports_a_folder_above_it_or_beside_it():
-    bad = [f"{f}: {here} imports {there}" for f, here, there in imports()
-           if there != here and (RANK[there] < RANK[here] or (RANK[there] == RANK[here] and RANK[here] != len(LAYERS) - 1))]
+    bad = [
+        f"{f}: {here} imports {there}"
+        for f, here, there in imports()
+        if there != here
+        and (RANK[there] < RANK[here] or (RANK[there] == RANK[here] and RANK[here] != len(LAYERS) - 1))
+    ]
     assert not bad, "\n".join(bad)
 
 

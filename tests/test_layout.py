@@ -1,4 +1,5 @@
 """Layouts: the paper's 3x3 serpentine and 2x2 U-turn exactly, general grids, and tile/split round trips."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,10 +34,16 @@ def test_every_task_uses_its_frame_count():
     assert sorted(t.head for t in TAXONOMY.tasks.values()) == list(range(1, 22))
 
 
-@pytest.mark.parametrize("layout", [
-    Layout(rows=3, cols=3, cell=352), Layout(rows=2, cols=2, cell=512), Layout(rows=4, cols=4, cell=256),
-    Layout(rows=2, cols=3, cell=200, order="raster", separator=3), Layout(rows=1, cols=5, cell=64, separator=0),
-])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        Layout(rows=3, cols=3, cell=352),
+        Layout(rows=2, cols=2, cell=512),
+        Layout(rows=4, cols=4, cell=256),
+        Layout(rows=2, cols=3, cell=200, order="raster", separator=3),
+        Layout(rows=1, cols=5, cell=64, separator=0),
+    ],
+)
 def test_tile_then_split_returns_frames_in_step_order(layout: Layout):
     frames = _frames(layout.frames)
     back = split(tile(frames, layout), layout)

@@ -1,5 +1,6 @@
 """Ledger snapshots: records fold into one snapshot, later records apply on top, and records a crash left
 behind after their snapshot was written are not applied twice (a retired shard stays retired)."""
+
 from __future__ import annotations
 
 from pipeline.corpus.ledger import FOLDER, Ledger
@@ -7,13 +8,33 @@ from pipeline.io.storage import Storage
 
 
 def _row(sha: str, loc: str, stat: str, shard: str = "") -> dict:
-    return {"sha256": sha, "uri": loc, "task": "painting", "config_sha": "c", "status": "ok", "reason": "",
-            "run": 1, "loc": loc, "stat": stat, "keys": [f"k{sha}"], "shard": shard}
+    return {
+        "sha256": sha,
+        "uri": loc,
+        "task": "painting",
+        "config_sha": "c",
+        "status": "ok",
+        "reason": "",
+        "run": 1,
+        "loc": loc,
+        "stat": stat,
+        "keys": [f"k{sha}"],
+        "shard": shard,
+    }
 
 
 def _shard(name: str) -> dict:
-    return {"name": name, "split": "train", "run": 1, "samples": 1, "bytes": 1, "sha256": "x", "keys": [],
-            "tasks": {}, "config_sha": "c"}
+    return {
+        "name": name,
+        "split": "train",
+        "run": 1,
+        "samples": 1,
+        "bytes": 1,
+        "sha256": "x",
+        "keys": [],
+        "tasks": {},
+        "config_sha": "c",
+    }
 
 
 def test_snapshot_folds_records_and_a_crash_leftover_is_not_replayed(tmp_path):

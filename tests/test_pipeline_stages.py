@@ -1,5 +1,6 @@
 """Stages on generated tutorials (intro card, talking head, a process with a hand, a finished hold, outro)
 and on real footage with no making process (OpenCV's sample trailer and street camera)."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,9 +31,13 @@ def test_chosen_frames_come_from_the_process_in_order_without_the_hand(tutorials
         idx = [f["source_frame"] for f in frames]
         assert len(idx) == TAXONOMY[task].frames
         assert idx == sorted(idx) and len(set(idx)) == len(idx), f"{name}: steps not in time order: {idx}"
-        assert all(truth.process[0] <= i < truth.process[1] for i in idx), f"{name}: a step outside the process: {idx}"
+        assert all(truth.process[0] <= i < truth.process[1] for i in idx), (
+            f"{name}: a step outside the process: {idx}"
+        )
         assert not set(idx) & truth.hand, f"{name}: the hand covers steps {sorted(set(idx) & truth.hand)}"
-        assert truth.finished[0] <= idx[-1] < truth.finished[1], f"{name}: last step {idx[-1]} is not the finished work"
+        assert truth.finished[0] <= idx[-1] < truth.finished[1], (
+            f"{name}: last step {idx[-1]} is not the finished work"
+        )
         painted = [truth.progress[i] for i in idx]
         assert painted[0] < 0.35, f"{name}: first step is not an early stage ({painted[0]:.2f} painted)"
         assert all(b > a for a, b in zip(painted, painted[1:])), f"{name}: progress does not rise: {painted}"
@@ -44,8 +49,13 @@ def test_frame_times_match_source_frames(tutorials):
         assert f["time"] == pytest.approx(f["source_frame"] / truth.fps, abs=0.5 / truth.fps)
 
 
-@pytest.mark.parametrize("name,why", [("Megamind.avi", "everything moves at once"),  # a film trailer
-                                      ("vtest.avi", "changes without accumulating")])  # a street camera
+@pytest.mark.parametrize(
+    "name,why",
+    [
+        ("Megamind.avi", "everything moves at once"),  # a film trailer
+        ("vtest.avi", "changes without accumulating"),
+    ],
+)  # a street camera
 def test_real_footage_without_a_process_is_rejected(name, why):
     path = OPENCV_DATA / name
     if not path.exists():
@@ -101,7 +111,12 @@ def test_frames_are_cropped_to_the_work(tutorials):
     box = res.samples[0].meta["scores"]["process"]["crop"]
     w, h = 320, 180  # tests.conftest.SMALL
     m = CONFIG.process.crop_margin
-    x0, y0, x1, y1 = truth.canvas[0] - m * w, truth.canvas[1] - m * h, truth.canvas[2] + m * w, truth.canvas[3] + m * h
+    x0, y0, x1, y1 = (
+        truth.canvas[0] - m * w,
+        truth.canvas[1] - m * h,
+        truth.canvas[2] + m * w,
+        truth.canvas[3] + m * h,
+    )
     got = (box[0] * w, box[1] * h, box[2] * w, box[3] * h)
     inter = max(0, min(got[2], x1) - max(got[0], x0)) * max(0, min(got[3], y1) - max(got[1], y0))
     union = (got[2] - got[0]) * (got[3] - got[1]) + (x1 - x0) * (y1 - y0) - inter

@@ -1,5 +1,6 @@
 """Refresh: only new work is done, finished shards stay untouched, rejected/failed/config rules, the lock,
 dataset.json, inspect --verify and --json (all through the real CLI)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,11 +17,16 @@ from tests.refresh_support import inspect_verify, run_cli, shard_keys, write_con
 
 
 def _digests(folder) -> dict[str, tuple[str, int]]:
-    return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in folder.glob("*.tar")}
+    return {
+        p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in folder.glob("*.tar")
+    }
 
 
 def _refresh(manifest, out, config, *extra) -> tuple[int, dict]:
-    res = run_cli(["refresh", str(manifest), "--out", str(out), "--config", str(config), "--quiet", "--json", *extra])
+    res = run_cli(
+        ["refresh", str(manifest), "--out", str(out), "--config", str(config), "--quiet", "--json", *extra]
+    )
     lines = res.stdout.strip().splitlines()
     assert len(lines) == 1, res.stdout + res.stderr
     return res.returncode, json.loads(lines[0])
@@ -54,7 +60,12 @@ def test_refresh_does_only_the_new_source_and_never_touches_finished_shards(firs
     time.sleep(0.01)
     rc, s = _refresh(first[3] / "more.yaml", out, first[1])
     assert rc == 0
-    assert (s["processed"], s["skipped"], s["ok"], s["new_samples"]) == (1, 5, 1, 1)  # rejected+failed not retried
+    assert (s["processed"], s["skipped"], s["ok"], s["new_samples"]) == (
+        1,
+        5,
+        1,
+        1,
+    )  # rejected+failed not retried
     after = _digests(out / "shards")
     assert {k: after[k] for k in before} == before  # byte-identical, not even rewritten
     new = set(after) - set(before)
@@ -75,8 +86,18 @@ def test_a_refresh_with_nothing_new_starts_no_cluster_and_writes_no_shard(first,
     out = tmp_path / "out"
     shutil.copytree(first[0], out)
     before = _digests(out / "shards")
-    res = run_cli(["refresh", str(first[3] / "base.yaml"), "--out", str(out), "--config", str(first[1]),
-                   "--quiet", "--json"])
+    res = run_cli(
+        [
+            "refresh",
+            str(first[3] / "base.yaml"),
+            "--out",
+            str(out),
+            "--config",
+            str(first[1]),
+            "--quiet",
+            "--json",
+        ]
+    )
     assert res.returncode == 0, res.stderr
     s = json.loads(res.stdout)
     assert (s["processed"], s["skipped"], s["new_samples"], s["shards"]) == (0, 5, 0, 0)
@@ -122,7 +143,9 @@ def test_a_live_lock_stops_a_second_job_and_a_stale_one_is_taken_over(first, tmp
     manifest = first[3] / "base.yaml"
     holder = subprocess.Popen(["sleep", "60"])
     try:
-        (out / "lock.json").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "since": 0}))
+        (out / "lock.json").write_text(
+            json.dumps({"pid": holder.pid, "host": socket.gethostname(), "since": 0})
+        )
         t0 = time.time()
         rc, s = _refresh(manifest, out, first[1])
         assert rc == 3 and f"pid {holder.pid}" in s["error"] and time.time() - t0 < 30
@@ -152,7 +175,19 @@ def test_inspect_verify_finds_a_damaged_shard(first, tmp_path):
 
 def test_min_shards_splits_a_small_run(corpus, tmp_path):
     config = write_config(tmp_path, shards={"samples_per_shard": 100, "min_shards": 3, "val_fraction": 0.0})
-    assert main(["refresh", str(corpus / "more.yaml"), "--out", str(tmp_path / "out"), "--config", str(config),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "refresh",
+                str(corpus / "more.yaml"),
+                "--out",
+                str(tmp_path / "out"),
+                "--config",
+                str(config),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     index = json.loads((tmp_path / "out" / "dataset.json").read_text())
     assert index["samples"] == 4 and sorted(s["samples"] for s in index["shards"]) == [1, 1, 2]

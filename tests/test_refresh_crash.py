@@ -1,5 +1,6 @@
 """kill -9 at several points of a real `makeanything refresh` process, rerun after each: the dataset ends
 with exactly the samples of an uninterrupted build (same keys, none twice, no partial file anywhere)."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,15 @@ import signal
 import subprocess
 import time
 
-from tests.refresh_support import BIN, inspect_verify, kill_group, no_temp_files, run_cli, shard_keys, write_config
+from tests.refresh_support import (
+    BIN,
+    inspect_verify,
+    kill_group,
+    no_temp_files,
+    run_cli,
+    shard_keys,
+    write_config,
+)
 
 # Where each run dies, in order; the later ones find the debris of the earlier ones.
 FAILPOINTS = ["shard-staged", "shard-published", "committed:2", "before-index"]
@@ -34,9 +43,19 @@ def test_kill_9_at_each_point_then_rerun_gives_the_uninterrupted_dataset(corpus,
 def test_kill_9_from_outside_mid_run_then_rerun(corpus, reference, tmp_path):
     """No failpoint: the whole process group is killed once the first shard is recorded."""
     out, config = tmp_path / "out", write_config(tmp_path)
-    args = [str(BIN / "makeanything"), "refresh", str(corpus / "more.yaml"), "--out", str(out),
-            "--config", str(config), "--quiet"]
-    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        str(BIN / "makeanything"),
+        "refresh",
+        str(corpus / "more.yaml"),
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        args, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.time() + 120
         while not list((out / "shards").glob("*.tar")) and time.time() < deadline and proc.poll() is None:

@@ -2,6 +2,7 @@
 it): a refresh skips every one by its signature, its memory stays within a fixed per-source budget, and
 the 100,000-row ledger ends folded into one snapshot that reads back whole. (Its wall time is a figure of
 bench.refresh, not a test.)"""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,9 +14,9 @@ import pytest
 import yaml
 
 from pipeline.config import BuildConfig
+from pipeline.corpus.ledger import Ledger
 from pipeline.intake.fetch import location
 from pipeline.intake.fingerprint import stat_signature
-from pipeline.corpus.ledger import Ledger
 from pipeline.io.storage import Storage
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
@@ -28,8 +29,10 @@ BYTES_PER_SOURCE = 8192
 
 def _peak_rss_mb(args: list[str]) -> tuple[float, dict]:
     """Run `makeanything ARGS` in a fresh process; its peak RSS in MiB and its --json summary."""
-    code = ("import json,resource,sys;from makeanything.cli import main;rc=main(sys.argv[1:]);"
-            "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024);sys.exit(rc)")
+    code = (
+        "import json,resource,sys;from makeanything.cli import main;rc=main(sys.argv[1:]);"
+        "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024);sys.exit(rc)"
+    )
     res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     lines = res.stdout.strip().splitlines()
@@ -48,9 +51,20 @@ def _corpus(folder, n: int) -> tuple:
         data = i.to_bytes(3, "big")
         path.write_bytes(data)
         s = Source(uri=f"src/{path.name}", path=str(path), task=task, kind="video")
-        rows.append({"sha256": hashlib.sha256(data).hexdigest(), "uri": s.uri, "task": task.id,
-                     "config_sha": config.sha(), "status": "rejected", "reason": "not a readable video",
-                     "run": 1, "loc": location(s), "stat": stat_signature(s), "keys": []})
+        rows.append(
+            {
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "uri": s.uri,
+                "task": task.id,
+                "config_sha": config.sha(),
+                "status": "rejected",
+                "reason": "not a readable video",
+                "run": 1,
+                "loc": location(s),
+                "stat": stat_signature(s),
+                "keys": [],
+            }
+        )
     out = folder / "out"
     Ledger(Storage(out)).commit(1, config.sha(), rows=rows)
     manifest = folder / "m.yaml"

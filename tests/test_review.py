@@ -2,6 +2,7 @@
 chromium + chromium-driver with selenium): the index and the task pages render, the filters and the pager
 change what is shown, excluded sequences are greyed with their reason, no request leaves the file system,
 and a later run reuses the thumbnails. Screenshots go to test-artifacts/."""
+
 from __future__ import annotations
 
 import json
@@ -21,22 +22,47 @@ def site(mixed_corpus, tmp_path_factory):
     d = tmp_path_factory.mktemp("review")
     corpus = d / "corpus"
     shutil.copytree(mixed_corpus.out, corpus)
-    assert main(["curate", str(corpus), "--drop-source", "cat", "--reason", "a band of the photo is missing",
-                 "--by", "ann"]) == 0
+    assert (
+        main(
+            [
+                "curate",
+                str(corpus),
+                "--drop-source",
+                "cat",
+                "--reason",
+                "a band of the photo is missing",
+                "--by",
+                "ann",
+            ]
+        )
+        == 0
+    )
     assert main(["review", str(corpus), "--out", str(d / "site"), "--page-size", "2"]) == 0
     return corpus, d / "site"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium is not installed (pip install selenium)"
+    )
     if not (CHROMIUM.exists() and DRIVER.exists()):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make test installs them where apt can)")
+        pytest.skip(
+            "Debian's chromium and chromium-driver are not installed (make test installs them where apt can)"
+        )
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1000"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+    ):
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=str(DRIVER)))
@@ -96,14 +122,21 @@ def test_index_and_task_pages_render_filter_and_page_offline(site, browser):
 
     browser.get((folder / "task-painting.html").as_uri())
     card = browser.find_element(By.CSS_SELECTOR, "#cards .card")
-    assert [li.text for li in card.find_elements(By.CSS_SELECTOR, ".steps li")] == [f"step_{i:02d}.png" for i in range(1, 10)]
+    assert [li.text for li in card.find_elements(By.CSS_SELECTOR, ".steps li")] == [
+        f"step_{i:02d}.png" for i in range(1, 10)
+    ]
     assert "excluded" in card.get_attribute("class")
     assert "drop: a band of the photo is missing (ann," in card.find_element(By.CLASS_NAME, "verdict").text
     shot(browser, "review-task-painting.png")
 
     browser.get((folder / "all.html").as_uri())
-    count = lambda: browser.find_element(By.ID, "count").text  # noqa: E731
-    keys = lambda: [c.get_attribute("data-key") for c in browser.find_elements(By.CSS_SELECTOR, "#cards .card")]  # noqa: E731
+
+    def count() -> str:
+        return browser.find_element(By.ID, "count").text
+
+    def keys() -> list[str]:
+        return [c.get_attribute("data-key") for c in browser.find_elements(By.CSS_SELECTOR, "#cards .card")]
+
     assert count() == "4 of 4 sequences" and len(keys()) == 2  # --page-size 2
     first = keys()
     browser.find_element(By.XPATH, "//div[@class='pager'][1]/button[2]").click()
@@ -128,7 +161,9 @@ def test_index_and_task_pages_render_filter_and_page_offline(site, browser):
     browser.get((folder / "rejected.html").as_uri())
     assert "no making process found" in browser.find_element(By.ID, "rejected").text
     urls = requests(browser)
-    assert urls and all(u.startswith("file://") for u in urls), [u for u in urls if not u.startswith("file://")]
+    assert urls and all(u.startswith("file://") for u in urls), [
+        u for u in urls if not u.startswith("file://")
+    ]
 
 
 def test_a_later_run_reuses_thumbnails(site, capsys):

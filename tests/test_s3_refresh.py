@@ -1,5 +1,6 @@
 """Output and sources on S3, against moto's S3 server on loopback (a real HTTP S3 protocol endpoint),
 configured the way users do it: AWS_ENDPOINT_URL and credentials in the environment."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,12 @@ def s3(monkeypatch):
     server.start()
     # moto keeps its buckets in this process's memory: start each test from an empty store
     urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST"))
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
@@ -37,11 +42,27 @@ def s3(monkeypatch):
 def test_refresh_writes_a_complete_dataset_to_s3_from_s3_sources(s3, corpus, reference, tmp_path):
     s3.put_file(str(corpus / "astronaut.mp4"), "corpus-bucket/videos/astronaut.mp4")
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(yaml.safe_dump({"sources": [
-        {"url": "s3://corpus-bucket/videos/astronaut.mp4", "task": "portrait", "id": "astro"},
-        {"path": str(corpus / "coffee.mp4"), "task": "oil-painting", "id": "coffee"}]}))
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "sources": [
+                    {"url": "s3://corpus-bucket/videos/astronaut.mp4", "task": "portrait", "id": "astro"},
+                    {"path": str(corpus / "coffee.mp4"), "task": "oil-painting", "id": "coffee"},
+                ]
+            }
+        )
+    )
     out = "s3://corpus-bucket/datasets/tutorials"
-    args = ["refresh", str(manifest), "--out", out, "--config", str(write_config(tmp_path)), "--quiet", "--json"]
+    args = [
+        "refresh",
+        str(manifest),
+        "--out",
+        out,
+        "--config",
+        str(write_config(tmp_path)),
+        "--quiet",
+        "--json",
+    ]
     res = run_cli(args)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout)
@@ -56,8 +77,15 @@ def test_refresh_writes_a_complete_dataset_to_s3_from_s3_sources(s3, corpus, ref
     index = json.loads(s3.cat_file("corpus-bucket/datasets/tutorials/dataset.json"))
     assert sorted(f"shards/{s['name']}" for s in index["shards"]) == shards
     want = sorted(k for k in reference["keys"] if "_astro_" in k or "_coffee_" in k)
-    assert len(want) == 2 and sorted(k for r in json.loads(s3.cat_file(
-        "corpus-bucket/datasets/tutorials/report.json"))["sources"] for k in r["samples"]) == want
+    assert (
+        len(want) == 2
+        and sorted(
+            k
+            for r in json.loads(s3.cat_file("corpus-bucket/datasets/tutorials/report.json"))["sources"]
+            for k in r["samples"]
+        )
+        == want
+    )
 
     verify = run_cli(["inspect", out, "--verify"])
     assert verify.returncode == 0, verify.stdout + verify.stderr
@@ -70,9 +98,20 @@ def test_s3_glob_lists_a_prefix_and_an_object_replaced_under_its_key_is_rebuilt(
         s3.put_file(str(corpus / f"{name}.mp4"), f"corpus-bucket/videos/{name}/take1.mp4")
     s3.pipe_file("corpus-bucket/videos/notes.txt", b"not a video")
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(yaml.safe_dump({"sources": [{"glob": "s3://corpus-bucket/videos/**/*.mp4", "task": "painting"}]}))
+    manifest.write_text(
+        yaml.safe_dump({"sources": [{"glob": "s3://corpus-bucket/videos/**/*.mp4", "task": "painting"}]})
+    )
     out = tmp_path / "out"
-    args = ["refresh", str(manifest), "--out", str(out), "--config", str(write_config(tmp_path)), "--quiet", "--json"]
+    args = [
+        "refresh",
+        str(manifest),
+        "--out",
+        str(out),
+        "--config",
+        str(write_config(tmp_path)),
+        "--quiet",
+        "--json",
+    ]
     first = run_cli(args)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (json.loads(first.stdout)["ok"], json.loads(first.stdout)["sources"]) == (2, 2)
@@ -84,7 +123,12 @@ def test_s3_glob_lists_a_prefix_and_an_object_replaced_under_its_key_is_rebuilt(
     s3.put_file(str(corpus / "extra.mp4"), "corpus-bucket/videos/chelsea/take1.mp4")  # same key, new content
     res = run_cli(args)
     changed = json.loads(res.stdout)
-    assert (changed["processed"], changed["skipped"], changed["ok"], changed["retired_shards"]) == (1, 1, 1, 1)
+    assert (changed["processed"], changed["skipped"], changed["ok"], changed["retired_shards"]) == (
+        1,
+        1,
+        1,
+        1,
+    )
     report = json.loads((out / "report.json").read_text())
     assert [r["uri"] for r in report["sources"]] == ["s3://corpus-bucket/videos/chelsea/take1.mp4"]
     assert report["sources"][0]["sha256"] == hashlib.sha256((corpus / "extra.mp4").read_bytes()).hexdigest()

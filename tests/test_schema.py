@@ -1,6 +1,7 @@
 """One sample-json schema for every source kind: what a build writes conforms to it, Hugging Face
 `datasets` loads a corpus mixing video, folder and URL sources (map-style and streaming), a sample that
 does not conform is refused with the field named, and docs/FORMAT.md documents every field."""
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.corpus.schema import SchemaError, conform, features, field_types
-from testkit.samples import made_meta
 from pipeline.corpus.shards import Sample
 from pipeline.taxonomy import Taxonomy
+from testkit.samples import made_meta
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "FORMAT.md"
 
@@ -77,7 +78,10 @@ def test_load_dataset_webdataset_map_style_and_streaming(mixed_corpus):
     assert sorted(ds["__key__"]) == sorted(metas)
     for row in ds:
         assert row["json"] == metas[row["__key__"]]  # nothing lost or retyped on the way through Arrow
-        assert row["jpg"].size == tuple(row["json"]["layout"]["size"]) and row["txt"] == row["json"]["caption"]["text"]
+        assert (
+            row["jpg"].size == tuple(row["json"]["layout"]["size"])
+            and row["txt"] == row["json"]["caption"]["text"]
+        )
     stream = load_dataset("webdataset", data_files=files, split="train", features=features(), streaming=True)
     assert sorted(r["json"]["key"] for r in stream) == sorted(metas)
 
@@ -103,17 +107,33 @@ def test_load_dataset_infers_one_schema_without_being_given_features(mixed_corpu
 
 def _valid() -> dict:
     task = Taxonomy.load()["emoji"]
-    return made_meta("emoji_x_s0", task.describe(), task.layout.describe(), "a caption", uri="x", sha256="0" * 64,
-                     kind="images")
+    return made_meta(
+        "emoji_x_s0",
+        task.describe(),
+        task.layout.describe(),
+        "a caption",
+        uri="x",
+        sha256="0" * 64,
+        kind="images",
+    )
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda m: m["frames"][0].update(source_frame="a.png"), "json.frames[0].source_frame: expected int64, got str"),
-    (lambda m: m["frames"][1].update(colour=1.0), "json.frames[1].colour: is not in the sample schema"),
-    (lambda m: m["source"].pop("sha256"), "json.source.sha256: is null or missing"),
-    (lambda m: m["scores"]["process"].update(kind="images"), "json.scores.process.kind: is not in the sample schema"),
-    (lambda m: m["source"].update(fps=True), "json.source.fps: expected float64, got bool"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            lambda m: m["frames"][0].update(source_frame="a.png"),
+            "json.frames[0].source_frame: expected int64, got str",
+        ),
+        (lambda m: m["frames"][1].update(colour=1.0), "json.frames[1].colour: is not in the sample schema"),
+        (lambda m: m["source"].pop("sha256"), "json.source.sha256: is null or missing"),
+        (
+            lambda m: m["scores"]["process"].update(kind="images"),
+            "json.scores.process.kind: is not in the sample schema",
+        ),
+        (lambda m: m["source"].update(fps=True), "json.source.fps: expected float64, got bool"),
+    ],
+)
 def test_a_sample_that_does_not_conform_is_refused_naming_the_field(change, message):
     meta = _valid()
     change(meta)
@@ -126,7 +146,11 @@ def test_conform_fills_nulls_and_makes_float_fields_floats():
     del meta["source"]["fps"]
     meta["frames"][0]["time"] = 2
     out = conform(meta)
-    assert out["source"]["fps"] is None and out["frames"][0]["time"] == 2.0 and isinstance(out["frames"][0]["time"], float)
+    assert (
+        out["source"]["fps"] is None
+        and out["frames"][0]["time"] == 2.0
+        and isinstance(out["frames"][0]["time"], float)
+    )
     with pytest.raises(SchemaError, match="not in its schema form"):
         Sample("emoji_x_s0", b"", "a caption", meta)  # the writer takes only what conform() returned
 

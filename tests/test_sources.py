@@ -1,5 +1,6 @@
 """Source kinds beyond a local video: URLs (served over real HTTP on loopback), folders of step images,
 and long videos holding several works."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,9 +15,9 @@ from PIL import Image
 
 from makeanything.cli import main
 from pipeline.config import BuildConfig, SelectConfig
+from pipeline.demo.synthetic import tutorial_frames, write_video
 from pipeline.run.worker import run_source
 from pipeline.stages.chain import build_stages
-from pipeline.demo.synthetic import tutorial_frames, write_video
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
 from tests.conftest import SHORT, SMALL, serve_folder, write_manifest
@@ -36,16 +37,26 @@ def http_root(tmp_path):
 def test_url_sources_are_fetched_built_and_not_kept(tutorials, http_root, tmp_path, capsys):
     root, base = http_root
     (root / "coffee.mp4").write_bytes(Path(tutorials["coffee"][0]).read_bytes())
-    manifest = write_manifest(tmp_path, [{"url": f"{base}/coffee.mp4", "task": "oil-painting"},
-                                         {"url": f"{base}/missing.mp4", "task": "oil-painting"}])
+    manifest = write_manifest(
+        tmp_path,
+        [
+            {"url": f"{base}/coffee.mp4", "task": "oil-painting"},
+            {"url": f"{base}/missing.mp4", "task": "oil-painting"},
+        ],
+    )
     out = tmp_path / "out"
     assert main(["build", str(manifest), "--out", str(out), "--workers", "1", "--quiet"]) == 0
-    assert "1 new sequences from 1/2 sources handled in this run (1 rejected, 0 failed)" in capsys.readouterr().out
+    assert (
+        "1 new sequences from 1/2 sources handled in this run (1 rejected, 0 failed)"
+        in capsys.readouterr().out
+    )
     report = json.loads((out / "report.json").read_text())
     ok, missing = report["sources"]
     assert ok["status"] == "ok" and len(ok["samples"]) == 1
     assert ok["sha256"] == hashlib.sha256((root / "coffee.mp4").read_bytes()).hexdigest()
-    assert missing["status"] == "rejected" and "unavailable" in missing["reason"] and "404" in missing["reason"]
+    assert (
+        missing["status"] == "rejected" and "unavailable" in missing["reason"] and "404" in missing["reason"]
+    )
     assert not (out / "cache").exists()  # the download lived only while its source was processed
 
 
@@ -53,15 +64,20 @@ def test_folder_of_step_images_keeps_file_name_order(tmp_path):
     steps = tmp_path / "steps"
     steps.mkdir()
     photo = skimage.data.coffee()
-    for i, name in enumerate(["b_02.png", "a_01.png", "c_03.png", "d_04.png"]):  # sorted by name: a, b, c, d
+    for name in ["b_02.png", "a_01.png", "c_03.png", "d_04.png"]:  # sorted by name: a, b, c, d
         order = sorted(["b_02.png", "a_01.png", "c_03.png", "d_04.png"]).index(name)
         img = np.full_like(photo, 255)
         rows = photo.shape[0] * (order + 1) // 4
         img[:rows] = photo[:rows]
         Image.fromarray(img).save(steps / name)
     (steps / "e_broken.png").write_bytes(b"not a png")
-    src = Source(uri="steps", path=str(steps), task=TAXONOMY["emoji"], kind="images",
-                 images=tuple(sorted(str(p) for p in steps.iterdir())))
+    src = Source(
+        uri="steps",
+        path=str(steps),
+        task=TAXONOMY["emoji"],
+        kind="images",
+        images=tuple(sorted(str(p) for p in steps.iterdir())),
+    )
     res = run_source(src, "f" * 64, build_stages(BuildConfig()), BuildConfig())
     assert res.status == "ok", res.reason
     frames = res.samples[0].meta["frames"]
@@ -98,8 +114,12 @@ def test_a_long_video_with_two_works_gives_two_sequences(tmp_path, allowed, expe
     second, t2 = tutorial_frames(skimage.data.chelsea(), SMALL, script=SHORT, seed=2)
     write_video(path, chain(first, second), 25, SMALL)
     cfg = BuildConfig(select=SelectConfig(sequences_per_source=allowed))
-    res = run_source(Source(uri="x", path=str(path), task=TAXONOMY["emoji"], kind="video"), "e" * 64,
-                     build_stages(cfg), cfg)
+    res = run_source(
+        Source(uri="x", path=str(path), task=TAXONOMY["emoji"], kind="video"),
+        "e" * 64,
+        build_stages(cfg),
+        cfg,
+    )
     assert res.status == "ok", res.reason
     assert [s.key for s in res.samples] == [f"emoji_{'e' * 16}_s{i}" for i in range(expected)]
     if expected == 2:

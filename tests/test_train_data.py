@@ -1,4 +1,5 @@
 """Training data: both shard formats, cell-exact resizing, no unpickling, shard expansion and splitting."""
+
 from __future__ import annotations
 
 import functools
@@ -13,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from training_fixtures import TASKS, one_thread, write_released, write_shards  # noqa: F401 (one_thread: autouse)
 
 from pipeline.layout import Layout
 from pipeline.taxonomy import Taxonomy
-from training.data import (DataError, HeadResolver, ShardStream, expand_shards, read_samples, resize_grid)
-from training_fixtures import one_thread, TASKS, write_released, write_shards  # noqa: F401 (one_thread: autouse)
+from training.data import DataError, HeadResolver, ShardStream, expand_shards, read_samples, resize_grid
 
 RESOLVE = HeadResolver(Taxonomy.load(), {})
 
@@ -64,7 +65,7 @@ def test_resize_keeps_every_cell_in_its_cell():
     out = np.asarray(resize_grid(grid, layout, 16))
     assert out.shape == (48, 48, 3)
     for step, (r, c) in enumerate(layout.positions):
-        cell = out[r * 16:(r + 1) * 16, c * 16:(c + 1) * 16].reshape(-1, 3)
+        cell = out[r * 16 : (r + 1) * 16, c * 16 : (c + 1) * 16].reshape(-1, 3)
         assert (np.abs(cell.astype(int) - colours[step]).max()) <= 1, f"step {step + 1} bled"
 
 
@@ -81,7 +82,10 @@ def test_pickles_are_never_loaded(tmp_path):
 
     evil = pickle.dumps(Boom())
     with tarfile.open(shard, "w") as dst:
-        for m, data in members + [(tarfile.TarInfo(f"{key}.pyd"), evil), (tarfile.TarInfo(f"{key}.pth"), evil)]:
+        for m, data in members + [
+            (tarfile.TarInfo(f"{key}.pyd"), evil),
+            (tarfile.TarInfo(f"{key}.pth"), evil),
+        ]:
             m.size = len(data)
             dst.addfile(m, io.BytesIO(data))
     sample = read_samples([str(shard)], RESOLVE, 1, cell=16, token=2)[0]
@@ -134,7 +138,8 @@ def test_stream_is_reproducible_and_workers_split(tmp_path):
     keys = lambda s: [k for b, _ in zip(s, range(6)) for k in b["key"]]  # noqa: E731
     assert keys(iter(stream(urls))) == keys(iter(stream(urls)))
     loader = lambda: torch.utils.data.DataLoader(  # noqa: E731
-        stream(urls, workers=2, shuffle_buffer=1), batch_size=None, num_workers=2)
+        stream(urls, workers=2, shuffle_buffer=1), batch_size=None, num_workers=2
+    )
     got = keys(iter(loader()))
     assert set(got[:8]) == {f"painting_src{i:03d}_s0" for i in range(8)}  # 2 workers x 2 shards = one epoch
     assert got == keys(iter(loader()))

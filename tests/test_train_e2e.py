@@ -1,4 +1,5 @@
 """End to end on the tiny random Flux: train, resume, export to diffusers, merge, generate, DDP."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,13 +12,13 @@ import torch
 import torch.multiprocessing as mp
 from PIL import Image
 from safetensors.torch import load_file
+from training_fixtures import TASKS, ddp_worker, one_thread, tiny_config, write_shards  # noqa: F401 (one_thread: autouse)
 
 from training import cli, run
 from training.export import export
 from training.flux_model import load_flux
 from training.generate import sample
 from training.loop import Trainer, train
-from training_fixtures import one_thread, TASKS, ddp_worker, tiny_config, write_shards  # noqa: F401 (one_thread: autouse)
 
 TRAIN_TASKS = ["painting", "clay-toys", "lego"]
 
@@ -121,7 +122,9 @@ def test_cli_train_export_generate(shards, trained, tmp_path, capsys):
         assert len(list((out / "frames").glob("step-*.png"))) == rows * rows
         assert Image.open(out / "steps.gif").n_frames == rows * rows
 
-    assert run_cli("export-lora", str(run_dir), "--task", "nope", "--out", str(tmp_path / "x.safetensors")) == 2
+    assert (
+        run_cli("export-lora", str(run_dir), "--task", "nope", "--out", str(tmp_path / "x.safetensors")) == 2
+    )
     assert "unknown task 'nope'" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: tiny\nlora: {rank: 0}\n")
@@ -130,8 +133,19 @@ def test_cli_train_export_generate(shards, trained, tmp_path, capsys):
 
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(tiny_config([]).dump())
-    assert run_cli("train", str(cfg_file), "--data", str(shards / "train"), "--out", str(tmp_path / "r2"),
-                   "--steps", "2") == 0
+    assert (
+        run_cli(
+            "train",
+            str(cfg_file),
+            "--data",
+            str(shards / "train"),
+            "--out",
+            str(tmp_path / "r2"),
+            "--steps",
+            "2",
+        )
+        == 0
+    )
     assert (tmp_path / "r2" / "checkpoints" / "step-00000002").is_dir()
 
 
@@ -146,8 +160,12 @@ def test_ddp_two_gloo_ranks_split_shards_and_stay_in_step(tmp_path):
     write_shards(tmp_path / "data", ["painting", "cook"], per_task=8, per_shard=2)  # shard n holds src n
     cfg = tiny_config([str(tmp_path / "data")], steps=4, ckpt_every=2)
     cfg.data.shuffle_buffer = 1  # 4 steps x 2 samples = exactly one epoch of each rank's 4 shards
-    mp.spawn(ddp_worker, args=(2, _free_port(), cfg.model_dump_json(), str(tmp_path / "run"), str(tmp_path)),
-             nprocs=2, join=True)
+    mp.spawn(
+        ddp_worker,
+        args=(2, _free_port(), cfg.model_dump_json(), str(tmp_path / "run"), str(tmp_path)),
+        nprocs=2,
+        join=True,
+    )
     recs = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [len(r) for r in recs] == [4, 4]
     assert [x["loss"] for x in recs[0]] == [x["loss"] for x in recs[1]]  # averaged over ranks

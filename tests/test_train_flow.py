@@ -1,16 +1,17 @@
 """Flow-matching objective and the text-embedding cache."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
+from training_fixtures import one_thread  # noqa: F401 (autouse)
 
 from training import flow_matching as fm
 from training.config import TinyModel
 from training.flux_model import build_tiny
 from training.text_cache import TextEncoder
-from training_fixtures import one_thread  # noqa: F401 (autouse)
 
 
 def test_shift_matches_flux_schedule():

@@ -1,6 +1,7 @@
 """The authors' and kohya's LoRA files on the tiny random Flux: exact import onto split diffusers layers (fused
 mode shares one A), exact export, round trips, bad files, training a 22nd head on a released 21-head file, and
 diffusers' own kohya loader as the real client."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
+from training_fixtures import one_thread, tiny_config, write_released, write_shards  # noqa: F401 (one_thread: autouse)
 
 from training import cli, kohya, run
 from training.asymmetric_lora import AsymmetricLora, select_targets
@@ -19,7 +21,6 @@ from training.config import TinyModel
 from training.flux_model import build_tiny, load_flux
 from training.generate import pipeline_for, sample
 from training.loop import train
-from training_fixtures import one_thread, tiny_config, write_released, write_shards  # noqa: F401 (one_thread: autouse)
 
 RANK = 4
 
@@ -47,8 +48,9 @@ def test_bfl_names_cover_flux_like_the_authors():
     tr = transformer(num_layers=2, num_single_layers=3)
     mods = bfl_modules(select_targets(tr, "all"))
     assert len(mods) == 2 * 10 + 3 * 3  # 304 on Flux-dev: 19 x 10 + 38 x 3
-    assert [b.key for b in mods[:3]] == [f"lora_unet_double_blocks_0_{n}" for n in
-                                         ("img_mod_lin", "txt_mod_lin", "img_attn_qkv")]
+    assert [b.key for b in mods[:3]] == [
+        f"lora_unet_double_blocks_0_{n}" for n in ("img_mod_lin", "txt_mod_lin", "img_attn_qkv")
+    ]
     linear1 = next(b for b in mods if b.key == "lora_unet_single_blocks_2_linear1")
     assert linear1.members[-1] == "single_transformer_blocks.2.proj_mlp"
 
@@ -81,7 +83,9 @@ def test_round_trips_are_exact(tmp_path):
     kohya.load_into(fused, src)
     out = kohya.write(fused, tmp_path / "b.safetensors", "authors")
     a, b = load_file(src), load_file(out)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit for bit: no rank concatenation
+    assert a.keys() == b.keys() and all(
+        torch.equal(a[k], b[k]) for k in a
+    )  # bit for bit: no rank concatenation
     one = load_file(kohya.write(fused, tmp_path / "k.safetensors", "kohya", head=3))
     assert all(torch.equal(one[k.replace("lora_ups.2.", "lora_up.")], a[k]) for k in a if ".lora_ups.2." in k)
 
@@ -98,17 +102,25 @@ def test_round_trips_are_exact(tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("other_arch", "lora_unet_double_blocks_1_img_attn_proj.lora_down.weight is not a layer of this model"),
-    ("missing", "lora_unet_single_blocks_0_linear2.lora_down.weight is missing"),
-    ("rank", "rank 4; the model has lora.rank 8"),
-    ("heads", "21 heads but the model has lora.heads = 3"),
-    ("nan", "lora_unet_double_blocks_0_txt_mlp_2.lora_ups.4.weight holds NaN"),
-    ("junk", "'something_else' is not a kohya/authors Flux LoRA key"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            "other_arch",
+            "lora_unet_double_blocks_1_img_attn_proj.lora_down.weight is not a layer of this model",
+        ),
+        ("missing", "lora_unet_single_blocks_0_linear2.lora_down.weight is missing"),
+        ("rank", "rank 4; the model has lora.rank 8"),
+        ("heads", "21 heads but the model has lora.heads = 3"),
+        ("nan", "lora_unet_double_blocks_0_txt_mlp_2.lora_ups.4.weight holds NaN"),
+        ("junk", "'something_else' is not a kohya/authors Flux LoRA key"),
+    ],
+)
 def test_bad_files_name_the_first_offending_key_and_change_nothing(tmp_path, damage, message):
     tr = transformer()
-    path = authors_file(tmp_path / "a.safetensors", transformer(num_layers=2) if damage == "other_arch" else tr, 21)
+    path = authors_file(
+        tmp_path / "a.safetensors", transformer(num_layers=2) if damage == "other_arch" else tr, 21
+    )
     sd = load_file(path)
     if damage == "missing":
         sd = {k: v for k, v in sd.items() if "single_blocks_0_linear2" not in k}
@@ -127,14 +139,28 @@ def test_bad_files_name_the_first_offending_key_and_change_nothing(tmp_path, dam
 def test_training_a_22nd_head_on_a_released_21_head_file(tmp_path):
     """Released model + a new task: heads 1..21 come from the file and stay bit-identical; head 22 learns."""
     tasks = yaml.safe_load(Path(__file__).parents[1].joinpath("manifests", "tasks.yaml").read_text())
-    tasks["tasks"].append({"id": "knitting", "name": "Knitting", "path": "craft/knitting", "head": 22, "frames": 4,
-                           "layout": "uturn-2x2", "process": "knitting", "prompts": ["a scarf being knitted"]})
+    tasks["tasks"].append(
+        {
+            "id": "knitting",
+            "name": "Knitting",
+            "path": "craft/knitting",
+            "head": 22,
+            "frames": 4,
+            "layout": "uturn-2x2",
+            "process": "knitting",
+            "prompts": ["a scarf being knitted"],
+        }
+    )
     (tmp_path / "tasks.yaml").write_text(yaml.safe_dump(tasks))
-    write_released(tmp_path / "knit.tar", {"clay-toys": 22}, tagged=True)  # a 2x2 grid tagged --lora_up_cur 22
+    write_released(
+        tmp_path / "knit.tar", {"clay-toys": 22}, tagged=True
+    )  # a 2x2 grid tagged --lora_up_cur 22
     cfg = tiny_config([str(tmp_path / "knit.tar")], steps=3, ckpt_every=3)
     cfg.data.taxonomy, cfg.data.shuffle_buffer = str(tmp_path / "tasks.yaml"), 1
     cfg.lora.heads, cfg.lora.targets, cfg.lora.alpha = 22, "fused", 1.0
-    released = authors_file(tmp_path / "released.safetensors", build_tiny(cfg.model.tiny).transformer, heads=21)
+    released = authors_file(
+        tmp_path / "released.safetensors", build_tiny(cfg.model.tiny).transformer, heads=21
+    )
     cfg.lora.init = str(released)
     train(cfg, tmp_path / "run")
     out = kohya.write(run.load(tmp_path / "run")[1], tmp_path / "after.safetensors", "authors")
@@ -161,11 +187,26 @@ def test_kohya_export_loads_in_diffusers_like_ours(tmp_path):
     cfg.model.tiny.num_single_layers = 0
     train(cfg, tmp_path / "run")
     for fmt in ("kohya", "diffusers"):
-        assert _cli("export-lora", str(tmp_path / "run"), "--task", "painting", "--format", fmt,
-                    "--out", str(tmp_path / f"{fmt}.safetensors")) == 0
+        assert (
+            _cli(
+                "export-lora",
+                str(tmp_path / "run"),
+                "--task",
+                "painting",
+                "--format",
+                fmt,
+                "--out",
+                str(tmp_path / f"{fmt}.safetensors"),
+            )
+            == 0
+        )
     run_dir = str(tmp_path / "run")
-    assert _cli("export-lora", run_dir, "--format", "authors", "--out", str(tmp_path / "all.safetensors")) == 0
-    assert _cli("export-lora", run_dir, "--format", "kohya", "--out", str(tmp_path / "x.safetensors")) == 2  # no task
+    assert (
+        _cli("export-lora", run_dir, "--format", "authors", "--out", str(tmp_path / "all.safetensors")) == 0
+    )
+    assert (
+        _cli("export-lora", run_dir, "--format", "kohya", "--out", str(tmp_path / "x.safetensors")) == 2
+    )  # no task
 
     def render(pipe, flux):
         return sample(pipe, flux, "a lighthouse", (48, 48), 3, 1.0, 3, output_type="latent")
@@ -180,7 +221,9 @@ def test_kohya_export_loads_in_diffusers_like_ours(tmp_path):
         plain = render(pipe, base)
         pipe.load_lora_weights(str(tmp_path / f"{fmt}.safetensors"))
         outs[fmt] = render(pipe, base)
-    assert (outs["kohya"] - ours).abs().max() < 1e-5 and (outs["kohya"] - outs["diffusers"]).abs().max() < 1e-5
+    assert (outs["kohya"] - ours).abs().max() < 1e-5 and (
+        outs["kohya"] - outs["diffusers"]
+    ).abs().max() < 1e-5
     assert (outs["kohya"] - plain).abs().max() > 1e-3  # the LoRA does something
 
     # our generate reads the same files itself: the authors' layout with --head, the kohya file by its task
@@ -189,6 +232,19 @@ def test_kohya_export_loads_in_diffusers_like_ours(tmp_path):
         assert task.id == "painting"
         assert (render(pipe, f) - ours).abs().max() < 1e-5
     out = tmp_path / "gen"
-    assert _cli("generate", str(tmp_path / "all.safetensors"), "--head", "11", "--prompt", "a frog", "--steps", "2",
-                "--out", str(out)) == 0
+    assert (
+        _cli(
+            "generate",
+            str(tmp_path / "all.safetensors"),
+            "--head",
+            "11",
+            "--prompt",
+            "a frog",
+            "--steps",
+            "2",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     assert len(list((out / "frames").glob("step-*.png"))) == 4  # head 11 is clay-toys: a 2x2 layout

@@ -1,13 +1,14 @@
 """Asymmetric LoRA: per-sample heads, initialisation, gradients only where used, export format."""
+
 from __future__ import annotations
 
 import torch
 from torch import nn
+from training_fixtures import one_thread  # noqa: F401 (autouse)
 
 from training.asymmetric_lora import AsymmetricLora, select_targets
 from training.config import TinyModel
 from training.flux_model import build_tiny
-from training_fixtures import one_thread  # noqa: F401 (autouse)
 
 
 class Toy(nn.Module):
@@ -37,7 +38,7 @@ def test_init_a_kaiming_b_zero_leaves_base_output_unchanged():
     lora = AsymmetricLora(model, rank=2, alpha=4.0, heads=3)
     m = lora.modules["transformer_blocks.0.ff"]
     assert all(torch.count_nonzero(b) == 0 for b in m.lora_B)
-    bound = 1 / 6 ** 0.5  # kaiming_uniform(a=sqrt(5)) on fan_in 6
+    bound = 1 / 6**0.5  # kaiming_uniform(a=sqrt(5)) on fan_in 6
     assert m.lora_A.abs().max() <= bound and m.lora_A.std() > bound / 4
     lora.use([1, 3])
     assert torch.allclose(model(x), before)
@@ -53,7 +54,7 @@ def test_each_sample_uses_its_own_head():
         expected = m.base(x[i]) + lora.scale * (x[i] @ m.lora_A.t()) @ m.lora_B[head - 1].t()
         assert torch.allclose(mixed[i], expected, atol=1e-6)
         lora.use([head])
-        assert torch.allclose(model(x[i:i + 1])[0], expected, atol=1e-6)
+        assert torch.allclose(model(x[i : i + 1])[0], expected, atol=1e-6)
 
 
 def test_only_a_and_the_batch_heads_get_gradients_and_adamw_leaves_others():
@@ -98,7 +99,10 @@ def test_target_presets_on_flux():
     attn = select_targets(tr, "attention")
     assert len(every) == 14 + 6  # one double block (14 Linear) + one single block (6)
     assert set(attn) < set(every) and all(".attn." in n for n in attn) and len(attn) == 8 + 3
-    assert select_targets(tr, ["to_q"]) == ["transformer_blocks.0.attn.to_q", "single_transformer_blocks.0.attn.to_q"]
+    assert select_targets(tr, ["to_q"]) == [
+        "transformer_blocks.0.attn.to_q",
+        "single_transformer_blocks.0.attn.to_q",
+    ]
 
 
 def test_head_lora_is_delta_w():

@@ -1,17 +1,18 @@
 """Training memory options on the tiny random Flux: heads offloaded to host memory, an fp8 base, and text
 and latent caches that keep the encoders off the device."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from training_fixtures import TASKS, one_thread, tiny_config, write_shards  # noqa: F401 (one_thread: autouse)
 
+from training.asymmetric_lora import select_targets
 from training.config import TinyModel
 from training.flux_model import build_tiny, save_base
 from training.fp8 import Fp8Linear, native_report, native_supported, one_step_apart, quantize_, quantize_rows
-from training.asymmetric_lora import select_targets
 from training.loop import Trainer, train
-from training_fixtures import one_thread, TASKS, tiny_config, write_shards  # noqa: F401 (one_thread: autouse)
 
 MIXED = ["painting", "clay-toys", "lego", "cook"]  # 3x3 and 2x2 tasks: batches of two mix heads
 
@@ -47,8 +48,9 @@ def test_offloaded_heads_train_bit_for_bit_like_resident_heads(shards, plain_run
     trainer = Trainer(config(shards, offload=True), run_dir)
     assert trainer.offload is not None
     records = trainer.fit()
-    assert any(len(set(r["keys"])) == 2 and r["keys"][0].split("_")[0] != r["keys"][1].split("_")[0]
-               for r in records), "no mixed-task batch: the test would not exercise per-sample heads"
+    assert any(
+        len(set(r["keys"])) == 2 and r["keys"][0].split("_")[0] != r["keys"][1].split("_")[0] for r in records
+    ), "no mixed-task batch: the test would not exercise per-sample heads"
     assert [r["keys"] for r in records] == [r["keys"] for r in plain]
     assert [r["loss"] for r in records] == [r["loss"] for r in plain]  # exact
     for step in (10, 20):
@@ -90,19 +92,22 @@ def test_resume_with_offload_gives_the_same_losses(shards, plain_run, tmp_path):
 
 # --- fp8 base ---------------------------------------------------------------------------------------------
 
+
 def test_quantize_rows_is_within_e4m3_precision():
     w = torch.randn(64, 48) * torch.logspace(-3, 1, 64)[:, None]  # rows of very different magnitude
     q, scale = quantize_rows(w)
     assert q.dtype == torch.float8_e4m3fn and scale.shape == (64,)
     err = (q.float() * scale[:, None] - w).abs() / w.abs().amax(dim=1, keepdim=True)
-    assert err.max() < 2 ** -4  # e4m3 keeps 3 mantissa bits: half an ulp at the top of the range is 1/16
+    assert err.max() < 2**-4  # e4m3 keeps 3 mantissa bits: half an ulp at the top of the range is 1/16
 
 
 def _native_on_cpu() -> None:
     """Skip where this torch build has no CPU ``_scaled_mm`` (oneDNN): the native path is then CUDA-only."""
     if not native_supported(torch.device("cpu")):
-        pytest.skip("torch._scaled_mm with row-wise scales does not run on this CPU build; native fp8 is "
-                    "checked on a GPU by bench/train_gpu.py (output error against bf16)")
+        pytest.skip(
+            "torch._scaled_mm with row-wise scales does not run on this CPU build; native fp8 is "
+            "checked on a GPU by bench/train_gpu.py (output error against bf16)"
+        )
 
 
 @pytest.mark.parametrize("mode", ["upcast", "native"])
@@ -161,10 +166,15 @@ def test_fp8_tiny_flux_forward_within_tolerance_of_bf16(mode):
         _native_on_cpu()
     model = build_tiny(TinyModel(num_layers=2, num_single_layers=2)).transformer.to(torch.bfloat16)
     g = torch.Generator().manual_seed(1)
-    inputs = dict(hidden_states=torch.randn(1, 64, 4, generator=g),
-                  encoder_hidden_states=torch.randn(1, 16, 32, generator=g),
-                  pooled_projections=torch.randn(1, 32, generator=g), timestep=torch.tensor([0.5]),
-                  img_ids=torch.zeros(64, 3), txt_ids=torch.zeros(16, 3), guidance=torch.tensor([1.0]))
+    inputs = dict(
+        hidden_states=torch.randn(1, 64, 4, generator=g),
+        encoder_hidden_states=torch.randn(1, 16, 32, generator=g),
+        pooled_projections=torch.randn(1, 32, generator=g),
+        timestep=torch.tensor([0.5]),
+        img_ids=torch.zeros(64, 3),
+        txt_ids=torch.zeros(16, 3),
+        guidance=torch.tensor([1.0]),
+    )
     inputs = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in inputs.items()}
     with torch.no_grad():
         ref = model(**inputs, return_dict=False)[0].float()
@@ -178,13 +188,23 @@ def test_fp8_tiny_flux_forward_within_tolerance_of_bf16(mode):
 
 def _overfit(root, tmp_path, base_dtype: str) -> tuple[float, float]:
     """Validation loss before and after 30 steps on the validation samples themselves."""
-    cfg = tiny_config([str(root)], steps=30, ckpt_every=30, warmup=0, lr=1e-2, schedule="constant", val_every=30,
-                      val_timesteps=[0.3, 0.6])
+    cfg = tiny_config(
+        [str(root)],
+        steps=30,
+        ckpt_every=30,
+        warmup=0,
+        lr=1e-2,
+        schedule="constant",
+        val_every=30,
+        val_timesteps=[0.3, 0.6],
+    )
     cfg.model.base_dtype = base_dtype
     cfg.data.val_shards, cfg.data.val_samples, cfg.data.shuffle_buffer = [str(root)], 2, 1
     trainer = Trainer(cfg, tmp_path / base_dtype)
     if base_dtype == "fp8":
-        assert isinstance(trainer.flux.transformer.get_submodule("transformer_blocks.0.attn.to_q").base, Fp8Linear)
+        assert isinstance(
+            trainer.flux.transformer.get_submodule("transformer_blocks.0.attn.to_q").base, Fp8Linear
+        )
     before = trainer.val_loss()
     return before, trainer.fit()[-1]["val_loss"]
 
@@ -200,6 +220,7 @@ def test_training_on_an_fp8_base_lowers_the_loss_like_full_precision(tmp_path):
 
 # --- text and latent caches ---------------------------------------------------------------------------------
 
+
 def _count_calls(modules) -> list[int]:
     calls = [0]
     for m in modules:
@@ -211,9 +232,16 @@ def test_caches_keep_the_encoders_idle_and_train_like_no_cache(shards, tmp_path)
     save_base(build_tiny(TinyModel()), tmp_path / "base")  # one base model shared by every run below
 
     def cfg(steps: int, cell: int = 16, cached: bool = True):
-        c = config(shards, offload=False, steps=steps, **({"text_cache": str(tmp_path / "text"),
-                                                            "latent_cache": str(tmp_path / "latent")}
-                                                           if cached else {}))
+        c = config(
+            shards,
+            offload=False,
+            steps=steps,
+            **(
+                {"text_cache": str(tmp_path / "text"), "latent_cache": str(tmp_path / "latent")}
+                if cached
+                else {}
+            ),
+        )
         c.model.model, c.data.cell = str(tmp_path / "base"), cell
         return c
 
@@ -255,17 +283,27 @@ def _stamps(folder) -> dict[str, tuple[str, int]]:
 
 # --- the GPU benchmark's script -----------------------------------------------------------------------------
 
+
 def test_gpu_bench_runs_every_variant_on_the_tiny_model_and_prints_the_fit_check(monkeypatch, capsys):
     """bench/train_gpu.py is measured on a GPU separately: here its whole script runs on the CPU (tiny model),
     so it cannot rot unnoticed; on the CPU offloading must match resident heads exactly."""
     from bench import train_gpu
 
-    monkeypatch.setattr("sys.argv", ["train_gpu", "--tiny", "--steps", "1", "--warmup", "1", "--grids", "2x2"])
+    monkeypatch.setattr(
+        "sys.argv", ["train_gpu", "--tiny", "--steps", "1", "--warmup", "1", "--grids", "2x2"]
+    )
     train_gpu.main()
     out = capsys.readouterr().out
     assert "heads offloaded vs resident differ by 0.00e+00 relative L2 (ok)" in out
-    variants = ["peft", "peft f32 LoRA", "ours 21 heads", "ours+offload", "ours+offload, drained", "recraft",
-                "ours+offload+fp8 upcast"]
+    variants = [
+        "peft",
+        "peft f32 LoRA",
+        "ours 21 heads",
+        "ours+offload",
+        "ours+offload, drained",
+        "recraft",
+        "ours+offload+fp8 upcast",
+    ]
     variants += ["ours+offload+fp8 native"] if native_supported(torch.device("cpu")) else []
     for v in variants:
         row = next(line for line in out.splitlines() if line.startswith(f"| 2x2 | {v} |"))
@@ -288,8 +326,9 @@ def test_gpu_bench_reports_a_failing_variant_and_measures_the_others(monkeypatch
         return real(*args, **kw)
 
     monkeypatch.setattr(train_gpu, "measure", offload_fails)
-    monkeypatch.setattr("sys.argv", ["train_gpu", "--tiny", "--steps", "1", "--warmup", "1", "--grids", "2x2",
-                                     "--no-fp8"])
+    monkeypatch.setattr(
+        "sys.argv", ["train_gpu", "--tiny", "--steps", "1", "--warmup", "1", "--grids", "2x2", "--no-fp8"]
+    )
     train_gpu.main()
     out = capsys.readouterr().out
     assert "offload check FAILED: RuntimeError('CUDA out of memory (simulated)')" in out

@@ -1,4 +1,5 @@
 """ReCraft on the tiny random Flux: condition cells from the layout, clean at every step, out of the loss."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,34 +8,42 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from training_fixtures import frames, one_thread, tiny_config, write_shards  # noqa: F401 (one_thread: autouse)
 
 from pipeline.layout import Layout
 from pipeline.taxonomy import Taxonomy
-from training import cli, flow_matching as fm, run
+from training import cli, run
+from training import flow_matching as fm
 from training.config import RecraftConfig
 from training.export import export
 from training.flux_model import load_flux
 from training.generate import sample
 from training.loop import Trainer, train
 from training.recraft import condition_mask, run_recraft
-from training_fixtures import one_thread, frames, tiny_config, write_shards  # noqa: F401 (one_thread: autouse)
 
 
 def cell_block(layout: Layout, cell: tuple[int, int], tok: int) -> torch.Tensor:
     m = torch.zeros(layout.rows * tok, layout.cols * tok, dtype=torch.bool)
-    m[cell[0] * tok:(cell[0] + 1) * tok, cell[1] * tok:(cell[1] + 1) * tok] = True
+    m[cell[0] * tok : (cell[0] + 1) * tok, cell[1] * tok : (cell[1] + 1) * tok] = True
     return m.flatten()
 
 
-@pytest.mark.parametrize("layout", list({t.layout for t in Taxonomy.load().tasks.values()})
-                         + [Layout(rows=2, cols=3, cell=64, order="raster")], ids=str)
+@pytest.mark.parametrize(
+    "layout",
+    list({t.layout for t in Taxonomy.load().tasks.values()})
+    + [Layout(rows=2, cols=3, cell=64, order="raster")],
+    ids=str,
+)
 def test_condition_cell_is_the_layouts_final_cell(layout):
     final = condition_mask(layout, "final", layout.rows * 4, layout.cols * 4)
     assert torch.equal(final, cell_block(layout, layout.final_cell, 4))
     ends = condition_mask(layout, "interpolate", layout.rows * 4, layout.cols * 4)
     assert torch.equal(ends, final | cell_block(layout, layout.positions[0], 4))
     if (layout.rows, layout.cols, layout.order) == (2, 2, "serpentine"):
-        assert layout.final_cell == (1, 0)  # the U-turn ends bottom-LEFT (the authors' code used bottom-right)
+        assert layout.final_cell == (
+            1,
+            0,
+        )  # the U-turn ends bottom-LEFT (the authors' code used bottom-right)
     if (layout.rows, layout.cols, layout.order) == (3, 3, "serpentine"):
         assert layout.final_cell == (2, 2)
 
@@ -89,7 +98,7 @@ def test_training_and_inference_keep_the_same_cell_clean(shards, base_run, tmp_p
     assert torch.equal(steady, train_cond)  # inference keeps exactly the cells training kept clean
     cell = info.cell
     r, c = layout.final_cell
-    out = np.asarray(grid)[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell].astype(int)
+    out = np.asarray(grid)[r * cell : (r + 1) * cell, c * cell : (c + 1) * cell].astype(int)
     assert out.std() > 5 and np.asarray(grid).shape[:2] == (layout.rows * cell, layout.cols * cell)
 
 
@@ -144,15 +153,33 @@ def test_cli_generate_final_frame_and_interpolation(shards, base_run, painting_r
     frames(3, 1)[-1].save(fin)
     Image.new("RGB", (50, 50), (200, 30, 30)).save(first)
     run_dir = painting_run[0]
-    assert run_cli("generate", str(run_dir), "--image", str(fin), "--out", str(tmp_path / "g"), "--steps", "2") == 0
+    assert (
+        run_cli("generate", str(run_dir), "--image", str(fin), "--out", str(tmp_path / "g"), "--steps", "2")
+        == 0
+    )
     assert len(list((tmp_path / "g" / "frames").glob("*.png"))) == 9
     assert Image.open(tmp_path / "g" / "steps.gif").n_frames == 9
 
     interp = tmp_path / "interp"
     train(recraft_config(shards, base_run, "clay-toys", "interpolate", steps=2, ckpt_every=2), interp)
     out = tmp_path / "gi"
-    assert run_cli("generate", str(interp), "--image", str(first), "--last", str(fin), "--out", str(out),
-                   "--steps", "2") == 0
+    assert (
+        run_cli(
+            "generate",
+            str(interp),
+            "--image",
+            str(first),
+            "--last",
+            str(fin),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+        )
+        == 0
+    )
     got = [np.asarray(Image.open(out / "frames" / f"step-{i:02d}.png")).astype(int) for i in (1, 4)]
-    assert abs(got[0].reshape(-1, 3).mean(0) - [200, 30, 30]).max() < 40  # first cell is the given first frame
+    assert (
+        abs(got[0].reshape(-1, 3).mean(0) - [200, 30, 30]).max() < 40
+    )  # first cell is the given first frame
     assert run_cli("generate", str(interp), "--image", str(first), "--out", str(out)) == 2  # needs --last

@@ -1,5 +1,6 @@
 """End to end on real open vector art: Twemoji's SVGs (MIT, npm package @twemoji/svg) built as the `emoji`
 task straight from the package tarball, then read back with the WebDataset reader."""
+
 from __future__ import annotations
 
 import io
@@ -15,9 +16,9 @@ import resvg_py
 import webdataset as wds
 from PIL import Image
 
-from pipeline.run.driver import build
 from pipeline.config import BuildConfig
 from pipeline.layout import split
+from pipeline.run.driver import build
 from pipeline.taxonomy import Taxonomy
 from tests.conftest import write_manifest
 
@@ -32,8 +33,9 @@ def twemoji(tmp_path_factory):
         pytest.skip("npm is not installed: cannot fetch the @twemoji/svg package")
     folder = tmp_path_factory.mktemp("twemoji")
     try:
-        done = subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=folder, capture_output=True, text=True,
-                              timeout=180)
+        done = subprocess.run(
+            ["npm", "pack", PACKAGE, "--silent"], cwd=folder, capture_output=True, text=True, timeout=180
+        )
     except subprocess.TimeoutExpired:
         pytest.skip("the npm registry did not answer within 180 s")
     tgz = list(folder.glob("*.tgz"))
@@ -45,8 +47,9 @@ def twemoji(tmp_path_factory):
 @pytest.mark.slow
 def test_twemoji_package_builds_as_the_emoji_task_and_reads_back(twemoji, tmp_path):
     manifest = write_manifest(twemoji.parent, [{"svg": twemoji.name, "task": "emoji", "members": MEMBERS}])
-    config = BuildConfig.model_validate({"cluster": {"workers": 2}, "clip": {"enabled": False},
-                                         "shards": {"samples_per_shard": 50}})
+    config = BuildConfig.model_validate(
+        {"cluster": {"workers": 2}, "clip": {"enabled": False}, "shards": {"samples_per_shard": 50}}
+    )
     result = build(manifest, tmp_path / "out", config, progress=False)
     rows = result.report["sources"]
     with tarfile.open(twemoji) as tf:
@@ -76,8 +79,12 @@ def test_twemoji_package_builds_as_the_emoji_task_and_reads_back(twemoji, tmp_pa
     assert grinning["txt"] == "2*2 of 4 sub-images, step-by-step emoji design process, grinning face"
     for name in ("package/1f600.svg", "package/1f64f.svg"):  # the last step is the whole emoji
         if name in by_member:
-            png = resvg_py.svg_to_bytes(svg_string=svgs[name].decode(), width=layout.content,
-                                        height=layout.content, background="#ffffff")
+            png = resvg_py.svg_to_bytes(
+                svg_string=svgs[name].decode(),
+                width=layout.content,
+                height=layout.content,
+                background="#ffffff",
+            )
             whole = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), int)
             last = np.asarray(split(by_member[name]["jpg"], layout)[-1], int)
             assert (np.abs(last - whole).max(axis=2) > 24).mean() <= 0.01

@@ -1,4 +1,5 @@
 """The fast paths of pipeline.footage.views give exactly what their plain definitions give."""
+
 from __future__ import annotations
 
 import cv2

@@ -1,4 +1,5 @@
 """Small shards for the training tests: our format (pipeline.corpus.shards.ShardWriter) and the authors' format."""
+
 from __future__ import annotations
 
 import io
@@ -9,10 +10,10 @@ import pytest
 import webdataset as wds
 from PIL import Image, ImageDraw
 
-from testkit.samples import made_meta
-from pipeline.layout import Layout, tile
 from pipeline.corpus.shards import Sample, ShardWriter, encode_jpeg
+from pipeline.layout import Layout, tile
 from pipeline.taxonomy import Taxonomy
+from testkit.samples import made_meta
 
 TASKS = Taxonomy.load()
 
@@ -29,13 +30,16 @@ def frames(n: int, seed: int, size: int = 64) -> list[Image.Image]:
     draw, out = ImageDraw.Draw(img), []
     for _ in range(n):
         x, y = rng.integers(0, size - 16, 2)
-        draw.ellipse((int(x), int(y), int(x) + 16, int(y) + 16), fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+        draw.ellipse(
+            (int(x), int(y), int(x) + 16, int(y) + 16), fill=tuple(int(c) for c in rng.integers(0, 255, 3))
+        )
         out.append(img.copy())
     return out
 
 
-def write_shards(folder: Path, tasks: list[str], per_task: int, per_shard: int, cell: int = 32,
-                 prefix: str = "shard") -> list[str]:
+def write_shards(
+    folder: Path, tasks: list[str], per_task: int, per_shard: int, cell: int = 32, prefix: str = "shard"
+) -> list[str]:
     """Our format: KEY.jpg grid, KEY.txt caption, KEY.json record (docs/FORMAT.md)."""
     keys = []
     with ShardWriter(folder, prefix=prefix, samples_per_shard=per_shard) as w:
@@ -44,10 +48,23 @@ def write_shards(folder: Path, tasks: list[str], per_task: int, per_shard: int, 
                 task, layout = TASKS[t_id], small_layout(t_id, cell)
                 key = f"{t_id}_src{i:03d}_s0"
                 caption = task.caption(f"subject {i}")
-                meta = made_meta(key, task.describe(), layout.describe(), caption, uri=f"src{i:03d}",
-                                 sha256=f"{i:064x}", kind="synthetic")
-                w.write(Sample(key, encode_jpeg(tile(frames(layout.frames, hash(key) % 2**32), layout)),
-                               caption, meta))
+                meta = made_meta(
+                    key,
+                    task.describe(),
+                    layout.describe(),
+                    caption,
+                    uri=f"src{i:03d}",
+                    sha256=f"{i:064x}",
+                    kind="synthetic",
+                )
+                w.write(
+                    Sample(
+                        key,
+                        encode_jpeg(tile(frames(layout.frames, hash(key) % 2**32), layout)),
+                        caption,
+                        meta,
+                    )
+                )
                 keys.append(key)
     return keys
 
@@ -88,13 +105,21 @@ def ddp_worker(rank: int, world: int, port: int, cfg_json: str, run_dir: str, ou
     from training.config import Config
     from training.loop import Trainer
 
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
     trainer = Trainer(Config.model_validate_json(cfg_json), run_dir)
     records = trainer.fit()
     Path(out, f"rank{rank}.json").write_text(json.dumps(records))
-    save_file({k: v.contiguous() for k, v in trainer.lora.state_dict().items()}, Path(out, f"rank{rank}.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in trainer.lora.state_dict().items()},
+        Path(out, f"rank{rank}.safetensors"),
+    )
     torch.distributed.destroy_process_group()
 
 

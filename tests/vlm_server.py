@@ -7,6 +7,7 @@ step k names a hash of image k, so a test can tell that every image was sent, in
 it checks our protocol. Modes make it slow, answer 429 with Retry-After, 500, malformed JSON, a wrong
 number of steps, or hang past the client's timeout, for the first ``times`` requests or for all.
 """
+
 from __future__ import annotations
 
 import base64
@@ -85,15 +86,24 @@ def check_request(path: str, headers, body: object, expect_key: str | None) -> t
     if fmt is not None and fmt.get("type") not in ("json_object", "json_schema"):
         problems.append(f"response_format {fmt}")
     msgs = body.get("messages")
-    if not (isinstance(msgs, list) and len(msgs) == 2 and msgs[0].get("role") == "system"
-            and isinstance(msgs[0].get("content"), str) and msgs[1].get("role") == "user"):
+    if not (
+        isinstance(msgs, list)
+        and len(msgs) == 2
+        and msgs[0].get("role") == "system"
+        and isinstance(msgs[0].get("content"), str)
+        and msgs[1].get("role") == "user"
+    ):
         return problems + ["messages must be [system, user]"], []
     parts = msgs[1].get("content")
     if not (isinstance(parts, list) and parts and parts[0].get("type") == "text"):
         return problems + ["user content must start with a text part"], []
     images = []
     for p in parts[1:]:
-        m = DATA_URL.match((p.get("image_url") or {}).get("url", "")) if p.get("type") == "image_url" else None
+        m = (
+            DATA_URL.match((p.get("image_url") or {}).get("url", ""))
+            if p.get("type") == "image_url"
+            else None
+        )
         data = base64.b64decode(m.group(1)) if m else b""
         if not data.startswith(b"\xff\xd8"):
             problems.append("an image part is not a JPEG data URL")
@@ -105,7 +115,9 @@ def answer_for(text: str, images: list[bytes], steps: int) -> dict:
     """The answer the protocol asks for, derived from the request."""
     m = PROCESS.search(text)
     process = f"Step-by-step {m.group(1) if m else 'unknown'} process"
-    tags = [image_tag(i) for i in images] if len(images) == steps else [f"cell{k}" for k in range(1, steps + 1)]
+    tags = (
+        [image_tag(i) for i in images] if len(images) == steps else [f"cell{k}" for k in range(1, steps + 1)]
+    )
     return {"process": process, "steps": [f"Work on part {t}." for t in tags]}
 
 
@@ -170,14 +182,20 @@ def make_handler(state: VLMServer) -> type[BaseHTTPRequestHandler]:
             if problems:
                 return self._send(400, json.dumps({"error": {"message": "; ".join(problems)}}))
             with state.lock:
-                state.requests.append({"headers": dict(self.headers), "body": body} if state.keep_bodies else {})
+                state.requests.append(
+                    {"headers": dict(self.headers), "body": body} if state.keep_bodies else {}
+                )
             mode = state._mode_now()
             time.sleep(state.latency)
             if mode == "hang":
                 time.sleep(3.0)
                 return self._send(504, "{}")
             if mode == "429":
-                return self._send(429, json.dumps({"error": {"message": "rate limited"}}), {"Retry-After": state.retry_after})
+                return self._send(
+                    429,
+                    json.dumps({"error": {"message": "rate limited"}}),
+                    {"Retry-After": state.retry_after},
+                )
             if mode == "500":
                 return self._send(500, json.dumps({"error": {"message": "internal error"}}))
             text = body["messages"][1]["content"][0]["text"]
@@ -186,14 +204,31 @@ def make_handler(state: VLMServer) -> type[BaseHTTPRequestHandler]:
             if mode == "wrong_length":
                 obj["steps"] = obj["steps"][:-1]
             content = '{"process": "unterminated' if mode == "malformed" else json.dumps(obj)
-            usage = {"prompt_tokens": len(text) // 4 + 85 * len(images), "completion_tokens": len(content) // 4}
+            usage = {
+                "prompt_tokens": len(text) // 4 + 85 * len(images),
+                "completion_tokens": len(content) // 4,
+            }
             with state.lock:
                 for k, v in usage.items():
                     state.usage[k] += v
-            self._send(200, json.dumps({"id": "chatcmpl-test", "object": "chat.completion", "model": body["model"],
-                                        "choices": [{"index": 0, "finish_reason": "stop",
-                                                     "message": {"role": "assistant", "content": content}}],
-                                        "usage": {**usage, "total_tokens": sum(usage.values())}}))
+            self._send(
+                200,
+                json.dumps(
+                    {
+                        "id": "chatcmpl-test",
+                        "object": "chat.completion",
+                        "model": body["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": content},
+                            }
+                        ],
+                        "usage": {**usage, "total_tokens": sum(usage.values())},
+                    }
+                ),
+            )
 
         def log_message(self, *args) -> None:
             pass

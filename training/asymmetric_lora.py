@@ -3,6 +3,7 @@
 Each sample picks its own head (mixed-task batches are fine). Heads are separate parameters so a head that
 no sample in the batch used gets no gradient at all (grad stays None, so AdamW leaves it untouched).
 """
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,16 @@ from torch import nn
 from training.bfl_names import fused_groups
 from training.fp8 import Fp8Linear
 
-ATTENTION = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
-             "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out")
+ATTENTION = (
+    "attn.to_q",
+    "attn.to_k",
+    "attn.to_v",
+    "attn.to_out.0",
+    "attn.add_q_proj",
+    "attn.add_k_proj",
+    "attn.add_v_proj",
+    "attn.to_add_out",
+)
 BLOCKS = re.compile(r"^(transformer_blocks|single_transformer_blocks)\.\d+\.")
 
 
@@ -29,7 +38,9 @@ class AsymLoraLinear(nn.Module):
         self.scale = alpha / rank
         self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as nn.Linear / peft
-        self.lora_B = nn.ParameterList(nn.Parameter(torch.zeros(base.out_features, rank)) for _ in range(heads))
+        self.lora_B = nn.ParameterList(
+            nn.Parameter(torch.zeros(base.out_features, rank)) for _ in range(heads)
+        )
         self.heads: list[int] | None = None  # 0-based head per sample, set by AsymmetricLora.use()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,8 +67,11 @@ def select_targets(model: nn.Module, targets: str | list[str]) -> list[str]:
     for name, mod in model.named_modules():
         if not isinstance(mod, (nn.Linear, Fp8Linear)) or not BLOCKS.match(name):
             continue
-        if targets in ("all", "fused") or (targets == "attention" and name.endswith(ATTENTION)) or \
-                (isinstance(targets, list) and any(name == t or name.endswith("." + t) for t in targets)):
+        if (
+            targets in ("all", "fused")
+            or (targets == "attention" and name.endswith(ATTENTION))
+            or (isinstance(targets, list) and any(name == t or name.endswith("." + t) for t in targets))
+        ):
             names.append(name)
     if not names:
         raise ValueError(f"LoRA targets {targets!r} match no Linear layer in the transformer blocks")
@@ -67,8 +81,15 @@ def select_targets(model: nn.Module, targets: str | list[str]) -> list[str]:
 class AsymmetricLora:
     """Installs AsymLoraLinear modules into a transformer and owns their parameters."""
 
-    def __init__(self, model: nn.Module, rank: int, alpha: float, heads: int,
-                 targets: str | list[str] = "all", freeze_a: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        rank: int,
+        alpha: float,
+        heads: int,
+        targets: str | list[str] = "all",
+        freeze_a: bool = False,
+    ) -> None:
         self.rank, self.alpha, self.heads = rank, alpha, heads
         self.modules: dict[str, AsymLoraLinear] = {}
         model.requires_grad_(False)
@@ -104,7 +125,9 @@ class AsymmetricLora:
 
     def trainable(self) -> list[nn.Parameter]:
         """Each trainable parameter once (a shared A is one parameter)."""
-        return list({id(p): p for m in self.modules.values() for p in m.parameters() if p.requires_grad}.values())
+        return list(
+            {id(p): p for m in self.modules.values() for p in m.parameters() if p.requires_grad}.values()
+        )
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """``{module}.lora_A`` and ``{module}.lora_B.{head}`` (1-based head) for every adapted layer (a shared A
@@ -121,8 +144,10 @@ class AsymmetricLora:
         expected = set(self.state_dict())
         if set(sd) != expected:
             missing, extra = sorted(expected - set(sd))[:3], sorted(set(sd) - expected)[:3]
-            raise ValueError(f"LoRA weights do not match this model (missing {missing}, unexpected {extra}): "
-                             f"check lora.rank/targets/heads")
+            raise ValueError(
+                f"LoRA weights do not match this model (missing {missing}, unexpected {extra}): "
+                f"check lora.rank/targets/heads"
+            )
         with torch.no_grad():
             for name, m in self.modules.items():
                 if name not in self.shared:
@@ -132,5 +157,7 @@ class AsymmetricLora:
 
     def head_lora(self, head: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """module -> (A, scale * B_head): an ordinary LoRA (delta W = B A) for one task."""
-        return {name: (m.lora_A.detach(), self.scale * m.lora_B[head - 1].detach())
-                for name, m in self.modules.items()}
+        return {
+            name: (m.lora_A.detach(), self.scale * m.lora_B[head - 1].detach())
+            for name, m in self.modules.items()
+        }

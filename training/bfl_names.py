@@ -2,6 +2,7 @@
 diffusers modules each one is. BFL fuses q, k and v (and, in single blocks, the MLP input) into one Linear that
 diffusers splits; the fused layer's output rows are the split layers' outputs in the listed order.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,16 +40,20 @@ def bfl_modules(names: list[str]) -> list[BflModule]:
     """The BFL modules covering the diffusers Linear ``names`` (block layers only), in block order.
     Raises if a name has no BFL counterpart or a fused layer is only partly present."""
     present, out = set(names), []
-    blocks = sorted({(m.group(1), int(m.group(2))) for n in names if (m := BLOCK.match(n))},
-                    key=lambda b: (b[0] != "transformer_blocks", b[1]))
+    blocks = sorted(
+        {(m.group(1), int(m.group(2))) for n in names if (m := BLOCK.match(n))},
+        key=lambda b: (b[0] != "transformer_blocks", b[1]),
+    )
     for kind, i in blocks:
         table, bfl = (DOUBLE, "double_blocks") if kind == "transformer_blocks" else (SINGLE, "single_blocks")
         for short, members in table.items():
             full = tuple(f"{kind}.{i}.{m}" for m in members)
             found = [m for m in full if m in present]
             if found and len(found) != len(full):
-                raise ValueError(f"BFL layer {bfl}.{i}.{short} is fused from {list(full)}; only {found} are "
-                                 f"adapted (use lora.targets: all or fused)")
+                raise ValueError(
+                    f"BFL layer {bfl}.{i}.{short} is fused from {list(full)}; only {found} are "
+                    f"adapted (use lora.targets: all or fused)"
+                )
             if found:
                 out.append(BflModule(f"lora_unet_{bfl}_{i}_{short}", full))
     covered = {m for b in out for m in b.members}

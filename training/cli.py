@@ -1,4 +1,5 @@
 """`makeanything train | export-lora | generate`."""
+
 from __future__ import annotations
 
 import argparse
@@ -49,16 +50,36 @@ def _generate(args: argparse.Namespace) -> int:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         if args.image:
             from training.recraft import generate_from_image
-            paths = generate_from_image(args.source, args.image, args.out, prompt=args.prompt, seed=args.seed,
-                                        steps=args.steps, device=device, dtype=dtype,
-                                        last=args.last)
+
+            paths = generate_from_image(
+                args.source,
+                args.image,
+                args.out,
+                prompt=args.prompt,
+                seed=args.seed,
+                steps=args.steps,
+                device=device,
+                dtype=dtype,
+                last=args.last,
+            )
         else:
             if not args.prompt:
                 raise ValueError("--prompt is required (or --image for a ReCraft run)")
             from training.generate import generate
-            paths = generate(args.source, args.prompt, args.out, task_id=args.task, seed=args.seed,
-                             steps=args.steps, guidance=args.guidance, base=args.base, device=device, dtype=dtype,
-                             head=args.head)
+
+            paths = generate(
+                args.source,
+                args.prompt,
+                args.out,
+                task_id=args.task,
+                seed=args.seed,
+                steps=args.steps,
+                guidance=args.guidance,
+                base=args.base,
+                device=device,
+                dtype=dtype,
+                head=args.head,
+            )
     except (FileNotFoundError, ValueError) as e:
         print(f"makeanything generate: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -67,22 +88,32 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train the asymmetric-LoRA Flux (or ReCraft) on shards",
-                       description="Train from a YAML config (see docs/TRAINING.md). Launch with torchrun or "
-                                   "accelerate launch for several GPUs.")
+    p = sub.add_parser(
+        "train",
+        help="train the asymmetric-LoRA Flux (or ReCraft) on shards",
+        description="Train from a YAML config (see docs/TRAINING.md). Launch with torchrun or "
+        "accelerate launch for several GPUs.",
+    )
     p.add_argument("config", help="training config YAML (e.g. training/configs/tiny.yaml)")
-    p.add_argument("--data", nargs="+", help="shards: build folders, tars, globs, {a..b} patterns, https/s3 URLs")
+    p.add_argument(
+        "--data", nargs="+", help="shards: build folders, tars, globs, {a..b} patterns, https/s3 URLs"
+    )
     p.add_argument("--out", help="run directory (default: runs/CONFIG_NAME)")
     p.add_argument("--steps", type=int, help="override train.steps")
-    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the run directory's latest checkpoint"
+    )
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("export-lora", help="write one task's LoRA (A + B_task) as an ordinary LoRA file, or all "
-                                          "heads in the authors' layout",
-                       description="--format diffusers (peft keys, for diffusers' load_lora_weights), kohya (one "
-                                   "task as a plain kohya Flux LoRA, for ComfyUI / Forge / diffusers) or authors "
-                                   "(every head, lora_ups.<i>, for the authors' inference code: --lora_ups_num, "
-                                   "--lora_up_cur).")
+    p = sub.add_parser(
+        "export-lora",
+        help="write one task's LoRA (A + B_task) as an ordinary LoRA file, or all "
+        "heads in the authors' layout",
+        description="--format diffusers (peft keys, for diffusers' load_lora_weights), kohya (one "
+        "task as a plain kohya Flux LoRA, for ComfyUI / Forge / diffusers) or authors "
+        "(every head, lora_ups.<i>, for the authors' inference code: --lora_ups_num, "
+        "--lora_up_cur).",
+    )
     p.add_argument("run_dir")
     p.add_argument("--task", help="task id (manifests/tasks.yaml); required except with --format authors")
     p.add_argument("--format", default="diffusers", choices=["diffusers", "kohya", "authors"])
@@ -92,11 +123,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_export)
 
     p = sub.add_parser("generate", help="generate a step sequence: grid, frames in step order, GIF")
-    p.add_argument("source", help="run directory, exported LoRA .safetensors, or a kohya / authors' file "
-                                  "(e.g. asymmetric_lora_4f_general.safetensors with --base and --head)")
+    p.add_argument(
+        "source",
+        help="run directory, exported LoRA .safetensors, or a kohya / authors' file "
+        "(e.g. asymmetric_lora_4f_general.safetensors with --base and --head)",
+    )
     p.add_argument("--task", help="task id (default: the LoRA file's task)")
-    p.add_argument("--head", type=int, help="head of an asymmetric LoRA to use (default: the task's); the layout "
-                                            "is the task's that owns this head in the taxonomy")
+    p.add_argument(
+        "--head",
+        type=int,
+        help="head of an asymmetric LoRA to use (default: the task's); the layout "
+        "is the task's that owns this head in the taxonomy",
+    )
     p.add_argument("--prompt")
     p.add_argument("--image", help="ReCraft: the finished work (the final frame) to condition on")
     p.add_argument("--last", help="ReCraft interpolation: the last frame, with --image as the first frame")

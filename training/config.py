@@ -1,4 +1,5 @@
 """Training configuration: pydantic models read from YAML, so a typo or bad value fails before any work starts."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,30 +16,46 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Where samples come from and how they are batched."""
 
-    shards: list[str] = Field(default_factory=list,
-                              description="build folders, tar paths, globs, brace patterns, https:// or s3:// URLs")
+    shards: list[str] = Field(
+        default_factory=list,
+        description="build folders, tar paths, globs, brace patterns, https:// or s3:// URLs",
+    )
     val_shards: list[str] = Field(default_factory=list, description="held-out shards for the validation loss")
     val_samples: int = Field(default=4, ge=1, description="held-out samples used for the validation loss")
     batch_size: int = Field(default=1, ge=1)
     workers: int = Field(default=0, ge=0, description="DataLoader worker processes per rank")
     shuffle_buffer: int = Field(default=64, ge=1)
-    resampled: bool = Field(default=False, description="draw shards with replacement (endless, rank-seeded) "
-                                                       "instead of splitting them between ranks and workers")
-    cell: int | None = Field(default=None, ge=2, description="resize every cell to this side (px); "
-                                                               "default: the layout's own cell")
+    resampled: bool = Field(
+        default=False,
+        description="draw shards with replacement (endless, rank-seeded) "
+        "instead of splitting them between ranks and workers",
+    )
+    cell: int | None = Field(
+        default=None, ge=2, description="resize every cell to this side (px); default: the layout's own cell"
+    )
     taxonomy: str | None = Field(default=None, description="tasks YAML (default: the bundled one)")
-    head_map: dict[str, int] = Field(default_factory=dict,
-                                     description="released-format samples: substring of the caption, key or shard "
-                                                 "URL -> task head, used when the caption has no --lora_up_cur tag")
-    text_cache: str | None = Field(default=None, description="folder caching text embeddings by sample key; "
-                                                             "filled before training, then the text encoders "
-                                                             "stay off the GPU")
-    latent_cache: str | None = Field(default=None, description="folder caching the VAE latents of the grids by "
-                                                               "sample key and content; filled before training, "
-                                                               "then the VAE stays off the GPU")
+    head_map: dict[str, int] = Field(
+        default_factory=dict,
+        description="released-format samples: substring of the caption, key or shard "
+        "URL -> task head, used when the caption has no --lora_up_cur tag",
+    )
+    text_cache: str | None = Field(
+        default=None,
+        description="folder caching text embeddings by sample key; "
+        "filled before training, then the text encoders "
+        "stay off the GPU",
+    )
+    latent_cache: str | None = Field(
+        default=None,
+        description="folder caching the VAE latents of the grids by "
+        "sample key and content; filled before training, "
+        "then the VAE stays off the GPU",
+    )
     caption: Literal["rich", "template"] = Field(
-        default="rich", description="rich: KEY.txt, the VLM's hierarchical caption where the sample has one; "
-                                    "template: the taxonomy's one-line caption (caption.template in the json)")
+        default="rich",
+        description="rich: KEY.txt, the VLM's hierarchical caption where the sample has one; "
+        "template: the taxonomy's one-line caption (caption.template in the json)",
+    )
 
 
 class LoraConfig(_Strict):
@@ -47,18 +64,27 @@ class LoraConfig(_Strict):
     rank: int = Field(default=64, ge=1)
     alpha: float = Field(default=1.0, gt=0)
     targets: Literal["all", "fused", "attention"] | list[str] = Field(
-        default="all", description="'all' Linear layers in the double and single blocks, 'fused' the same with "
-                                   "one A per BFL Linear (q/k/v share it, as in the authors' checkpoints), "
-                                   "'attention' q/k/v/out only, or a list of module-name suffixes")
-    heads: int | None = Field(default=None, ge=1, description="number of B heads (default: the taxonomy's largest head)")
+        default="all",
+        description="'all' Linear layers in the double and single blocks, 'fused' the same with "
+        "one A per BFL Linear (q/k/v share it, as in the authors' checkpoints), "
+        "'attention' q/k/v/out only, or a list of module-name suffixes",
+    )
+    heads: int | None = Field(
+        default=None, ge=1, description="number of B heads (default: the taxonomy's largest head)"
+    )
     freeze_a: bool = False
-    init: str | None = Field(default=None, description="start from a LoRA file: the authors' asymmetric "
-                                                       "checkpoint (any number of heads, appended heads start "
-                                                       "at zero) or a plain kohya Flux LoRA (head 1)")
+    init: str | None = Field(
+        default=None,
+        description="start from a LoRA file: the authors' asymmetric "
+        "checkpoint (any number of heads, appended heads start "
+        "at zero) or a plain kohya Flux LoRA (head 1)",
+    )
     offload_heads: bool | Literal["auto"] = Field(
-        default="auto", description="keep B heads and their optimiser state in pinned CPU memory, only the "
-                                    "batch's heads on the GPU (auto: on a GPU when all heads with AdamW state "
-                                    "would take over 20% of its memory; never with several processes)")
+        default="auto",
+        description="keep B heads and their optimiser state in pinned CPU memory, only the "
+        "batch's heads on the GPU (auto: on a GPU when all heads with AdamW state "
+        "would take over 20% of its memory; never with several processes)",
+    )
 
 
 class TinyModel(_Strict):
@@ -78,19 +104,27 @@ class TinyModel(_Strict):
 class ModelConfig(_Strict):
     """Which Flux to adapt."""
 
-    model: str = Field(default="tiny", description="'tiny' (random, for tests and the demo), 'recraft' (the base "
-                                                    "of the `recraft.base_lora` run with that LoRA merged in), a "
-                                                    "local diffusers folder, or a hub id")
+    model: str = Field(
+        default="tiny",
+        description="'tiny' (random, for tests and the demo), 'recraft' (the base "
+        "of the `recraft.base_lora` run with that LoRA merged in), a "
+        "local diffusers folder, or a hub id",
+    )
     tiny: TinyModel = Field(default_factory=TinyModel)
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
-        default=None, description="base weight dtype (default: bfloat16 on GPU, float32 on CPU)")
+        default=None, description="base weight dtype (default: bfloat16 on GPU, float32 on CPU)"
+    )
     text_length: int = Field(default=512, ge=1, le=512, description="T5 length for real Flux")
     base_dtype: Literal["bf16", "fp8"] = Field(
-        default="bf16", description="frozen block Linear weights: 'bf16' (in model.dtype) or 'fp8' (float8 e4m3 "
-                                    "with a scale per row: half the memory)")
+        default="bf16",
+        description="frozen block Linear weights: 'bf16' (in model.dtype) or 'fp8' (float8 e4m3 "
+        "with a scale per row: half the memory)",
+    )
     fp8_matmul: Literal["auto", "native", "upcast"] = Field(
-        default="auto", description="fp8 base: 'native' fp8 x fp8 matmuls (Ada/Hopper), 'upcast' the weight per "
-                                    "layer, 'auto' native on CUDA GPUs of compute capability 8.9+ that pass a probe")
+        default="auto",
+        description="fp8 base: 'native' fp8 x fp8 matmuls (Ada/Hopper), 'upcast' the weight per "
+        "layer, 'auto' native on CUDA GPUs of compute capability 8.9+ that pass a probe",
+    )
 
 
 class SampleConfig(_Strict):
@@ -115,15 +149,22 @@ class TrainConfig(_Strict):
     grad_accum: int = Field(default=1, ge=1)
     clip: float | None = Field(default=1.0, gt=0)
     seed: int = 0
-    guidance: float = Field(default=1.0, description="guidance-embedding value during training (authors: 1.0)")
+    guidance: float = Field(
+        default=1.0, description="guidance-embedding value during training (authors: 1.0)"
+    )
     logit_mean: float = 0.0
     logit_std: float = Field(default=1.0, gt=0)
-    shift: float | Literal["auto"] = Field(default="auto", description="timestep shift s; 'auto': e^mu, "
-                                                                         "mu linear in image tokens (0.5@256, 1.15@4096)")
+    shift: float | Literal["auto"] = Field(
+        default="auto",
+        description="timestep shift s; 'auto': e^mu, mu linear in image tokens (0.5@256, 1.15@4096)",
+    )
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"
     gradient_checkpointing: bool | Literal["auto"] = "auto"
-    cpu_threads: int | None = Field(default=None, ge=1, description="torch threads when training on the CPU "
-                                                                      "(tiny models run fastest on 1)")
+    cpu_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch threads when training on the CPU (tiny models run fastest on 1)",
+    )
     log_every: int = Field(default=10, ge=1)
     ckpt_every: int = Field(default=500, ge=1)
     keep_checkpoints: int = Field(default=2, ge=1)
@@ -131,7 +172,7 @@ class TrainConfig(_Strict):
     val_timesteps: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75])
 
     @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
+    def _check(self) -> TrainConfig:
         if any(not 0 < t < 1 for t in self.val_timesteps):
             raise ValueError(f"val_timesteps must lie in (0, 1), got {self.val_timesteps}")
         return self
@@ -143,8 +184,10 @@ class RecraftConfig(_Strict):
     base_lora: str = Field(description="run directory or exported LoRA file whose task LoRA is merged in")
     task: str = Field(description="task id whose head is merged and whose layout is used")
     mode: Literal["final", "interpolate"] = Field(
-        default="final", description="condition on the final frame, or on the first and final frames "
-                                     "(frame interpolation: the model fills in the steps between)")
+        default="final",
+        description="condition on the final frame, or on the first and final frames "
+        "(frame interpolation: the model fills in the steps between)",
+    )
 
 
 class Config(_Strict):
@@ -166,13 +209,13 @@ class Config(_Strict):
         return raw
 
     @model_validator(mode="after")
-    def _recraft_needs_section(self) -> "Config":
+    def _recraft_needs_section(self) -> Config:
         if (self.model.model == "recraft") != (self.recraft is not None):
             raise ValueError("`model: recraft` and a `recraft:` section go together")
         return self
 
     @classmethod
-    def load(cls, path: str | Path) -> "Config":
+    def load(cls, path: str | Path) -> Config:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config {path} does not exist")

@@ -4,6 +4,7 @@ Only image, json and text members are decoded (never pickles). Grids are resized
 boundaries land exactly on token boundaries and no step bleeds into its neighbour; nothing is cropped or
 flipped, which would break the step order.
 """
+
 from __future__ import annotations
 
 import glob
@@ -11,9 +12,9 @@ import io
 import json
 import random
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import fsspec
 import numpy as np
@@ -92,7 +93,9 @@ class HeadResolver:
         if meta is not None:
             try:
                 head = int(meta["task"]["head"])
-                layout = Layout(**{k: meta["layout"][k] for k in ("rows", "cols", "cell", "order", "separator")})
+                layout = Layout(
+                    **{k: meta["layout"][k] for k in ("rows", "cols", "cell", "order", "separator")}
+                )
             except (KeyError, TypeError, ValueError) as e:
                 raise DataError(f"sample {key} in {url}: json lacks a valid task.head / layout ({e})") from e
             return head, layout
@@ -102,9 +105,11 @@ class HeadResolver:
         else:
             hits = {h for s, h in self.head_map.items() if s in caption or s in key or s in url}
             if len(hits) != 1:
-                raise DataError(f"sample {key} in {url}: no --lora_up_cur tag and "
-                                f"{'no' if not hits else 'several'} data.head_map entries match "
-                                f"(caption {caption[:80]!r})")
+                raise DataError(
+                    f"sample {key} in {url}: no --lora_up_cur tag and "
+                    f"{'no' if not hits else 'several'} data.head_map entries match "
+                    f"(caption {caption[:80]!r})"
+                )
             head = hits.pop()
         try:
             layout = self.taxonomy.by_head(head).layout
@@ -112,8 +117,10 @@ class HeadResolver:
             raise DataError(f"sample {key} in {url}: head {head} is not in the task taxonomy") from e
         grid = GRID_CAPTION.search(caption)
         if grid and (int(grid.group(1)), int(grid.group(2))) != (layout.rows, layout.cols):
-            raise DataError(f"sample {key} in {url}: caption says {grid.group(0)!r} but head {head} "
-                            f"uses a {layout.rows}x{layout.cols} layout")
+            raise DataError(
+                f"sample {key} in {url}: caption says {grid.group(0)!r} but head {head} "
+                f"uses a {layout.rows}x{layout.cols} layout"
+            )
         return head, layout
 
 
@@ -149,26 +156,40 @@ def decode(raw: dict, resolve: HeadResolver, cell: int | None, token: int) -> di
     image_ext = next((e for e in IMAGE_EXTS if e in raw), None)
     text_ext = next((e for e in TEXT_EXTS if e in raw), None)
     if image_ext is None or text_ext is None:
-        raise DataError(f"sample {key} in {url} needs an image (jpg/png) and a caption (txt/caption); "
-                        f"has {sorted(k for k in raw if not k.startswith('__'))}")
+        raise DataError(
+            f"sample {key} in {url} needs an image (jpg/png) and a caption (txt/caption); "
+            f"has {sorted(k for k in raw if not k.startswith('__'))}"
+        )
     meta = json.loads(raw["json"]) if "json" in raw else None
     caption = resolve.text(raw[text_ext].decode("utf-8").strip(), meta)
     head, layout = resolve(key, url, caption, meta)
     side = cell or layout.cell
     if side % token:
-        raise DataError(f"cell size {side}px is not a multiple of the model's {token}px token "
-                        f"(sample {key}): set data.cell to a multiple of {token}")
+        raise DataError(
+            f"cell size {side}px is not a multiple of the model's {token}px token "
+            f"(sample {key}): set data.cell to a multiple of {token}"
+        )
     with Image.open(io.BytesIO(raw[image_ext])) as im:
         img = resize_grid(im.convert("RGB"), layout, side)
-    return {"key": key, "image": to_tensor(img), "caption": clean_caption(caption), "head": head,
-            "layout": layout, "cell": side}
+    return {
+        "key": key,
+        "image": to_tensor(img),
+        "caption": clean_caption(caption),
+        "head": head,
+        "layout": layout,
+        "cell": side,
+    }
 
 
 def collate(samples: list[dict]) -> dict:
-    return {"key": [s["key"] for s in samples], "caption": [s["caption"] for s in samples],
-            "image": torch.stack([s["image"] for s in samples]),
-            "head": [s["head"] for s in samples], "layout": [s["layout"] for s in samples],
-            "cell": samples[0]["cell"]}
+    return {
+        "key": [s["key"] for s in samples],
+        "caption": [s["caption"] for s in samples],
+        "image": torch.stack([s["image"] for s in samples]),
+        "head": [s["head"] for s in samples],
+        "layout": [s["layout"] for s in samples],
+        "cell": samples[0]["cell"],
+    }
 
 
 def _seed(*parts: int) -> int:
@@ -182,14 +203,29 @@ class ShardStream(IterableDataset):
     resumed run can skip exactly the batches it already consumed.
     """
 
-    def __init__(self, urls: list[str], resolve: HeadResolver, *, batch_size: int, shuffle_buffer: int,
-                 cell: int | None, token: int, seed: int, rank: int = 0, world: int = 1, workers: int = 0,
-                 resampled: bool = False, only_head: int | None = None) -> None:
+    def __init__(
+        self,
+        urls: list[str],
+        resolve: HeadResolver,
+        *,
+        batch_size: int,
+        shuffle_buffer: int,
+        cell: int | None,
+        token: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        workers: int = 0,
+        resampled: bool = False,
+        only_head: int | None = None,
+    ) -> None:
         super().__init__()
         parts = world * max(workers, 1)
         if not resampled and len(urls) < parts:
-            raise DataError(f"{len(urls)} shard(s) cannot be split between {world} rank(s) x "
-                            f"{max(workers, 1)} worker(s): write more shards or set data.resampled: true")
+            raise DataError(
+                f"{len(urls)} shard(s) cannot be split between {world} rank(s) x "
+                f"{max(workers, 1)} worker(s): write more shards or set data.resampled: true"
+            )
         self.urls, self.resolve, self.batch_size = urls, resolve, batch_size
         self.shuffle_buffer, self.cell, self.token, self.seed = shuffle_buffer, cell, token, seed
         self.rank, self.world, self.resampled, self.only_head = rank, world, resampled, only_head
@@ -209,7 +245,9 @@ class ShardStream(IterableDataset):
             epoch += 1
 
     def samples(self, worker: int, workers: int) -> Iterator[dict]:
-        yield from decoded(self.shard_order(worker, workers), self.resolve, self.cell, self.token, self.only_head)
+        yield from decoded(
+            self.shard_order(worker, workers), self.resolve, self.cell, self.token, self.only_head
+        )
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -229,8 +267,9 @@ class ShardStream(IterableDataset):
                 bucket.clear()
 
 
-def decoded(urls, resolve: HeadResolver, cell: int | None, token: int, only_head: int | None = None
-            ) -> Iterator[dict]:
+def decoded(
+    urls, resolve: HeadResolver, cell: int | None, token: int, only_head: int | None = None
+) -> Iterator[dict]:
     """Decoded samples of the shards in order (optionally only one task head's)."""
     shards = ({"url": u, "stream": open_shard(u)} for u in urls)
     skip = Exclusions(Exclusions.TRAINING)  # curation: dropped and held-out samples (dataset.json)
@@ -242,8 +281,9 @@ def decoded(urls, resolve: HeadResolver, cell: int | None, token: int, only_head
             yield sample
 
 
-def read_samples(urls: list[str], resolve: HeadResolver, n: int, cell: int | None, token: int,
-                 only_head: int | None = None) -> list[dict]:
+def read_samples(
+    urls: list[str], resolve: HeadResolver, n: int, cell: int | None, token: int, only_head: int | None = None
+) -> list[dict]:
     """The first ``n`` samples of the shards in order (held-out validation samples)."""
     out: list[dict] = []
     for sample in decoded(urls, resolve, cell, token, only_head):

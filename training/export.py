@@ -1,5 +1,6 @@
 """`export-lora`: one task's A + B_k as an ordinary LoRA file (diffusers or kohya keys), every head in the
 authors' asymmetric layout, or the base with one task's LoRA merged in."""
+
 from __future__ import annotations
 
 import shutil
@@ -11,15 +12,30 @@ from training import kohya, lora_files, run
 from training.flux_model import TINY_MARKER
 
 
-def export(run_dir: str | Path, task_id: str | None, out: str | Path, merge: bool = False, step: int | None = None,
-           dtype: torch.dtype = torch.float32, fmt: str = "diffusers") -> Path:
+def export(
+    run_dir: str | Path,
+    task_id: str | None,
+    out: str | Path,
+    merge: bool = False,
+    step: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    fmt: str = "diffusers",
+) -> Path:
     """Write ``out``: one task's LoRA (``diffusers`` or ``kohya`` format), every head in the authors' layout
     (``authors``), or with ``merge`` a diffusers folder of the base with the task's LoRA merged in."""
     run_dir, out = Path(run_dir), Path(out)
     flux, lora, info, step = run.load(run_dir, step=step, base_dtype="bf16")  # merge into full precision
-    meta = {"base": str(Path(info.base_source(run_dir)).resolve()) if (run_dir / info.base).exists() else info.base,
-            "cell": info.cell, "taxonomy": info.taxonomy, "rank": info.rank, "step": step,
-            "run": str(run_dir.resolve()), "merged": info.merged}
+    meta = {
+        "base": str(Path(info.base_source(run_dir)).resolve())
+        if (run_dir / info.base).exists()
+        else info.base,
+        "cell": info.cell,
+        "taxonomy": info.taxonomy,
+        "rank": info.rank,
+        "step": step,
+        "run": str(run_dir.resolve()),
+        "merged": info.merged,
+    }
     if fmt == "authors":
         if merge:
             raise ValueError("--merge writes one task's model: use --format diffusers or kohya")

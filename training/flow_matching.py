@@ -3,6 +3,7 @@
 Timesteps are sigmoid(N(mean, std)) shifted toward noise by s = e^mu, mu linear in the number of image
 tokens (0.5 at 256 tokens, 1.15 at 4096), the same shift FluxPipeline applies at inference.
 """
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,9 @@ import math
 import torch
 
 
-def shift_for(tokens: int, base: tuple[int, float] = (256, 0.5), top: tuple[int, float] = (4096, 1.15)) -> float:
+def shift_for(
+    tokens: int, base: tuple[int, float] = (256, 0.5), top: tuple[int, float] = (4096, 1.15)
+) -> float:
     """s = e^mu for an image of ``tokens`` packed tokens (1024 px Flux: 4096 tokens -> 3.1582)."""
     slope = (top[1] - base[1]) / (top[0] - base[0])
     return math.exp(base[1] + slope * (tokens - base[0]))
@@ -20,8 +23,9 @@ def shift(t: torch.Tensor, s: float) -> torch.Tensor:
     return s * t / (1 + (s - 1) * t)
 
 
-def sample_timesteps(n: int, s: float, generator: torch.Generator, mean: float = 0.0,
-                     std: float = 1.0) -> torch.Tensor:
+def sample_timesteps(
+    n: int, s: float, generator: torch.Generator, mean: float = 0.0, std: float = 1.0
+) -> torch.Tensor:
     """``n`` training timesteps in (0, 1), on the CPU."""
     return shift(torch.sigmoid(mean + std * torch.randn(n, generator=generator)), s)
 

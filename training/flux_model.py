@@ -3,6 +3,7 @@
 A tiny model is saved into the run directory (``RUN/base``) so that every file a tiny run exports can be
 loaded again by diffusers, exactly like a real base model.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,7 @@ class ByteTokenizer:
         ids = torch.zeros(len(texts), max_length, dtype=torch.long)
         for i, text in enumerate(texts):
             codes = [2 + b % (self.vocab_size - 2) for b in text.encode("utf-8")][:max_length]
-            ids[i, :len(codes)] = torch.tensor(codes, dtype=torch.long)
+            ids[i, : len(codes)] = torch.tensor(codes, dtype=torch.long)
         return {"input_ids": ids}
 
 
@@ -60,10 +61,12 @@ class Flux:
     @torch.no_grad()
     def encode_text(self, captions: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """(T5 embeddings padded to the fixed length [B, L, D], CLIP pooled [B, P]); Flux uses no text mask."""
-        clip_ids = self.tokenizer(captions, max_length=CLIP_LENGTH, padding="max_length", truncation=True,
-                                  return_tensors="pt")["input_ids"].to(device)
-        t5_ids = self.tokenizer_2(captions, max_length=self.text_length, padding="max_length", truncation=True,
-                                  return_tensors="pt")["input_ids"].to(device)
+        clip_ids = self.tokenizer(
+            captions, max_length=CLIP_LENGTH, padding="max_length", truncation=True, return_tensors="pt"
+        )["input_ids"].to(device)
+        t5_ids = self.tokenizer_2(
+            captions, max_length=self.text_length, padding="max_length", truncation=True, return_tensors="pt"
+        )["input_ids"].to(device)
         pooled = self.text_encoder(clip_ids, output_hidden_states=False).pooler_output
         embeds = self.text_encoder_2(t5_ids, output_hidden_states=False)[0]
         return embeds.float(), pooled.float()
@@ -85,9 +88,15 @@ class Flux:
         return self.latents(self.latent_parameters(images), generator)
 
     def pipeline(self, transformer: torch.nn.Module | None = None) -> FluxPipeline:
-        return FluxPipeline(scheduler=self.scheduler, vae=self.vae, text_encoder=self.text_encoder,
-                            tokenizer=None, text_encoder_2=self.text_encoder_2, tokenizer_2=None,
-                            transformer=transformer or self.transformer)
+        return FluxPipeline(
+            scheduler=self.scheduler,
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=None,
+            text_encoder_2=self.text_encoder_2,
+            tokenizer_2=None,
+            transformer=transformer or self.transformer,
+        )
 
 
 def pack(latents: torch.Tensor) -> torch.Tensor:
@@ -104,21 +113,68 @@ def build_tiny(spec: TinyModel) -> Flux:
     """A random Flux with the real architecture classes (diffusers' own test sizes)."""
     torch.manual_seed(spec.seed)
     transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=4, num_layers=spec.num_layers, num_single_layers=spec.num_single_layers,
-        attention_head_dim=spec.attention_head_dim, num_attention_heads=spec.num_attention_heads,
-        joint_attention_dim=spec.joint_attention_dim, pooled_projection_dim=spec.pooled_projection_dim,
-        axes_dims_rope=list(spec.axes_dims_rope), guidance_embeds=True)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
-                        latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
-                        shift_factor=0.0609, scaling_factor=1.5035, sample_size=32)
-    clip = CLIPTextModel(CLIPTextConfig(
-        bos_token_id=0, eos_token_id=2, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-5,
-        num_attention_heads=4, num_hidden_layers=5, pad_token_id=1, vocab_size=1000, hidden_act="gelu",
-        projection_dim=spec.pooled_projection_dim, max_position_embeddings=CLIP_LENGTH))
-    t5 = T5EncoderModel(T5Config(d_model=spec.joint_attention_dim, d_ff=37, d_kv=8, num_layers=2, num_heads=4,
-                                 vocab_size=1000, relative_attention_num_buckets=8))
-    return Flux(transformer, vae, clip.eval(), t5.eval(), ByteTokenizer(1000), ByteTokenizer(1000),
-                FlowMatchEulerDiscreteScheduler(), spec.text_length, "tiny")
+        patch_size=1,
+        in_channels=4,
+        num_layers=spec.num_layers,
+        num_single_layers=spec.num_single_layers,
+        attention_head_dim=spec.attention_head_dim,
+        num_attention_heads=spec.num_attention_heads,
+        joint_attention_dim=spec.joint_attention_dim,
+        pooled_projection_dim=spec.pooled_projection_dim,
+        axes_dims_rope=list(spec.axes_dims_rope),
+        guidance_embeds=True,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=1,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+        sample_size=32,
+    )
+    clip = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=2,
+            hidden_size=32,
+            intermediate_size=37,
+            layer_norm_eps=1e-5,
+            num_attention_heads=4,
+            num_hidden_layers=5,
+            pad_token_id=1,
+            vocab_size=1000,
+            hidden_act="gelu",
+            projection_dim=spec.pooled_projection_dim,
+            max_position_embeddings=CLIP_LENGTH,
+        )
+    )
+    t5 = T5EncoderModel(
+        T5Config(
+            d_model=spec.joint_attention_dim,
+            d_ff=37,
+            d_kv=8,
+            num_layers=2,
+            num_heads=4,
+            vocab_size=1000,
+            relative_attention_num_buckets=8,
+        )
+    )
+    return Flux(
+        transformer,
+        vae,
+        clip.eval(),
+        t5.eval(),
+        ByteTokenizer(1000),
+        ByteTokenizer(1000),
+        FlowMatchEulerDiscreteScheduler(),
+        spec.text_length,
+        "tiny",
+    )
 
 
 def save_base(flux: Flux, folder: Path) -> None:
@@ -126,8 +182,9 @@ def save_base(flux: Flux, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("transformer", "vae", "text_encoder", "text_encoder_2", "scheduler"):
         getattr(flux, name).save_pretrained(folder / name)
-    (folder / TINY_MARKER).write_text(json.dumps({"text_length": flux.text_length,
-                                                  "vocab_size": flux.tokenizer.vocab_size}))
+    (folder / TINY_MARKER).write_text(
+        json.dumps({"text_length": flux.text_length, "vocab_size": flux.tokenizer.vocab_size})
+    )
 
 
 def load_flux(source: str | Path, dtype: torch.dtype = torch.float32, text_length: int = 512) -> Flux:
@@ -136,16 +193,25 @@ def load_flux(source: str | Path, dtype: torch.dtype = torch.float32, text_lengt
     marker = path / TINY_MARKER
     if path.is_dir() and marker.is_file():
         info = json.loads(marker.read_text())
-        tok, tok2, text_length = ByteTokenizer(info["vocab_size"]), ByteTokenizer(info["vocab_size"]), \
-            info["text_length"]
+        tok, tok2, text_length = (
+            ByteTokenizer(info["vocab_size"]),
+            ByteTokenizer(info["vocab_size"]),
+            info["text_length"],
+        )
     else:
         from transformers import CLIPTokenizer, T5TokenizerFast
+
         tok = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
         tok2 = T5TokenizerFast.from_pretrained(source, subfolder="tokenizer_2")
     kw = {"torch_dtype": dtype}
-    return Flux(FluxTransformer2DModel.from_pretrained(source, subfolder="transformer", **kw),
-                AutoencoderKL.from_pretrained(source, subfolder="vae", **kw),
-                CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **kw).eval(),
-                T5EncoderModel.from_pretrained(source, subfolder="text_encoder_2", **kw).eval(),
-                tok, tok2, FlowMatchEulerDiscreteScheduler.from_pretrained(source, subfolder="scheduler"),
-                text_length, str(source))
+    return Flux(
+        FluxTransformer2DModel.from_pretrained(source, subfolder="transformer", **kw),
+        AutoencoderKL.from_pretrained(source, subfolder="vae", **kw),
+        CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **kw).eval(),
+        T5EncoderModel.from_pretrained(source, subfolder="text_encoder_2", **kw).eval(),
+        tok,
+        tok2,
+        FlowMatchEulerDiscreteScheduler.from_pretrained(source, subfolder="scheduler"),
+        text_length,
+        str(source),
+    )

@@ -13,9 +13,10 @@ Halves the transformer's resident memory (Flux-dev: 22 GiB -> 11 GiB). Two ways 
 The backward (the input gradient the LoRA layers below need) always dequantises the weight the same way, so
 gradients are not quantised. Only the fp8 weight is saved for it: no upcast copy outlives its layer.
 """
+
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +47,9 @@ def quantize_tokens(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _torch_quantize_tokens(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    scale = (torch.linalg.vector_norm(x2, float("inf"), dim=1, keepdim=True, dtype=torch.float32)
-             / FP8_MAX).clamp_min(1e-12)
+    scale = (
+        torch.linalg.vector_norm(x2, float("inf"), dim=1, keepdim=True, dtype=torch.float32) / FP8_MAX
+    ).clamp_min(1e-12)
     return (x2.float() / scale).to(FP8), scale
 
 
@@ -62,7 +64,7 @@ def _torch_dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) 
     return (q.float() * scale[:, None]).to(dtype)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _kernels() -> dict[str, object]:
     """The Triton kernels as plain functions ('quantize': x2 -> (q, scale); 'dequantize': (q, scale, dtype) ->
     weight), or an empty dict without Triton."""
@@ -113,15 +115,18 @@ def _kernels() -> dict[str, object]:
 
 
 def _cuda_index(device: torch.device) -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if device.type == "cuda" and device.index is None \
+    return (
+        torch.device("cuda", torch.cuda.current_device())
+        if device.type == "cuda" and device.index is None
         else device
+    )
 
 
 def _kernel_ok(device: torch.device, name: str) -> bool:
     return _check_kernels(_cuda_index(device))[name] is None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _check_kernels(device: torch.device) -> dict[str, str | None]:
     """Each Triton kernel against torch's own operations on ``device``, once: kernel -> None where it may be
     used, else why not (no Triton, a compile or launch failure, or a different result)."""
@@ -129,36 +134,57 @@ def _check_kernels(device: torch.device) -> dict[str, str | None]:
     if not kernels:
         return {"quantize": "Triton is not installed", "dequantize": "Triton is not installed"}
     why: dict[str, str | None] = {}
-    x = torch.randn(64, 2000, device=device, dtype=torch.bfloat16) * torch.logspace(-3, 3, 64, device=device)[:, None]
+    x = (
+        torch.randn(64, 2000, device=device, dtype=torch.bfloat16)
+        * torch.logspace(-3, 3, 64, device=device)[:, None]
+    )
     try:
         q, s = kernels["quantize"](x)
         ref_q, ref_s = _torch_quantize_tokens(x)
         # a scale may differ in the last bit (division by 448 compiled as a reciprocal product)
         same_scale = bool(torch.allclose(s, ref_s, rtol=1e-6, atol=0))
-        why["quantize"] = None if same_scale and one_step_apart(q, ref_q) else (
-            f"differs from torch's casts (scales equal: {same_scale}, max scale diff "
-            f"{(s - ref_s).abs().max().item():.3g}, values within one step: {one_step_apart(q, ref_q)})")
+        why["quantize"] = (
+            None
+            if same_scale and one_step_apart(q, ref_q)
+            else (
+                f"differs from torch's casts (scales equal: {same_scale}, max scale diff "
+                f"{(s - ref_s).abs().max().item():.3g}, values within one step: {one_step_apart(q, ref_q)})"
+            )
+        )
     except Exception as e:  # noqa: BLE001 (any compile or launch failure: use torch's casts)
         why["quantize"] = f"failed: {e!r}"[:300]
     try:
-        q, s = quantize_rows(torch.randn(48, 2000, device=device) * torch.logspace(-3, 3, 48, device=device)[:, None])
+        q, s = quantize_rows(
+            torch.randn(48, 2000, device=device) * torch.logspace(-3, 3, 48, device=device)[:, None]
+        )
         w, ref = kernels["dequantize"](q, s, torch.bfloat16), _torch_dequantize(q, s, torch.bfloat16)
-        why["dequantize"] = None if one_step_apart(w, ref) else \
-            f"differs from torch's casts (max diff {(w.float() - ref.float()).abs().max().item():.3g})"
+        why["dequantize"] = (
+            None
+            if one_step_apart(w, ref)
+            else f"differs from torch's casts (max diff {(w.float() - ref.float()).abs().max().item():.3g})"
+        )
     except Exception as e:  # noqa: BLE001
         why["dequantize"] = f"failed: {e!r}"[:300]
     return why
 
 
-def _native_matmul(x2: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
-                   out_dtype: torch.dtype) -> torch.Tensor:
+def _native_matmul(
+    x2: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, out_dtype: torch.dtype
+) -> torch.Tensor:
     """x2 [M, in] (any float) times the e4m3 weight q [out, in] plus ``bias``: fp8 x fp8 with per-token and
     per-row scales. ``q.t()`` is column-major as ``_scaled_mm`` wants its second operand; the bias is fused
     into the GEMM where the kernels take it (a bf16 or fp16 output)."""
     xq, sx = quantize_tokens(x2)
     fused = bias is not None and out_dtype in (torch.bfloat16, torch.float16)
-    y = torch._scaled_mm(xq, q.t(), scale_a=sx, scale_b=scale[None, :], bias=bias.to(out_dtype) if fused else None,
-                         out_dtype=out_dtype, use_fast_accum=True)
+    y = torch._scaled_mm(
+        xq,
+        q.t(),
+        scale_a=sx,
+        scale_b=scale[None, :],
+        bias=bias.to(out_dtype) if fused else None,
+        out_dtype=out_dtype,
+        use_fast_accum=True,
+    )
     return y if bias is None or fused else y + bias
 
 
@@ -171,7 +197,7 @@ def native_supported(device: torch.device) -> bool:
     return _probe(device)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _probe(device: torch.device) -> bool:
     """Tries a small row-wise product with a bias (and odd token count) on ``device``."""
     try:
@@ -190,7 +216,9 @@ def one_step_apart(a: torch.Tensor, b: torch.Tensor) -> bool:
     tie, or rounding once against twice)."""
     info = torch.finfo(b.dtype)
     a, b = a.float(), b.float()
-    step = info.eps * 2.0 ** torch.floor(torch.log2(b.abs().clamp_min(info.tiny)))  # below tiny: the subnormal step
+    step = info.eps * 2.0 ** torch.floor(
+        torch.log2(b.abs().clamp_min(info.tiny))
+    )  # below tiny: the subnormal step
     return bool(((a - b).abs() <= step).all())
 
 
@@ -198,10 +226,14 @@ def native_report(device: torch.device) -> str:
     """How fp8 matmuls run on ``device`` under ``auto`` (for logs and the bench)."""
     device = _cuda_index(device)
     if device.type != "cuda":
-        return (f"upcast (auto multiplies in fp8 on CUDA only; 'native' "
-                f"{'runs' if native_supported(device) else 'does not run'} on this {device.type})")
-    how = {name: "a Triton kernel" if why is None else f"torch operations ({why})"
-           for name, why in _check_kernels(device).items()}
+        return (
+            f"upcast (auto multiplies in fp8 on CUDA only; 'native' "
+            f"{'runs' if native_supported(device) else 'does not run'} on this {device.type})"
+        )
+    how = {
+        name: "a Triton kernel" if why is None else f"torch operations ({why})"
+        for name, why in _check_kernels(device).items()
+    }
     upcast = f"weights dequantised by {how['dequantize']}"
     if not native_supported(device):
         return f"upcast (no native fp8 matmul, compute capability {torch.cuda.get_device_capability(device)}); {upcast}"
@@ -214,11 +246,16 @@ class _Fp8Matmul(torch.autograd.Function):
     them is as much a limit as the GPU."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None,
-                native: bool) -> torch.Tensor:
+    def forward(
+        ctx, x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, native: bool
+    ) -> torch.Tensor:
         ctx.save_for_backward(q, scale)
         x2 = x.reshape(-1, x.shape[-1])
-        y = _native_matmul(x2, q, scale, bias, x.dtype) if native else F.linear(x2, dequantize(q, scale, x.dtype), bias)
+        y = (
+            _native_matmul(x2, q, scale, bias, x.dtype)
+            if native
+            else F.linear(x2, dequantize(q, scale, x.dtype), bias)
+        )
         return y.reshape(*x.shape[:-1], -1)
 
     @staticmethod
@@ -252,8 +289,10 @@ class Fp8Linear(nn.Module):
             else:
                 ok = self.in_features % 16 == 0 and self.out_features % 16 == 0 and native_supported(x.device)
                 if self.mode == "native" and not ok:
-                    raise RuntimeError(f"model.fp8_matmul: native fp8 matmul is not available on {x.device} for "
-                                       f"a {self.in_features}->{self.out_features} layer; use 'auto' or 'upcast'")
+                    raise RuntimeError(
+                        f"model.fp8_matmul: native fp8 matmul is not available on {x.device} for "
+                        f"a {self.in_features}->{self.out_features} layer; use 'auto' or 'upcast'"
+                    )
                 self._native[key] = ok
         return self._native[key]
 
@@ -267,7 +306,9 @@ class Fp8Linear(nn.Module):
         return _Fp8Matmul.apply(x.to(dtype), self.weight, self.scale, bias, self.native(x))
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, fp8 e4m3 per-row, {self.mode}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, fp8 e4m3 per-row, {self.mode}"
+        )
 
 
 @torch.no_grad()

@@ -4,6 +4,7 @@ Accepts a run directory (the asymmetric LoRA with the chosen task head), an expo
 is loaded the ordinary way (diffusers' ``FluxPipeline.load_lora_weights``), or a kohya / authors' file (the
 authors' released checkpoints: ``--head N`` picks the head), read exactly by training/kohya.py.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,16 +26,33 @@ def grid_size(layout: Layout, cell: int | None) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def sample(pipe: FluxPipeline, flux: Flux, prompt: str, size: tuple[int, int], steps: int, guidance: float,
-           seed: int, output_type: str = "pil", **kw):
+def sample(
+    pipe: FluxPipeline,
+    flux: Flux,
+    prompt: str,
+    size: tuple[int, int],
+    steps: int,
+    guidance: float,
+    seed: int,
+    output_type: str = "pil",
+    **kw,
+):
     """One image from the pipeline, text encoded by our encoder (works without tokenizer files)."""
     device = pipe._execution_device
     text, pooled = flux.encode_text([prompt], device)
     pipe.set_progress_bar_config(disable=True)
-    out = pipe(prompt_embeds=text.to(flux.transformer.dtype), pooled_prompt_embeds=pooled.to(flux.transformer.dtype),
-               width=size[0], height=size[1], num_inference_steps=steps, guidance_scale=guidance,
-               generator=torch.Generator("cpu").manual_seed(seed), output_type=output_type,
-               max_sequence_length=flux.text_length, **kw)
+    out = pipe(
+        prompt_embeds=text.to(flux.transformer.dtype),
+        pooled_prompt_embeds=pooled.to(flux.transformer.dtype),
+        width=size[0],
+        height=size[1],
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type=output_type,
+        max_sequence_length=flux.text_length,
+        **kw,
+    )
     return out.images[0] if output_type == "pil" else out.images
 
 
@@ -62,8 +80,14 @@ def _task(taxonomy: Taxonomy, task_id: str | None, meta_task: str | None) -> Tas
     return taxonomy[task_id]
 
 
-def pipeline_for(source: Path, task_id: str | None, base: str | None, device: torch.device,
-                 dtype: torch.dtype, head: int | None = None) -> tuple[FluxPipeline, Flux, Task, int | None]:
+def pipeline_for(
+    source: Path,
+    task_id: str | None,
+    base: str | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    head: int | None = None,
+) -> tuple[FluxPipeline, Flux, Task, int | None]:
     """(pipeline with the task's LoRA active, its Flux, the task, cell size) for a run directory, a peft-style
     LoRA file, or a kohya / authors' file (``head``: which of its heads; default the task's)."""
     if source.is_dir():
@@ -98,11 +122,19 @@ def _base(source: Path, base: str | None, meta: dict) -> str:
     return base or meta["base"]
 
 
-def generate(source: str | Path, prompt: str, out_dir: str | Path, task_id: str | None = None, seed: int = 0,
-             steps: int = 28, guidance: float = 3.5, base: str | None = None,
-             device: torch.device = torch.device("cpu"), dtype: torch.dtype = torch.float32,
-             head: int | None = None) -> list[Path]:
+def generate(
+    source: str | Path,
+    prompt: str,
+    out_dir: str | Path,
+    task_id: str | None = None,
+    seed: int = 0,
+    steps: int = 28,
+    guidance: float = 3.5,
+    base: str | None = None,
+    device: torch.device = torch.device("cpu"),
+    dtype: torch.dtype = torch.float32,
+    head: int | None = None,
+) -> list[Path]:
     pipe, flux, task, cell = pipeline_for(Path(source), task_id, base, device, dtype, head)
     grid = sample(pipe, flux, prompt, grid_size(task.layout, cell), steps, guidance, seed)
     return save_sequence(grid, task.layout, Path(out_dir))
-

@@ -13,6 +13,7 @@ offloading, and the arithmetic is the same: on the CPU the result is bit-for-bit
 Host memory: 12 bytes per B parameter (the weights and AdamW's two moments), pinned once at the start
 (Flux-dev, rank 64, 21 heads: 49 GiB).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -53,8 +54,10 @@ def should_offload(setting: bool | str, lora: AsymmetricLora, device: torch.devi
     20% of its memory. DDP keeps every parameter on the GPU, so several processes rule offloading out."""
     if setting is True:
         if world > 1:
-            raise ValueError("lora.offload_heads: true works in a single process only (DDP keeps every "
-                             "parameter on the GPU); set it to false or auto")
+            raise ValueError(
+                "lora.offload_heads: true works in a single process only (DDP keeps every "
+                "parameter on the GPU); set it to false or auto"
+            )
         return True
     if setting is False or device.type != "cuda" or world > 1:
         return False
@@ -69,12 +72,17 @@ class HeadOffloader:
         self.cuda = device.type == "cuda"
         self.up = torch.cuda.Stream(device) if self.cuda else None  # host -> device
         self.down = torch.cuda.Stream(device) if self.cuda else None  # device -> host
-        self.written: dict[int, torch.cuda.Event] = {}  # head -> its last write-back (a fetch must come after)
-        self.params: list[list[nn.Parameter]] = [[m.lora_B[k] for m in lora.modules.values()]
-                                                 for k in range(lora.heads)]
+        self.written: dict[
+            int, torch.cuda.Event
+        ] = {}  # head -> its last write-back (a fetch must come after)
+        self.params: list[list[nn.Parameter]] = [
+            [m.lora_B[k] for m in lora.modules.values()] for k in range(lora.heads)
+        ]
         self.sizes = [[p.numel() for p in ps] for ps in self.params]  # a flat buffer's pieces, per head
         self.home = [_Home() for _ in range(lora.heads)]
-        self.resident: dict[int, _OnDevice] = {}  # 0-based head -> its device buffers (params point into them)
+        self.resident: dict[
+            int, _OnDevice
+        ] = {}  # 0-based head -> its device buffers (params point into them)
         for k, ps in enumerate(self.params):
             for kind in ("param", *MOMENTS):  # pinned once here: pinning is slow, a step must not wait for it
                 self._alloc(k, kind, [p.data for p in ps])

@@ -12,6 +12,7 @@ kohya LoRA) or ``.lora_ups.<i>.weight`` (B of head i, 0-based; the authors' asym
 
 A file is checked whole before a single weight is copied: a bad file leaves the model as it was.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,9 @@ from safetensors.torch import save_file
 from training.asymmetric_lora import AsymmetricLora
 from training.bfl_names import BflModule, bfl_modules
 
-KEY = re.compile(r"^(lora_unet_[a-z0-9_]+?)\.(lora_down\.weight|lora_up\.weight|lora_ups\.(\d+)\.weight|alpha)$")
+KEY = re.compile(
+    r"^(lora_unet_[a-z0-9_]+?)\.(lora_down\.weight|lora_up\.weight|lora_ups\.(\d+)\.weight|alpha)$"
+)
 FORMATS = ("kohya", "authors")
 
 
@@ -65,14 +68,20 @@ def read(path: str | Path) -> dict[str, FileModule]:
     out = {}
     for name, e in parts.items():
         if "lora_down.weight" not in e or not e["ups"]:
-            raise LoraFileError(f"{path}: {name} lacks {'lora_down' if 'lora_down.weight' not in e else 'lora_up'}")
+            raise LoraFileError(
+                f"{path}: {name} lacks {'lora_down' if 'lora_down.weight' not in e else 'lora_up'}"
+            )
         down = e["lora_down.weight"][1]
         if sorted(e["ups"]) != list(range(len(e["ups"]))):
             raise LoraFileError(f"{path}: {name} has heads {sorted(e['ups'])}, not 0..{len(e['ups']) - 1}")
         ups = [e["ups"][i][1] for i in range(len(e["ups"]))]
-        bad = next(((k, t) for k, t in (e["ups"][i] for i in range(len(ups))) if t.shape[1] != down.shape[0]), None)
+        bad = next(
+            ((k, t) for k, t in (e["ups"][i] for i in range(len(ups))) if t.shape[1] != down.shape[0]), None
+        )
         if bad:
-            raise LoraFileError(f"{path}: {bad[0]} has rank {bad[1].shape[1]} but lora_down has {down.shape[0]}")
+            raise LoraFileError(
+                f"{path}: {bad[0]} has rank {bad[1].shape[1]} but lora_down has {down.shape[0]}"
+            )
         alpha = e["alpha"][1].item() if "alpha" in e else float(down.shape[0])
         out[name] = FileModule(down, ups, alpha)
     return out
@@ -81,8 +90,8 @@ def read(path: str | Path) -> dict[str, FileModule]:
 def _block_diagonal(up: torch.Tensor, rows: list[int], n: int) -> bool:
     r, at = up.shape[1] // n, 0
     for j, size in enumerate(rows):
-        block = up[at:at + size].clone()
-        block[:, j * r:(j + 1) * r] = 0
+        block = up[at : at + size].clone()
+        block[:, j * r : (j + 1) * r] = 0
         if block.any():
             return False
         at += size
@@ -98,10 +107,15 @@ def load_into(lora: AsymmetricLora, path: str | Path) -> int:
     expected = {b.key for b in bfl}
     if set(found) != expected:
         extra, missing = sorted(set(found) - expected), sorted(expected - set(found))
-        first = f"{extra[0]}.lora_down.weight is not a layer of this model" if extra else \
-            f"{missing[0]}.lora_down.weight is missing"
-        raise LoraFileError(f"{path}: {first} ({len(extra)} unexpected and {len(missing)} missing modules: "
-                            f"another architecture, or lora.targets does not match)")
+        first = (
+            f"{extra[0]}.lora_down.weight is not a layer of this model"
+            if extra
+            else f"{missing[0]}.lora_down.weight is missing"
+        )
+        raise LoraFileError(
+            f"{path}: {first} ({len(extra)} unexpected and {len(missing)} missing modules: "
+            f"another architecture, or lora.targets does not match)"
+        )
     heads = {len(f.ups) for f in found.values()}
     if len(heads) != 1:
         raise LoraFileError(f"{path}: modules have different head counts {sorted(heads)}")
@@ -114,22 +128,34 @@ def load_into(lora: AsymmetricLora, path: str | Path) -> int:
         key = f"{b.key}.lora_down.weight"
         rows = [m.base.out_features for m in members]
         if f.down.shape[1] != members[0].base.in_features or f.ups[0].shape[0] != sum(rows):
-            raise LoraFileError(f"{path}: {key} is {tuple(f.down.shape)} / up {tuple(f.ups[0].shape)}, the model's "
-                                f"layer is {members[0].base.in_features} -> {sum(rows)}")
+            raise LoraFileError(
+                f"{path}: {key} is {tuple(f.down.shape)} / up {tuple(f.ups[0].shape)}, the model's "
+                f"layer is {members[0].base.in_features} -> {sum(rows)}"
+            )
         factor = (f.alpha / f.down.shape[0]) / lora.scale  # the file's scale in units of ours
         shared = all(m.lora_A is members[0].lora_A for m in members)
-        if f.down.shape[0] == lora.rank:  # one A for the fused layer (split layers without sharing get copies)
+        if (
+            f.down.shape[0] == lora.rank
+        ):  # one A for the fused layer (split layers without sharing get copies)
             downs = [f.down] * len(members)
             ups = [list(u.split(rows)) for u in f.ups]
-        elif f.down.shape[0] == lora.rank * len(members) and not shared and \
-                all(_block_diagonal(u, rows, len(members)) for u in f.ups):
+        elif (
+            f.down.shape[0] == lora.rank * len(members)
+            and not shared
+            and all(_block_diagonal(u, rows, len(members)) for u in f.ups)
+        ):
             r = lora.rank
             downs = list(f.down.split(r))
-            ups = [[blk[:, j * r:(j + 1) * r] for j, blk in enumerate(u.split(rows))] for u in f.ups]
+            ups = [[blk[:, j * r : (j + 1) * r] for j, blk in enumerate(u.split(rows))] for u in f.ups]
         else:
-            raise LoraFileError(f"{path}: {key} has rank {f.down.shape[0]}; the model has lora.rank {lora.rank}"
-                                + ("" if shared or len(members) == 1 else
-                                   " per split layer (lora.targets: fused reads one A per fused layer)"))
+            raise LoraFileError(
+                f"{path}: {key} has rank {f.down.shape[0]}; the model has lora.rank {lora.rank}"
+                + (
+                    ""
+                    if shared or len(members) == 1
+                    else " per split layer (lora.targets: fused reads one A per fused layer)"
+                )
+            )
         plan.append((members, downs, [[u * factor if factor != 1 else u for u in head] for head in ups]))
     with torch.no_grad():
         for members, downs, ups in plan:
@@ -150,14 +176,20 @@ def _fused(lora: AsymmetricLora, b: BflModule, head: int) -> tuple[torch.Tensor,
     up = torch.zeros(sum(u.shape[0] for u in ups), r * len(members))
     at = 0
     for j, u in enumerate(ups):
-        up[at:at + u.shape[0], j * r:(j + 1) * r] = u
+        up[at : at + u.shape[0], j * r : (j + 1) * r] = u
         at += u.shape[0]
     down = torch.cat([m.lora_A.detach().float().cpu() for m in members])
     return down, up, lora.alpha * len(members)  # alpha / (n r) = our alpha / r
 
 
-def write(lora: AsymmetricLora, path: str | Path, fmt: str, head: int | None = None, meta: dict | None = None,
-          dtype: torch.dtype = torch.float32) -> Path:
+def write(
+    lora: AsymmetricLora,
+    path: str | Path,
+    fmt: str,
+    head: int | None = None,
+    meta: dict | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
     """``kohya``: one head as a plain kohya Flux LoRA; ``authors``: every head (``lora_ups.<i>``)."""
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not one of {FORMATS}")
@@ -172,10 +204,21 @@ def write(lora: AsymmetricLora, path: str | Path, fmt: str, head: int | None = N
             up_key = "lora_up.weight" if fmt == "kohya" else f"lora_ups.{i}.weight"
             sd[f"{b.key}.{up_key}"] = up.to(dtype).contiguous()
             ranks.add(down.shape[0])
-    info = {"ss_network_module": "networks.lora_flux", "ss_network_dim": str(min(ranks)),
-            "ss_network_alpha": str(lora.alpha), "ss_base_model_version": "flux1",
-            "makeanything": json.dumps({**(meta or {}), "format": fmt, "heads": lora.heads if fmt == "authors" else 1,
-                                        "scale": lora.scale, "rank": lora.rank})}
+    info = {
+        "ss_network_module": "networks.lora_flux",
+        "ss_network_dim": str(min(ranks)),
+        "ss_network_alpha": str(lora.alpha),
+        "ss_base_model_version": "flux1",
+        "makeanything": json.dumps(
+            {
+                **(meta or {}),
+                "format": fmt,
+                "heads": lora.heads if fmt == "authors" else 1,
+                "scale": lora.scale,
+                "rank": lora.rank,
+            }
+        ),
+    }
     if fmt == "authors":
         info["lora_ups_num"] = str(lora.heads)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ so training still draws a fresh VAE sample every step from the seeded generator,
 Each grid is encoded on its own, so a latent does not depend on which batch it came in: with or without the
 cache a run computes the same numbers. An entry is valid for one model, one cell size and one image content.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,15 +22,20 @@ from training.tensor_cache import TensorCache
 class LatentEncoder:
     """uint8 grids [B, 3, H, W] -> normalised packed-ready latents [B, C, h, w] on ``device``."""
 
-    def __init__(self, flux: Flux, device: torch.device, cache_dir: str | Path | None = None,
-                 cell: int | None = None) -> None:
+    def __init__(
+        self, flux: Flux, device: torch.device, cache_dir: str | Path | None = None, cell: int | None = None
+    ) -> None:
         self.flux, self.device = flux, device
         self.cache = TensorCache(cache_dir) if cache_dir else None
         self.modules = [flux.vae]
         vae = flux.vae
-        self.model_id = hashlib.sha256(json.dumps(
-            {"source": flux.source, "vae": dict(vae.config), "dtype": str(vae.dtype), "cell": cell},
-            sort_keys=True, default=str).encode()).hexdigest()
+        self.model_id = hashlib.sha256(
+            json.dumps(
+                {"source": flux.source, "vae": dict(vae.config), "dtype": str(vae.dtype), "cell": cell},
+                sort_keys=True,
+                default=str,
+            ).encode()
+        ).hexdigest()
 
     def _digest(self, image: torch.Tensor) -> str:
         content = hashlib.sha256(image.contiguous().numpy().tobytes()).hexdigest()
@@ -53,7 +59,8 @@ class LatentEncoder:
             out.append(hit["parameters"])
         return torch.stack([p.to(self.device) for p in out])
 
-    def __call__(self, keys: list[str], images: torch.Tensor, generator: torch.Generator | None = None
-                 ) -> torch.Tensor:
+    def __call__(
+        self, keys: list[str], images: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """A VAE sample drawn with ``generator`` (training), or the mode without one (validation)."""
         return self.flux.latents(self.parameters(keys, images), generator)

@@ -4,6 +4,7 @@ Runs on one process or under torchrun / accelerate launch (DDP, one process per 
 Everything random (timesteps, noise, VAE sampling, data order) is seeded, and checkpoints keep the RNG
 state, so a resumed run reproduces the losses of an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pipeline.taxonomy import Taxonomy
-from training import checkpoint, flow_matching as fm, kohya, run
+from training import checkpoint, kohya, run
+from training import flow_matching as fm
 from training.config import Config, ConfigError
 from training.data import HeadResolver, ShardStream, decoded, expand_shards, read_samples
 from training.denoiser import Denoiser
@@ -43,7 +45,7 @@ class Dist:
     local_rank: int = 0
 
     @classmethod
-    def setup(cls) -> "Dist":
+    def setup(cls) -> Dist:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -74,16 +76,25 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
 def run_info(cfg: Config, run_dir: Path, taxonomy: Taxonomy, is_main: bool) -> run.RunInfo:
     """How to rebuild this run's model; writes the tiny base model (rank 0) the first time."""
     heads = cfg.lora.heads or max(t.head for t in taxonomy.tasks.values())
-    info = run.RunInfo(base=cfg.model.model, heads=heads, rank=cfg.lora.rank, alpha=cfg.lora.alpha,
-                       targets=cfg.lora.targets,
-                       freeze_a=cfg.lora.freeze_a, base_dtype=cfg.model.base_dtype, cell=cfg.data.cell, taxonomy=cfg.data.taxonomy,
-                       text_length=cfg.model.tiny.text_length if cfg.model.model == "tiny" else cfg.model.text_length)
+    info = run.RunInfo(
+        base=cfg.model.model,
+        heads=heads,
+        rank=cfg.lora.rank,
+        alpha=cfg.lora.alpha,
+        targets=cfg.lora.targets,
+        freeze_a=cfg.lora.freeze_a,
+        base_dtype=cfg.model.base_dtype,
+        cell=cfg.data.cell,
+        taxonomy=cfg.data.taxonomy,
+        text_length=cfg.model.tiny.text_length if cfg.model.model == "tiny" else cfg.model.text_length,
+    )
     if cfg.model.model == "tiny":
         info.base = "base"
         if is_main and not (run_dir / "base").is_dir():
             save_base(build_tiny(cfg.model.tiny), run_dir / "base")
     elif cfg.model.model == "recraft":
         from training.recraft import recraft_info
+
         info = recraft_info(cfg, run_dir, info, is_main)
     return info
 
@@ -91,8 +102,10 @@ def run_info(cfg: Config, run_dir: Path, taxonomy: Taxonomy, is_main: bool) -> r
 def check_resume(run_dir: Path, info: run.RunInfo) -> None:
     old = run.RunInfo.read(run_dir)
     if old != info:
-        raise ConfigError(f"--resume: the config builds a different model than {run_dir}/run.json "
-                          f"({old.model_dump()} vs {info.model_dump()})")
+        raise ConfigError(
+            f"--resume: the config builds a different model than {run_dir}/run.json "
+            f"({old.model_dump()} vs {info.model_dump()})"
+        )
 
 
 class Trainer:
@@ -107,8 +120,12 @@ class Trainer:
             torch.set_num_threads(cfg.train.cpu_threads)
         if cuda:
             torch.cuda.set_device(self.device)
-            torch.backends.cuda.enable_cudnn_sdp(False)  # crashed in Flux's backward on this stack (seen on an H200 with torch 2.11 / cu130)
-        self.dtype = DTYPES[cfg.model.dtype] if cfg.model.dtype else (torch.bfloat16 if cuda else torch.float32)
+            torch.backends.cuda.enable_cudnn_sdp(
+                False
+            )  # crashed in Flux's backward on this stack (seen on an H200 with torch 2.11 / cu130)
+        self.dtype = (
+            DTYPES[cfg.model.dtype] if cfg.model.dtype else (torch.bfloat16 if cuda else torch.float32)
+        )
         self.autocast = cuda and cfg.train.mixed_precision in ("auto", "bf16")
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -118,7 +135,9 @@ class Trainer:
             check_resume(self.run_dir, info)
         elif self.is_main:
             if checkpoint.latest(self.run_dir):
-                raise ConfigError(f"{self.run_dir} already holds checkpoints: pass --resume or use a new --out")
+                raise ConfigError(
+                    f"{self.run_dir} already holds checkpoints: pass --resume or use a new --out"
+                )
             info.write(self.run_dir)
             (self.run_dir / "config.yaml").write_text(cfg.dump())
         self.d.barrier()
@@ -126,8 +145,14 @@ class Trainer:
         # ReCraft learns one task: only that task's samples
         self.only_head = self.taxonomy[info.recraft_task].head if info.recraft_task else None
 
-        self.flux, self.lora = run.build(info, self.run_dir, self.device, self.dtype, fp8_matmul=cfg.model.fp8_matmul,
-                                         encoders=torch.device("cpu"))
+        self.flux, self.lora = run.build(
+            info,
+            self.run_dir,
+            self.device,
+            self.dtype,
+            fp8_matmul=cfg.model.fp8_matmul,
+            encoders=torch.device("cpu"),
+        )
         if cfg.lora.init and not resume:  # checked whole before any weight is copied (training/kohya.py)
             kohya.load_into(self.lora, cfg.lora.init)
         tr = self.flux.transformer
@@ -136,19 +161,27 @@ class Trainer:
         tr.train()
         self.denoiser = Denoiser(tr, self.lora)
         # find_unused_parameters: heads not in this rank's batch get no gradient (and stay None if no rank used them)
-        self.model = DistributedDataParallel(self.denoiser, find_unused_parameters=True) \
-            if self.d.world > 1 else self.denoiser
+        self.model = (
+            DistributedDataParallel(self.denoiser, find_unused_parameters=True)
+            if self.d.world > 1
+            else self.denoiser
+        )
         self.params = self.lora.trainable()
         t = cfg.train
         # foreach explicitly: with heads offloaded some parameters sit on the CPU, which would make torch fall
         # back to the slow per-tensor AdamW (the parameters stepped are always on the device)
-        self.opt = torch.optim.AdamW(self.params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay,
-                                     foreach=True if cuda else None)
+        self.opt = torch.optim.AdamW(
+            self.params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay, foreach=True if cuda else None
+        )
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: lr_factor(s, t.warmup, t.steps, t.schedule))
+            self.opt, lambda s: lr_factor(s, t.warmup, t.steps, t.schedule)
+        )
         self.gen = torch.Generator().manual_seed(t.seed * 1000 + self.d.rank)
-        self.offload = HeadOffloader(self.lora, self.opt, self.device) \
-            if should_offload(cfg.lora.offload_heads, self.lora, self.device, self.d.world) else None
+        self.offload = (
+            HeadOffloader(self.lora, self.opt, self.device)
+            if should_offload(cfg.lora.offload_heads, self.lora, self.device, self.d.world)
+            else None
+        )
         self.text = TextEncoder(self.flux, self.device, cfg.data.text_cache)
         self.latents = LatentEncoder(self.flux, self.device, cfg.data.latent_cache, cfg.data.cell)
         self.resolve = HeadResolver(self.taxonomy, cfg.data.head_map, cfg.data.caption)
@@ -186,7 +219,9 @@ class Trainer:
                 continue
             with self.encoders_on_device(enc.modules):
                 samples = decoded(urls, self.resolve, c.cell, self.flux.token_px, self.only_head)
-                for i, s in enumerate(tqdm(samples, desc=f"filling {enc.cache.folder}", disable=not self.is_main)):
+                for i, s in enumerate(
+                    tqdm(samples, desc=f"filling {enc.cache.folder}", disable=not self.is_main)
+                ):
                     if i % self.d.world == self.d.rank:
                         if enc is self.text:
                             enc([s["key"]], [s["caption"]])
@@ -210,10 +245,20 @@ class Trainer:
 
     def loader(self) -> DataLoader:
         c = self.cfg.data
-        stream = ShardStream(expand_shards(c.shards), self.resolve, batch_size=c.batch_size,
-                             shuffle_buffer=c.shuffle_buffer, cell=c.cell, token=self.flux.token_px,
-                             seed=self.cfg.train.seed, rank=self.d.rank, world=self.d.world, workers=c.workers,
-                             resampled=c.resampled, only_head=self.only_head)
+        stream = ShardStream(
+            expand_shards(c.shards),
+            self.resolve,
+            batch_size=c.batch_size,
+            shuffle_buffer=c.shuffle_buffer,
+            cell=c.cell,
+            token=self.flux.token_px,
+            seed=self.cfg.train.seed,
+            rank=self.d.rank,
+            world=self.d.world,
+            workers=c.workers,
+            resampled=c.resampled,
+            only_head=self.only_head,
+        )
         return DataLoader(stream, batch_size=None, num_workers=c.workers, persistent_workers=c.workers > 0)
 
     def _val_batches(self) -> list[dict]:
@@ -221,33 +266,56 @@ class Trainer:
         c = self.cfg.data
         if not c.val_shards:
             raise ConfigError("train.val_every is set but data.val_shards is empty")
-        samples = read_samples(expand_shards(c.val_shards), self.resolve, c.val_samples, c.cell, self.flux.token_px,
-                               self.only_head)
+        samples = read_samples(
+            expand_shards(c.val_shards),
+            self.resolve,
+            c.val_samples,
+            c.cell,
+            self.flux.token_px,
+            self.only_head,
+        )
         g = torch.Generator().manual_seed(self.cfg.train.seed + 7919)
         out = []
         for s in samples:
             x0 = pack(self.latents([s["key"]], s["image"][None]))
             text, pooled = self.text([s["key"]], [s["caption"]])
             for t in self.cfg.train.val_timesteps:
-                out.append({"x0": x0, "eps": torch.randn(x0.shape, generator=g).to(x0.device),
-                            "t": torch.tensor([t], device=x0.device), "text": text, "pooled": pooled,
-                            "head": self.heads({"head": [s["head"]]}), "layout": [s["layout"]],
-                            "hw": s["image"].shape[1:]})
+                out.append(
+                    {
+                        "x0": x0,
+                        "eps": torch.randn(x0.shape, generator=g).to(x0.device),
+                        "t": torch.tensor([t], device=x0.device),
+                        "text": text,
+                        "pooled": pooled,
+                        "head": self.heads({"head": [s["head"]]}),
+                        "layout": [s["layout"]],
+                        "hw": s["image"].shape[1:],
+                    }
+                )
         return out
 
     # --- one step ------------------------------------------------------------------------------------
     def predict(self, model, x_t, t, text, pooled, hw, heads) -> torch.Tensor:
         ids = image_ids(hw[0] // self.flux.vae_scale, hw[1] // self.flux.vae_scale, self.device)
         with torch.autocast("cuda", torch.bfloat16) if self.autocast else nullcontext():
-            return model(x_t.to(self.device, self.dtype), t.to(self.device), text.to(self.dtype),
-                         pooled.to(self.dtype), ids, heads, self.cfg.train.guidance)
+            return model(
+                x_t.to(self.device, self.dtype),
+                t.to(self.device),
+                text.to(self.dtype),
+                pooled.to(self.dtype),
+                ids,
+                heads,
+                self.cfg.train.guidance,
+            )
 
-    def condition(self, x0: torch.Tensor, x_t: torch.Tensor, layouts: list, hw
-                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def condition(
+        self, x0: torch.Tensor, x_t: torch.Tensor, layouts: list, hw
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """ReCraft: clean condition-cell tokens in x_t, and the mask of the tokens the loss sees."""
         if not self.info.recraft_task:
             return x_t, None
         from training.recraft import batch_mask
+
         cond = batch_mask(layouts, self.info.condition, tuple(hw), self.flux.token_px).to(x0.device)
         return torch.where(cond[..., None], x0, x_t), ~cond
 
@@ -267,8 +335,17 @@ class Trainer:
         ts = fm.sample_timesteps(x0.shape[0], s, self.gen, t.logit_mean, t.logit_std)
         x_t, v = fm.noisy(x0, torch.randn(x0.shape, generator=self.gen).to(x0.device), ts.to(x0.device))
         x_t, mask = self.condition(x0, x_t, batch["layout"], batch["image"].shape[2:])
-        return {"x0": x0, "x_t": x_t, "t": ts, "v": v, "mask": mask, "text": text, "pooled": pooled,
-                "hw": batch["image"].shape[2:], "heads": self.heads(batch)}
+        return {
+            "x0": x0,
+            "x_t": x_t,
+            "t": ts,
+            "v": v,
+            "mask": mask,
+            "text": text,
+            "pooled": pooled,
+            "hw": batch["image"].shape[2:],
+            "heads": self.heads(batch),
+        }
 
     def batch_loss(self, batch: dict) -> torch.Tensor:
         p = self.prepare(batch)
@@ -301,8 +378,15 @@ class Trainer:
                 self.lora.use([task.head])
                 if self.offload:
                     self.offload.require([task.head])
-                img = sample(pipe, self.flux, prompt, grid_size(task.layout, self.cfg.data.cell), c.steps,
-                             c.guidance, c.seed)
+                img = sample(
+                    pipe,
+                    self.flux,
+                    prompt,
+                    grid_size(task.layout, self.cfg.data.cell),
+                    c.steps,
+                    c.guidance,
+                    c.seed,
+                )
                 img.save(folder / f"{task_id}.png")
 
     def save_checkpoint(self) -> None:
@@ -311,8 +395,14 @@ class Trainer:
         checkpoint.write_rank_state(self.run_dir, self.step, self.d.rank, self.gen)
         self.d.barrier()
         if self.is_main:
-            checkpoint.commit(self.run_dir, self.step, self.lora.state_dict(), self.opt, self.sched,
-                              self.cfg.train.keep_checkpoints)
+            checkpoint.commit(
+                self.run_dir,
+                self.step,
+                self.lora.state_dict(),
+                self.opt,
+                self.sched,
+                self.cfg.train.keep_checkpoints,
+            )
         self.d.barrier()
 
     # --- the loop ------------------------------------------------------------------------------------
@@ -321,8 +411,10 @@ class Trainer:
         t = self.cfg.train
         until = min(until or t.steps, t.steps)
         if self.info.recraft_task and self.cfg.sample.every:
-            raise ConfigError("sample.every: sample grids are for text-to-sequence runs; ReCraft generates "
-                              "from an image (makeanything generate RUN --image)")
+            raise ConfigError(
+                "sample.every: sample grids are for text-to-sequence runs; ReCraft generates "
+                "from an image (makeanything generate RUN --image)"
+            )
         for name in self.cfg.sample.prompts:
             if name not in self.taxonomy:
                 raise ConfigError(f"sample.prompts names unknown task {name!r}")
@@ -338,7 +430,9 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             micro_batches, heads = upcoming, self.step_heads(upcoming)
             upcoming = [next(batches) for _ in range(t.grad_accum)] if self.step + 1 < until else []
-            if self.offload:  # this step's heads on the device; the next step's start coming on the side stream
+            if (
+                self.offload
+            ):  # this step's heads on the device; the next step's start coming on the side stream
                 self.offload.require(heads)
                 self.offload.prefetch(self.step_heads(upcoming))
             total, keys = 0.0, []
@@ -359,8 +453,13 @@ class Trainer:
             self.step += 1
             if self.offload:
                 self.offload.evict(keep=self.step_heads(upcoming))
-            rec = {"step": self.step, "loss": self.d.mean(total), "lr": lr,
-                   "samples_per_s": len(keys) * self.d.world / (time.perf_counter() - t0), "keys": keys}
+            rec = {
+                "step": self.step,
+                "loss": self.d.mean(total),
+                "lr": lr,
+                "samples_per_s": len(keys) * self.d.world / (time.perf_counter() - t0),
+                "keys": keys,
+            }
             if t.val_every and self.step % t.val_every == 0:
                 rec["val_loss"] = self.val_loss(keep=self.step_heads(upcoming))
             log.add(rec)
@@ -403,6 +502,7 @@ class LossLog:
 
     def plot(self, png: Path) -> None:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
@@ -422,6 +522,7 @@ class LossLog:
 
 def _tensorboard(run_dir: Path):
     from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(str(run_dir / "tb"))
 
 

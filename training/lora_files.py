@@ -4,6 +4,7 @@ Keys are ``transformer.<module>.lora_A.weight`` ([r, in]) and ``transformer.<mod
 ([out, r]) with the scale alpha/r folded into B, so any loader that assumes alpha = r (diffusers' default
 for peft-style keys) applies exactly the trained delta W = scale * B A.
 """
+
 from __future__ import annotations
 
 import json

@@ -6,6 +6,7 @@ the layout itself (:func:`condition_steps`), in training and in generation alike
 bottom-right on 3x3 serpentine and bottom-left on the 2x2 U-turn, never a hard-coded corner.
 ``mode: interpolate`` gives the first and the last cell instead, and the model fills in the steps between.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -33,12 +34,14 @@ def condition_steps(layout: Layout, mode: str) -> list[int]:
 def condition_mask(layout: Layout, mode: str, rows_tok: int, cols_tok: int) -> torch.Tensor:
     """Bool [tokens] of the packed tokens inside the condition cells (cells are whole numbers of tokens)."""
     if rows_tok % layout.rows or cols_tok % layout.cols:
-        raise ValueError(f"a {rows_tok}x{cols_tok} token grid does not split into {layout.rows}x{layout.cols} cells")
+        raise ValueError(
+            f"a {rows_tok}x{cols_tok} token grid does not split into {layout.rows}x{layout.cols} cells"
+        )
     ch, cw = rows_tok // layout.rows, cols_tok // layout.cols
     mask = torch.zeros(rows_tok, cols_tok, dtype=torch.bool)
     for step in condition_steps(layout, mode):
         r, c = layout.positions[step]
-        mask[r * ch:(r + 1) * ch, c * cw:(c + 1) * cw] = True
+        mask[r * ch : (r + 1) * ch, c * cw : (c + 1) * cw] = True
     return mask.flatten()
 
 
@@ -59,6 +62,7 @@ def recraft_info(cfg: Config, run_dir: Path, info: run.RunInfo, is_main: bool) -
         base = source_info.base_source(src)
         if is_main and not (run_dir / BASE_LORA).is_file():
             from training.export import export
+
             export(src, rc.task, run_dir / BASE_LORA)
     elif src.is_file():
         meta = lora_files.read(src)[1]
@@ -70,8 +74,15 @@ def recraft_info(cfg: Config, run_dir: Path, info: run.RunInfo, is_main: bool) -
     else:
         raise ConfigError(f"recraft.base_lora {src} is neither a run directory nor a LoRA file")
     base = str(Path(base).resolve()) if Path(base).exists() else base
-    return info.model_copy(update={"base": base, "heads": 1, "merged": [BASE_LORA], "recraft_task": rc.task,
-                                   "condition": rc.mode})
+    return info.model_copy(
+        update={
+            "base": base,
+            "heads": 1,
+            "merged": [BASE_LORA],
+            "recraft_task": rc.task,
+            "condition": rc.mode,
+        }
+    )
 
 
 def condition_grid(images: list[Image.Image], layout: Layout, mode: str) -> Image.Image:
@@ -85,27 +96,58 @@ def condition_grid(images: list[Image.Image], layout: Layout, mode: str) -> Imag
     return tile(frames, layout)
 
 
-def generate_from_image(source: str | Path, image: str | Path, out: str | Path, prompt: str | None = None,
-                        seed: int = 0, steps: int = 20, device: torch.device = torch.device("cpu"),
-                        dtype: torch.dtype = torch.float32, last: str | Path | None = None,
-                        guidance: float = 1.0) -> list[Path]:
+def generate_from_image(
+    source: str | Path,
+    image: str | Path,
+    out: str | Path,
+    prompt: str | None = None,
+    seed: int = 0,
+    steps: int = 20,
+    device: torch.device = torch.device("cpu"),
+    dtype: torch.dtype = torch.float32,
+    last: str | Path | None = None,
+    guidance: float = 1.0,
+) -> list[Path]:
     """Grid, frames and GIF of the steps leading to ``image`` (or between ``image`` and ``last``)."""
     flux, lora, info, _ = run.load(source, device, dtype)
     if not info.recraft_task:
         raise ValueError(f"{source} is not a ReCraft run (train one with `model: recraft`)")
     if (info.condition == "interpolate") != (last is not None):
-        raise ValueError(f"this run was trained with mode {info.condition!r}: "
-                         f"{'pass --last' if last is None else 'do not pass --last'}")
+        raise ValueError(
+            f"this run was trained with mode {info.condition!r}: "
+            f"{'pass --last' if last is None else 'do not pass --last'}"
+        )
     task = info.tasks()[info.recraft_task]
     given = [Image.open(p).convert("RGB") for p in ([image, last] if last else [image])]
-    grid = run_recraft(flux, lora, task.layout, info.cell, info.condition, given,
-                       prompt or task.caption(), seed, steps, guidance)
+    grid = run_recraft(
+        flux,
+        lora,
+        task.layout,
+        info.cell,
+        info.condition,
+        given,
+        prompt or task.caption(),
+        seed,
+        steps,
+        guidance,
+    )
     return save_sequence(grid, task.layout, Path(out))
 
 
 @torch.no_grad()
-def run_recraft(flux, lora, layout: Layout, cell: int | None, mode: str, given: list[Image.Image], prompt: str,
-                seed: int, steps: int, guidance: float, trace: list | None = None) -> Image.Image:
+def run_recraft(
+    flux,
+    lora,
+    layout: Layout,
+    cell: int | None,
+    mode: str,
+    given: list[Image.Image],
+    prompt: str,
+    seed: int,
+    steps: int,
+    guidance: float,
+    trace: list | None = None,
+) -> Image.Image:
     """Denoise with the condition tokens reset to their clean latent before every step; the given images are
     composited back into their cells after decoding. ``trace`` (tests) collects the latents of every step."""
     size = grid_size(layout, cell)
@@ -121,13 +163,26 @@ def run_recraft(flux, lora, layout: Layout, cell: int | None, mode: str, given: 
         kw["latents"] = torch.where(mask[None, :, None], clean.to(kw["latents"].dtype), kw["latents"])
         return kw
 
-    hook = flux.transformer.register_forward_pre_hook(
-        lambda m, args, kwargs: trace.append(kwargs["hidden_states"].clone()), with_kwargs=True) \
-        if trace is not None else None
+    hook = (
+        flux.transformer.register_forward_pre_hook(
+            lambda m, args, kwargs: trace.append(kwargs["hidden_states"].clone()), with_kwargs=True
+        )
+        if trace is not None
+        else None
+    )
     try:
         lora.use([1])
-        grid = sample(flux.pipeline(), flux, prompt, size, steps, guidance, seed, latents=latents,
-                      callback_on_step_end=paste)
+        grid = sample(
+            flux.pipeline(),
+            flux,
+            prompt,
+            size,
+            steps,
+            guidance,
+            seed,
+            latents=latents,
+            callback_on_step_end=paste,
+        )
     finally:
         if hook:
             hook.remove()

@@ -3,6 +3,7 @@
 Export, generation, resume and ReCraft all rebuild the model from ``run.json`` alone, so they cannot drift
 from what the trainer built.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,7 +42,7 @@ class RunInfo(BaseModel):
         tmp.replace(run_dir / RUN_FILE)
 
     @classmethod
-    def read(cls, run_dir: Path) -> "RunInfo":
+    def read(cls, run_dir: Path) -> RunInfo:
         f = Path(run_dir) / RUN_FILE
         if not f.is_file():
             raise FileNotFoundError(f"{run_dir} is not a training run directory (no {RUN_FILE})")
@@ -55,9 +56,16 @@ class RunInfo(BaseModel):
         return Taxonomy.load(self.taxonomy)
 
 
-def build(info: RunInfo, run_dir: Path, device: torch.device, dtype: torch.dtype = torch.float32, *,
-          base_dtype: str | None = None, fp8_matmul: str = "auto", encoders: torch.device | None = None
-          ) -> tuple[Flux, AsymmetricLora]:
+def build(
+    info: RunInfo,
+    run_dir: Path,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    *,
+    base_dtype: str | None = None,
+    fp8_matmul: str = "auto",
+    encoders: torch.device | None = None,
+) -> tuple[Flux, AsymmetricLora]:
     """Base model (with any merged LoRA) on ``device`` plus freshly initialised LoRA layers.
 
     ``base_dtype`` overrides the run's (export merges into full-precision weights); the VAE and the text
@@ -75,8 +83,13 @@ def build(info: RunInfo, run_dir: Path, device: torch.device, dtype: torch.dtype
     return flux, lora
 
 
-def load(run_dir: str | Path, device: torch.device = torch.device("cpu"), dtype: torch.dtype = torch.float32,
-         step: int | None = None, base_dtype: str | None = None) -> tuple[Flux, AsymmetricLora, RunInfo, int]:
+def load(
+    run_dir: str | Path,
+    device: torch.device = torch.device("cpu"),
+    dtype: torch.dtype = torch.float32,
+    step: int | None = None,
+    base_dtype: str | None = None,
+) -> tuple[Flux, AsymmetricLora, RunInfo, int]:
     """A trained run: model with the weights of checkpoint ``step`` (default: the latest)."""
     run_dir = Path(run_dir)
     info = RunInfo.read(run_dir)

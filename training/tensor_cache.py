@@ -3,6 +3,7 @@
 An entry whose digest differs (another caption, image, model or cell size) reads as missing and is
 recomputed; files are written under a temporary name and renamed, so a crash never leaves half an entry.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,5 +31,7 @@ class TensorCache:
     def put(self, key: str, digest: str, tensors: dict[str, torch.Tensor]) -> None:
         path = self.folder / f"{key}.safetensors"
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata={"digest": digest})
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata={"digest": digest}
+        )
         tmp.replace(path)

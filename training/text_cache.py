@@ -4,6 +4,7 @@ Flux's T5 runs padded to a fixed length with no attention mask, so the cache sto
 embedding; each entry records its caption and is recomputed if the sample's caption changed. The encoders
 run wherever they are (the CPU once the trainer has filled the cache); results go to ``device``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,5 +41,7 @@ class TextEncoder:
             for j, i in enumerate(todo):
                 found[i] = {"text": text[j], "pooled": pooled[j]}
                 self.cache.put(keys[i], self._digest(captions[i]), found[i])
-        return (torch.stack([f["text"] for f in found]).to(self.device),
-                torch.stack([f["pooled"] for f in found]).to(self.device))
+        return (
+            torch.stack([f["text"] for f in found]).to(self.device),
+            torch.stack([f["pooled"] for f in found]).to(self.device),
+        )

@@ -1,4 +1,5 @@
 """CLIP score as torchmetrics and the paper define it: 100 x max(cos(image, text), 0)."""
+
 from __future__ import annotations
 
 import numpy as np

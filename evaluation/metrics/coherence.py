@@ -1,4 +1,5 @@
 """Adjacent-frame statistics: is the sequence smooth, does it stall (duplicates) or leap (jumps)?"""
+
 from __future__ import annotations
 
 import numpy as np

@@ -4,9 +4,10 @@ Distance to the final frame cannot tell a process from its reverse (a cross-fade
 ways), so `detail_trend` adds the direction: rank correlation of step with image detail (mean
 gradient magnitude), +1 when detail only grows, -1 when a finished picture is erased.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image

@@ -1,4 +1,5 @@
 """Spearman rank correlation with average ranks for ties (None when one side is constant)."""
+
 from __future__ import annotations
 
 import numpy as np

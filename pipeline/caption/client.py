@@ -5,6 +5,7 @@ other 4xx are refusals and not retried. Counts requests, retries and tokens for 
 asking once a request budget is spent. The API key is read from the environment at each request and is
 scrubbed from every message this module produces.
 """
+
 from __future__ import annotations
 
 import base64
@@ -16,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 MAX_WAIT_S = 120.0  # a Retry-After longer than this is capped
 
@@ -55,12 +56,29 @@ def content_of(reply: object) -> str:
 
 
 class ChatClient:
-    def __init__(self, url: str, model: str, api_key_env: str, *, timeout_s: float, retries: int,
-                 backoff_s: float, max_tokens: int, max_in_flight: int, budget: int | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        api_key_env: str,
+        *,
+        timeout_s: float,
+        retries: int,
+        backoff_s: float,
+        max_tokens: int,
+        max_in_flight: int,
+        budget: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.endpoint = url.rstrip("/") + "/chat/completions"
         self.model, self.api_key_env, self.timeout_s = model, api_key_env, timeout_s
-        self.retries, self.backoff_s, self.max_tokens, self.budget, self.sleep = retries, backoff_s, max_tokens, budget, sleep
+        self.retries, self.backoff_s, self.max_tokens, self.budget, self.sleep = (
+            retries,
+            backoff_s,
+            max_tokens,
+            budget,
+            sleep,
+        )
         self.counts: Counter = Counter()  # requests, retries by reason, prompt/completion tokens
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_in_flight)  # requests in flight; backoff waits hold none
@@ -81,10 +99,18 @@ class ChatClient:
 
     def body(self, system: str, user: str, images: list[bytes], response_format: dict | None) -> dict:
         content = [{"type": "text", "text": user}] + [
-            {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(i).decode("ascii")}}
-            for i in images]
-        body = {"model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
-                "messages": [{"role": "system", "content": system}, {"role": "user", "content": content}]}
+            {
+                "type": "image_url",
+                "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(i).decode("ascii")},
+            }
+            for i in images
+        ]
+        body = {
+            "model": self.model,
+            "temperature": 0,
+            "max_tokens": self.max_tokens,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": content}],
+        }
         if response_format:
             body["response_format"] = response_format
         return body
@@ -99,14 +125,16 @@ class ChatClient:
             key = os.environ.get(self.api_key_env)
             if key:
                 headers["Authorization"] = f"Bearer {key}"
-            wait = self.backoff_s * 2 ** attempt
+            wait = self.backoff_s * 2**attempt
             try:
                 req = urllib.request.Request(self.endpoint, data=data, headers=headers, method="POST")
                 with self._slots, urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                     reply = json.loads(resp.read())
                 usage = (reply.get("usage") or {}) if isinstance(reply, dict) else {}
-                self._count(prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                            completion_tokens=int(usage.get("completion_tokens") or 0))
+                self._count(
+                    prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                    completion_tokens=int(usage.get("completion_tokens") or 0),
+                )
                 return content_of(reply)
             except urllib.error.HTTPError as e:
                 detail = e.read()[:200].decode(errors="replace")
@@ -118,10 +146,16 @@ class ChatClient:
                 reason = "429" if e.code == 429 else "5xx"
             except (TimeoutError, ConnectionError, urllib.error.URLError) as e:
                 last = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
-                reason = "timeout" if "timed out" in str(last) or isinstance(e, TimeoutError) else "connection"
+                reason = (
+                    "timeout" if "timed out" in str(last) or isinstance(e, TimeoutError) else "connection"
+                )
             except ValueError as e:  # not JSON, or no content: the server is not speaking the protocol
-                raise ChatError(self._scrub(f"{self.endpoint} answered without a chat completion ({e})")) from None
+                raise ChatError(
+                    self._scrub(f"{self.endpoint} answered without a chat completion ({e})")
+                ) from None
             if attempt < self.retries:
                 self._count(**{f"retries_{reason}": 1})
                 self.sleep(wait)
-        raise ChatError(self._scrub(f"{self.endpoint} failed after {self.retries + 1} attempts (last: {last})"))
+        raise ChatError(
+            self._scrub(f"{self.endpoint} failed after {self.retries + 1} attempts (last: {last})")
+        )

@@ -3,6 +3,7 @@
 The taxonomy's (or config's) instruction says what to describe; the answer contract (one JSON object,
 ``process`` and exactly N ``steps``) is added here, so a curator tuning one task's wording cannot lose it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,10 +17,14 @@ from PIL import Image
 from pipeline.layout import Layout, split
 from pipeline.taxonomy import Task
 
-SYSTEM = ("You annotate step-by-step making processes for a dataset of procedural image sequences. "
-          "Answer with one JSON object and nothing else.")
-CONTRACT = ('Answer with exactly this JSON object: {{"process": "<the process caption, one line>", '
-            '"steps": [<exactly {frames} strings, one short sentence per image, image 1 first>]}}.')
+SYSTEM = (
+    "You annotate step-by-step making processes for a dataset of procedural image sequences. "
+    "Answer with one JSON object and nothing else."
+)
+CONTRACT = (
+    'Answer with exactly this JSON object: {{"process": "<the process caption, one line>", '
+    '"steps": [<exactly {frames} strings, one short sentence per image, image 1 first>]}}.'
+)
 FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 MARKER = re.compile(r"<image-\d+>")
 
@@ -41,15 +46,25 @@ class Question:
 def prompt_sha(template: str, images: str, image_side: int) -> str:
     """Names the wording a caption came from (independent of the subject it was filled with): a caption is
     redone when this or the model changes."""
-    spec = {"system": SYSTEM, "template": template, "contract": CONTRACT, "images": images, "side": image_side}
+    spec = {
+        "system": SYSTEM,
+        "template": template,
+        "contract": CONTRACT,
+        "images": images,
+        "side": image_side,
+    }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 def reading_order(layout: Layout) -> str:
     """The grid's step order in words, for models shown the whole grid."""
-    cells = ", ".join(f"step {i} at row {r + 1} column {c + 1}" for i, (r, c) in enumerate(layout.positions, 1))
-    return (f"The image is a grid of {layout.rows} rows and {layout.cols} columns holding the {layout.frames} "
-            f"steps, where 'image k' means step k: {cells}.")
+    cells = ", ".join(
+        f"step {i} at row {r + 1} column {c + 1}" for i, (r, c) in enumerate(layout.positions, 1)
+    )
+    return (
+        f"The image is a grid of {layout.rows} rows and {layout.cols} columns holding the {layout.frames} "
+        f"steps, where 'image k' means step k: {cells}."
+    )
 
 
 def _jpeg(img: Image.Image, side: int) -> bytes:
@@ -61,8 +76,9 @@ def _jpeg(img: Image.Image, side: int) -> bytes:
     return buf.getvalue()
 
 
-def question(task: Task, layout: Layout, subject: str | None, template: str | None, images: str,
-             image_side: int) -> Question:
+def question(
+    task: Task, layout: Layout, subject: str | None, template: str | None, images: str, image_side: int
+) -> Question:
     """The texts for one sample: the task's wording (``template`` overrides it), the reading order when the
     grid is sent whole, and the answer contract."""
     wording = template or task.caption_prompt
@@ -106,7 +122,9 @@ def parse_answer(raw: str, steps: int) -> tuple[str, list[str]]:
         raise MalformedAnswer("'steps' missing or not a list")
     if len(listed) != steps:
         raise MalformedAnswer(f"{len(listed)} steps for {steps} images")
-    return _one_line(obj.get("process"), "'process'"), [_one_line(s, f"step {i}") for i, s in enumerate(listed, 1)]
+    return _one_line(obj.get("process"), "'process'"), [
+        _one_line(s, f"step {i}") for i, s in enumerate(listed, 1)
+    ]
 
 
 def response_format(kind: str, steps: int) -> dict | None:
@@ -114,9 +132,17 @@ def response_format(kind: str, steps: int) -> dict | None:
     if kind == "json_object":
         return {"type": "json_object"}
     if kind == "json_schema":
-        schema = {"type": "object", "additionalProperties": False, "required": ["process", "steps"],
-                  "properties": {"process": {"type": "string"},
-                                 "steps": {"type": "array", "items": {"type": "string"},
-                                           "minItems": steps, "maxItems": steps}}}
-        return {"type": "json_schema", "json_schema": {"name": "sequence_caption", "strict": True, "schema": schema}}
+        schema = {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["process", "steps"],
+            "properties": {
+                "process": {"type": "string"},
+                "steps": {"type": "array", "items": {"type": "string"}, "minItems": steps, "maxItems": steps},
+            },
+        }
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "sequence_caption", "strict": True, "schema": schema},
+        }
     return None

@@ -2,6 +2,7 @@
 
 Same keys for every sample; the VLM's fields are null until a model wrote them.
 """
+
 from __future__ import annotations
 
 from pipeline.layout import Layout
@@ -9,8 +10,14 @@ from pipeline.layout import Layout
 
 def template_record(template: str) -> dict:
     """The record of a sample that has only the taxonomy's one-line caption."""
-    return {"text": template, "template": template, "process": None, "steps": None, "model": None,
-            "prompt_sha": None}
+    return {
+        "text": template,
+        "template": template,
+        "process": None,
+        "steps": None,
+        "model": None,
+        "prompt_sha": None,
+    }
 
 
 def template_of(caption: dict) -> str:
@@ -30,8 +37,15 @@ def hierarchical_text(layout: Layout, process: str, steps: list[str]) -> str:
     return " ".join(parts)
 
 
-def vlm_record(template: str, layout: Layout, process: str, steps: list[str], model: str,
-               prompt_sha: str) -> dict:
+def vlm_record(
+    template: str, layout: Layout, process: str, steps: list[str], model: str, prompt_sha: str
+) -> dict:
     """The record of a sample a VLM captioned; ``text`` (= KEY.txt) is the hierarchical caption."""
-    return {"text": hierarchical_text(layout, process, steps), "template": template, "process": process,
-            "steps": list(steps), "model": model, "prompt_sha": prompt_sha}
+    return {
+        "text": hierarchical_text(layout, process, steps),
+        "template": template,
+        "process": process,
+        "steps": list(steps),
+        "model": model,
+        "prompt_sha": prompt_sha,
+    }

@@ -5,23 +5,32 @@ committer: one client bounds the requests in flight to ``max_concurrency`` acros
 the number of Dask workers. A sample the VLM could not caption keeps its template caption; the reason
 goes to the report. Nothing here writes shards.
 """
+
 from __future__ import annotations
 
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 from pipeline.caption.cache import AnswerCache, answer_key
 from pipeline.caption.client import BudgetSpent, ChatClient, ChatError
-from pipeline.caption.prompt import MalformedAnswer, parse_answer, pictures, prompt_sha, question, response_format
+from pipeline.caption.prompt import (
+    MalformedAnswer,
+    parse_answer,
+    pictures,
+    prompt_sha,
+    question,
+    response_format,
+)
 from pipeline.caption.record import template_of, vlm_record
 from pipeline.config import CaptionConfig
-from pipeline.layout import Layout
 from pipeline.corpus.shards import Sample
+from pipeline.layout import Layout
 from pipeline.taxonomy import Taxonomy
 
 T = TypeVar("T")
@@ -33,15 +42,31 @@ def sample_layout(meta: dict) -> Layout:
 
 
 class Captioner:
-    def __init__(self, cfg: CaptionConfig, taxonomy: Taxonomy, cache_dir: str | Path,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        cfg: CaptionConfig,
+        taxonomy: Taxonomy,
+        cache_dir: str | Path,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if not cfg.url:
             raise ValueError("caption.url is not set: no endpoint to ask")
         self.cfg, self.taxonomy, self.cache = cfg, taxonomy, AnswerCache(cache_dir)
-        self.client = ChatClient(cfg.url, cfg.model, cfg.api_key_env, timeout_s=cfg.timeout_s, retries=cfg.retries,
-                                 backoff_s=cfg.backoff_s, max_tokens=cfg.max_tokens,
-                                 max_in_flight=cfg.max_concurrency, budget=cfg.budget, sleep=sleep)
-        self.counts: Counter = Counter()  # captioned, from_cache, fallback, malformed_answers, already_captioned
+        self.client = ChatClient(
+            cfg.url,
+            cfg.model,
+            cfg.api_key_env,
+            timeout_s=cfg.timeout_s,
+            retries=cfg.retries,
+            backoff_s=cfg.backoff_s,
+            max_tokens=cfg.max_tokens,
+            max_in_flight=cfg.max_concurrency,
+            budget=cfg.budget,
+            sleep=sleep,
+        )
+        self.counts: Counter = (
+            Counter()
+        )  # captioned, from_cache, fallback, malformed_answers, already_captioned
         self.fallbacks: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -53,12 +78,16 @@ class Captioner:
         """The prompt hash a caption of this task would have now (None: the task is not in the taxonomy)."""
         if task_id not in self.taxonomy:
             return None
-        return prompt_sha(self.cfg.prompt or self.taxonomy[task_id].caption_prompt, self.cfg.images, self.cfg.image_side)
+        return prompt_sha(
+            self.cfg.prompt or self.taxonomy[task_id].caption_prompt, self.cfg.images, self.cfg.image_side
+        )
 
     def wanted(self, meta: dict) -> bool:
         """Whether the sample lacks a caption by this model and prompt (else it is left as it is)."""
         cap = meta.get("caption") or {}
-        done = cap.get("model") == self.cfg.model and cap.get("prompt_sha") == self.expected_sha(meta["task"]["id"])
+        done = cap.get("model") == self.cfg.model and cap.get("prompt_sha") == self.expected_sha(
+            meta["task"]["id"]
+        )
         if done:
             self._note("already_captioned")
         return not done
@@ -85,8 +114,14 @@ class Captioner:
         meta, cfg = sample.meta, self.cfg
         try:
             layout = sample_layout(meta)
-            q = question(self.taxonomy[meta["task"]["id"]], layout, meta["source"].get("subject") or None,
-                         cfg.prompt, cfg.images, cfg.image_side)
+            q = question(
+                self.taxonomy[meta["task"]["id"]],
+                layout,
+                meta["source"].get("subject") or None,
+                cfg.prompt,
+                cfg.images,
+                cfg.image_side,
+            )
         except KeyError as e:
             return self._fall_back(sample, f"sample json lacks {e} or names a task not in the taxonomy")
         except ValueError as e:
@@ -102,7 +137,9 @@ class Captioner:
                 try:
                     images = pictures(sample.jpg, layout, cfg.images, cfg.image_side)
                 except (OSError, ValueError) as e:  # an unreadable grid image, a layout that does not fit it
-                    return self._fall_back(sample, f"cannot cut the frames from the grid: {type(e).__name__}: {e}")
+                    return self._fall_back(
+                        sample, f"cannot cut the frames from the grid: {type(e).__name__}: {e}"
+                    )
                 raw, (process, steps) = self._ask(self.client.body(q.system, q.user, images, fmt), q.steps)
                 self.cache.put(key, cfg.model, raw)
         except BudgetSpent as e:
@@ -114,8 +151,12 @@ class Captioner:
         record = vlm_record(template_of(meta["caption"]), layout, process, steps, cfg.model, q.prompt_sha)
         return Sample(sample.key, sample.jpg, record["text"], {**meta, "caption": record})
 
-    def stream(self, items: Iterable[T], samples_of: Callable[[T], list[Sample]],
-               with_samples: Callable[[T, list[Sample]], T]) -> Iterator[T]:
+    def stream(
+        self,
+        items: Iterable[T],
+        samples_of: Callable[[T], list[Sample]],
+        with_samples: Callable[[T, list[Sample]], T],
+    ) -> Iterator[T]:
         """Items (sources, shards) back with their samples captioned, as they finish; at most 4 x
         max_concurrency samples wait at once, so memory stays bounded however fast items arrive."""
         limit = 4 * self.cfg.max_concurrency
@@ -141,16 +182,33 @@ class Captioner:
                 wait(waiting(), return_when=FIRST_COMPLETED)
                 yield from finished()
         if self.counts["not_asked_budget"]:
-            print(f"caption budget of {self.cfg.budget} requests reached: {self.counts['not_asked_budget']} "
-                  f"samples were not asked and keep their template caption", file=sys.stderr)
+            print(
+                f"caption budget of {self.cfg.budget} requests reached: {self.counts['not_asked_budget']} "
+                f"samples were not asked and keep their template caption",
+                file=sys.stderr,
+            )
 
     def summary(self) -> dict:
         """The report's caption section: what was asked, what it cost, and every fallback with its reason."""
         c = self.client.counts
-        return {"model": self.cfg.model, "endpoint": self.client.endpoint.split("@")[-1],
-                "requests": c["requests"], "retries": {k[8:]: v for k, v in sorted(c.items()) if k.startswith("retries_")},
-                "prompt_tokens": c["prompt_tokens"], "completion_tokens": c["completion_tokens"],
-                "budget": self.cfg.budget,
-                **{k: self.counts[k] for k in ("captioned", "from_cache", "fallback", "malformed_answers",
-                                               "not_asked_budget", "already_captioned")},
-                "fallbacks": dict(sorted(self.fallbacks.items()))}
+        return {
+            "model": self.cfg.model,
+            "endpoint": self.client.endpoint.split("@")[-1],
+            "requests": c["requests"],
+            "retries": {k[8:]: v for k, v in sorted(c.items()) if k.startswith("retries_")},
+            "prompt_tokens": c["prompt_tokens"],
+            "completion_tokens": c["completion_tokens"],
+            "budget": self.cfg.budget,
+            **{
+                k: self.counts[k]
+                for k in (
+                    "captioned",
+                    "from_cache",
+                    "fallback",
+                    "malformed_answers",
+                    "not_asked_budget",
+                    "already_captioned",
+                )
+            },
+            "fallbacks": dict(sorted(self.fallbacks.items())),
+        }

@@ -1,4 +1,5 @@
 """`makeanything caption CORPUS --url URL --model NAME`: VLM captions for a corpus that already exists."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,15 +13,20 @@ from pipeline.config import BuildConfig
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-    from pipeline.run.recaption import NotADataset, caption_corpus
     from pipeline.io.lock import LockBusy
+    from pipeline.run.recaption import NotADataset, caption_corpus
 
     try:
         cfg = caption_overrides(BuildConfig.load(args.config).caption, args)
         if not cfg.url:
             raise ValueError("no endpoint: give --url or caption.url in --config")
         summary = caption_corpus(args.out, cfg, progress=not args.quiet)
-    except (ValidationError, ValueError, NotADataset, FileNotFoundError) as e:  # CurationError is a ValueError
+    except (
+        ValidationError,
+        ValueError,
+        NotADataset,
+        FileNotFoundError,
+    ) as e:  # CurationError is a ValueError
         return fail(EXIT_USAGE, str(e), args.json)
     except LockBusy as e:
         return fail(EXIT_LOCKED, str(e), args.json)
@@ -29,21 +35,26 @@ def cmd_caption(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{summary['captioned']} samples captioned ({summary['already_captioned']} already had this model's "
-              f"caption, {summary['fallback']} kept the template: see {summary['out']}/caption-report.md); "
-              f"{summary['requests']} requests; {summary['shards_rewritten']} shards rewritten; "
-              f"{summary['duration_s']:.1f}s")
+        print(
+            f"{summary['captioned']} samples captioned ({summary['already_captioned']} already had this model's "
+            f"caption, {summary['fallback']} kept the template: see {summary['out']}/caption-report.md); "
+            f"{summary['requests']} requests; {summary['shards_rewritten']} shards rewritten; "
+            f"{summary['duration_s']:.1f}s"
+        )
     return EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    c = sub.add_parser("caption", help="add VLM captions (a process line + one line per step) to a built corpus",
-                       description="Ask a vision-language model behind an OpenAI-compatible chat-completions API "
-                                   "(OpenAI, vLLM, Ollama, llama.cpp server) for a process caption and one line per "
-                                   "step of every sample that has no caption by this model and prompt yet. Shards "
-                                   "are written anew, never edited; safe to kill and rerun (docs/CAPTION.md). The "
-                                   "API key comes from the environment variable caption.api_key_env "
-                                   "(default OPENAI_API_KEY).")
+    c = sub.add_parser(
+        "caption",
+        help="add VLM captions (a process line + one line per step) to a built corpus",
+        description="Ask a vision-language model behind an OpenAI-compatible chat-completions API "
+        "(OpenAI, vLLM, Ollama, llama.cpp server) for a process caption and one line per "
+        "step of every sample that has no caption by this model and prompt yet. Shards "
+        "are written anew, never edited; safe to kill and rerun (docs/CAPTION.md). The "
+        "API key comes from the environment variable caption.api_key_env "
+        "(default OPENAI_API_KEY).",
+    )
     c.add_argument("out", help="dataset folder or URL (s3://bucket/prefix) made by `makeanything build`")
     c.add_argument("--url", dest="caption_url", help="API base URL, e.g. http://localhost:8000/v1")
     c.add_argument("--model", dest="caption_model", help="model name the server knows (default gpt-4o)")

@@ -1,4 +1,5 @@
 """`makeanything refresh` (incremental build for scheduled jobs) and `makeanything inspect`."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,45 +12,70 @@ from pipeline.cli.common import run_args
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from pipeline.corpus.inspection import curation_counts, describe, verify
     from pipeline.corpus.index import read_index
+    from pipeline.corpus.inspection import curation_counts, describe, verify
     from pipeline.io.storage import Storage
 
     storage = Storage(args.out)
     index = read_index(storage)
     if index is None:
-        print(f"error: {storage}: no dataset.json (not a dataset, or its first run never completed)", file=sys.stderr)
+        print(
+            f"error: {storage}: no dataset.json (not a dataset, or its first run never completed)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     problems = verify(storage, index) if args.verify else None
     if args.json:
-        print(json.dumps({"out": str(storage), "samples": index["samples"], "shards": len(index["shards"]),
-                          "splits": index["splits"], "per_task": index["per_task"], "runs": len(index["history"]),
-                          "curation": curation_counts(index),
-                          **({"problems": problems} if problems is not None else {})}))
+        print(
+            json.dumps(
+                {
+                    "out": str(storage),
+                    "samples": index["samples"],
+                    "shards": len(index["shards"]),
+                    "splits": index["splits"],
+                    "per_task": index["per_task"],
+                    "runs": len(index["history"]),
+                    "curation": curation_counts(index),
+                    **({"problems": problems} if problems is not None else {}),
+                }
+            )
+        )
     else:
         print(describe(storage, index))
         if problems is not None:
-            print("\n".join(f"PROBLEM: {p}" for p in problems) or f"verified: {index['samples']} samples in "
-                  f"{len(index['shards'])} shards agree with dataset.json and the ledger")
+            print(
+                "\n".join(f"PROBLEM: {p}" for p in problems)
+                or f"verified: {index['samples']} samples in "
+                f"{len(index['shards'])} shards agree with dataset.json and the ledger"
+            )
     return EXIT_RUN_FAILED if problems else EXIT_OK
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    r = sub.add_parser("refresh", help="add new sources to an existing corpus (only new or changed work)",
-                       description="Process only the sources of MANIFEST that the output's ledger has not seen "
-                                   "under this config (plus failed ones with --retry-failed); new samples go to "
-                                   "new shards, finished shards are never rewritten. Safe to kill and rerun.")
+    r = sub.add_parser(
+        "refresh",
+        help="add new sources to an existing corpus (only new or changed work)",
+        description="Process only the sources of MANIFEST that the output's ledger has not seen "
+        "under this config (plus failed ones with --retry-failed); new samples go to "
+        "new shards, finished shards are never rewritten. Safe to kill and rerun.",
+    )
     r.add_argument("manifest", help="manifest YAML")
     run_args(r)
     r.add_argument("--retry-failed", action="store_true", help="also redo sources that failed before")
-    r.add_argument("--rebuild", action="store_true",
-                   help="the config changed: reprocess every listed source under it; the old config's "
-                        "shards are retired when the run completes")
+    r.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="the config changed: reprocess every listed source under it; the old config's "
+        "shards are retired when the run completes",
+    )
     r.add_argument("--json", action="store_true", help="print a one-line JSON summary on stdout (for cron)")
     r.set_defaults(func=cmd_build)
-    i = sub.add_parser("inspect", help="per-task counts, shards, sizes and runs of a built corpus",
-                       description="Summarise DIR/dataset.json; --verify reads every shard and checks it "
-                                   "against the index and ledger (exit 1 on any problem).")
+    i = sub.add_parser(
+        "inspect",
+        help="per-task counts, shards, sizes and runs of a built corpus",
+        description="Summarise DIR/dataset.json; --verify reads every shard and checks it "
+        "against the index and ledger (exit 1 on any problem).",
+    )
     i.add_argument("out", help="dataset folder or URL (s3://bucket/prefix)")
     i.add_argument("--verify", action="store_true", help="read every shard and check it")
     i.add_argument("--json", action="store_true", help="one-line JSON instead of text")

@@ -2,6 +2,7 @@
 
 Light to import: the stages themselves live in pipeline.clip.stages (torch, open_clip).
 """
+
 from pipeline.clip.resolve import ClipPlan, ClipUnavailable, plan_clip
 
 __all__ = ["ClipPlan", "ClipUnavailable", "plan_clip"]

@@ -2,6 +2,7 @@
 
 Kept free of models and frames so every rule is tested on constructed vectors with known answers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,10 +63,10 @@ def duplicate_groups(emb: np.ndarray, threshold: float, ordered: bool) -> list[l
 class ProgressOrder:
     """Frames of an unordered source in progress order, with how far to trust it."""
 
-    order: np.ndarray       # input indices, start first, finished last
-    progress: np.ndarray    # per input index, 0 at the start frame, 1 at the finished frame
-    confidence: float       # 0..1: do nearest neighbours sit next to each other in the order (above chance)?
-    direction: float        # >= 0: how much better the finished end matches the `toward` hint
+    order: np.ndarray  # input indices, start first, finished last
+    progress: np.ndarray  # per input index, 0 at the start frame, 1 at the finished frame
+    confidence: float  # 0..1: do nearest neighbours sit next to each other in the order (above chance)?
+    direction: float  # >= 0: how much better the finished end matches the `toward` hint
 
 
 def _path_consistency(sim: np.ndarray, order: np.ndarray) -> float:

@@ -2,6 +2,7 @@
 
 Needs open_clip (and torch); pipeline.clip.resolve imports it only when a plan is made.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,11 @@ from pipeline.clip.model import ClipSpec
 from pipeline.config import ClipConfig
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-HOW_TO = ("To provide it: set clip.download: true on a machine with internet access (fills the cache "
-          "once), or clip.pretrained: /path/to/checkpoint, or clip.model: local-dir:FOLDER "
-          "(open_clip_config.json + weights).")
+HOW_TO = (
+    "To provide it: set clip.download: true on a machine with internet access (fills the cache "
+    "once), or clip.pretrained: /path/to/checkpoint, or clip.model: local-dir:FOLDER "
+    "(open_clip_config.json + weights)."
+)
 
 
 class WeightsNotFound(Exception):
@@ -32,18 +35,24 @@ def locate(cfg: ClipConfig) -> ClipSpec:
     if schema == "local-dir":
         return ClipSpec(f"local-dir:{_check_folder(Path(ident))}", None, cfg.device)
     if schema == "hf-hub":
-        raise WeightsNotFound(f"clip.model {cfg.model!r}: the pipeline does not fetch hub repos; download it once "
-                              f"(`huggingface-cli download {ident} --local-dir DIR`) and set clip.model: local-dir:DIR.")
+        raise WeightsNotFound(
+            f"clip.model {cfg.model!r}: the pipeline does not fetch hub repos; download it once "
+            f"(`huggingface-cli download {ident} --local-dir DIR`) and set clip.model: local-dir:DIR."
+        )
     if cfg.model not in open_clip.list_models():
-        raise WeightsNotFound(f"open_clip has no architecture {cfg.model!r} (see open_clip.list_models(), "
-                              "or use clip.model: local-dir:FOLDER).")
+        raise WeightsNotFound(
+            f"open_clip has no architecture {cfg.model!r} (see open_clip.list_models(), "
+            "or use clip.model: local-dir:FOLDER)."
+        )
     if os.path.isfile(cfg.pretrained):
         return ClipSpec(cfg.model, os.path.abspath(cfg.pretrained), cfg.device)
     tag = get_pretrained_cfg(cfg.model, cfg.pretrained)
     if not tag:
         tags = ", ".join(list_pretrained_tags_by_model(cfg.model))
-        raise WeightsNotFound(f"clip.pretrained {cfg.pretrained!r} is neither an existing checkpoint file "
-                              f"nor a pretrained tag of {cfg.model} (tags: {tags}).")
+        raise WeightsNotFound(
+            f"clip.pretrained {cfg.pretrained!r} is neither an existing checkpoint file "
+            f"nor a pretrained tag of {cfg.model} (tags: {tags})."
+        )
     found, looked = _cached(tag, cfg.cache_dir)
     if found is None and cfg.download:
         try:
@@ -51,8 +60,10 @@ def locate(cfg: ClipConfig) -> ClipSpec:
         except Exception as e:
             raise WeightsNotFound(f"downloading {cfg.model} / {cfg.pretrained} failed: {e}. {HOW_TO}") from e
     if found is None:
-        raise WeightsNotFound(f"no local weights for open_clip {cfg.model} / {cfg.pretrained!r}; looked in "
-                              f"{'; '.join(looked)}. {HOW_TO}")
+        raise WeightsNotFound(
+            f"no local weights for open_clip {cfg.model} / {cfg.pretrained!r}; looked in "
+            f"{'; '.join(looked)}. {HOW_TO}"
+        )
     return ClipSpec(cfg.model, found, cfg.device)
 
 
@@ -63,7 +74,9 @@ def _check_folder(folder: Path) -> Path:
     if not (folder / "open_clip_config.json").is_file():
         raise WeightsNotFound(f"local-dir folder {str(folder)!r} has no open_clip_config.json.")
     if not any(p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir()):
-        raise WeightsNotFound(f"local-dir folder {str(folder)!r} has no weights file ({', '.join(WEIGHT_SUFFIXES)}).")
+        raise WeightsNotFound(
+            f"local-dir folder {str(folder)!r} has no weights file ({', '.join(WEIGHT_SUFFIXES)})."
+        )
     return folder.resolve()
 
 

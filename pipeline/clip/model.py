@@ -3,15 +3,16 @@
 Loading always requires real weights (open_clip's `require_pretrained`): a random model can only
 come from a checkpoint someone wrote on purpose, never from a fallback here.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import open_clip
@@ -26,9 +27,11 @@ from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTen
 class ClipSpec:
     """Everything needed to load the model offline; small and picklable so stages ship it, not the model."""
 
-    model: str               # open_clip architecture name, or local-dir:FOLDER
-    checkpoint: str | None   # weights file for an architecture name; None for local-dir (weights in the folder)
-    device: str = "auto"     # auto: CUDA when this process sees a GPU
+    model: str  # open_clip architecture name, or local-dir:FOLDER
+    checkpoint: (
+        str | None
+    )  # weights file for an architecture name; None for local-dir (weights in the folder)
+    device: str = "auto"  # auto: CUDA when this process sees a GPU
 
     def describe(self) -> str:
         return f"{self.model} ({self.checkpoint})" if self.checkpoint else self.model
@@ -62,7 +65,7 @@ class Staged:
     and the event its preparation recorded on the copy stream (CUDA) or None."""
 
     batch: torch.Tensor
-    ready: "torch.cuda.Event | None"
+    ready: torch.cuda.Event | None
 
 
 def _batches(images: Iterable, size: int) -> Iterator[list]:
@@ -98,8 +101,12 @@ class ClipModel:
         self.device = _device(spec.device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.model = open_clip.create_model(
-            spec.model, pretrained=spec.checkpoint, device=self.device,
-            precision="fp16" if self.dtype == torch.float16 else "fp32", require_pretrained=True)
+            spec.model,
+            pretrained=spec.checkpoint,
+            device=self.device,
+            precision="fp16" if self.dtype == torch.float16 else "fp32",
+            require_pretrained=True,
+        )
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(spec.model)
         self.resize, mean, std = _split_eval_transform(self.model)
@@ -125,8 +132,10 @@ class ClipModel:
         if self.resize_on_device:
             arrays = [_rgb(img) for img in images]
         else:
-            arrays = [np.asarray(self.resize(img if isinstance(img, Image.Image) else Image.fromarray(_rgb(img))))
-                      for img in images]
+            arrays = [
+                np.asarray(self.resize(img if isinstance(img, Image.Image) else Image.fromarray(_rgb(img))))
+                for img in images
+            ]
         by_size: dict[tuple, list[int]] = {}
         for k, a in enumerate(arrays):  # a source's frames share one size: usually one upload per batch
             by_size.setdefault(a.shape, []).append(k)
@@ -136,7 +145,9 @@ class ClipModel:
             for idx in by_size.values():
                 host = torch.empty((len(idx), *arrays[idx[0]].shape), dtype=torch.uint8, pin_memory=cuda)
                 # torch's copy, not np.stack: 1.1 against 6.0 ms for 64 frames of 512x288 on an H200 host
-                torch.stack([torch.from_numpy(np.require(arrays[k], requirements="W")) for k in idx], out=host)
+                torch.stack(
+                    [torch.from_numpy(np.require(arrays[k], requirements="W")) for k in idx], out=host
+                )
                 x = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
                 parts.append((idx, self.resize(x) if self.resize_on_device else x))
             if len(parts) == 1:  # one image size: the batch is already in order
@@ -189,7 +200,7 @@ class ClipModel:
     def _encode(self, batch: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.model.encode_image(batch).float(), dim=-1)
 
-    def _capture(self, batch: torch.Tensor) -> tuple["torch.cuda.CUDAGraph", torch.Tensor, torch.Tensor]:
+    def _capture(self, batch: torch.Tensor) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
         """Warm up on a side stream, then capture `_encode` for this input shape (thread-local capture,
         so staging threads may keep uploading meanwhile)."""
         static_in = batch.clone()

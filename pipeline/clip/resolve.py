@@ -3,6 +3,7 @@
 Workers never download: the plan hands them a local file or folder, checked by loading it once here.
 Importing this module is cheap (no torch); open_clip is imported only when a plan is made.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -42,8 +43,10 @@ def _ready_spec(cfg: ClipConfig) -> ClipSpec:
         from pipeline.clip.locate import WeightsNotFound, locate
         from pipeline.clip.model import ClipModel
     except ImportError as e:
-        raise _Skip(f"open_clip_torch / torch are not installed ({e}); "
-                    "install them with pip install 'makeanything[ml]'.") from e
+        raise _Skip(
+            f"open_clip_torch / torch are not installed ({e}); "
+            "install them with pip install 'makeanything[ml]'."
+        ) from e
     try:
         spec = locate(cfg)
     except WeightsNotFound as e:
@@ -61,6 +64,8 @@ def plan_clip(cfg: ClipConfig) -> ClipPlan:
         spec = _ready_spec(cfg)
     except _Skip as e:
         if cfg.require:
-            raise ClipUnavailable(f"CLIP stage required (clip.require / --require-clip) but cannot run: {e}") from None
+            raise ClipUnavailable(
+                f"CLIP stage required (clip.require / --require-clip) but cannot run: {e}"
+            ) from None
         return ClipPlan(None, f"CLIP stage skipped: {e} The build continues with pixel-based selection.")
     return ClipPlan(spec, f"CLIP stage on: {spec.describe()}, device {cfg.device}, batch {cfg.batch_size}")

@@ -3,6 +3,7 @@
 Stages carry only a ClipSpec and the config, so Dask ships them cheaply; the model is loaded by
 the first task on each worker process (pipeline.clip.model.load) and reused by the rest.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,11 +41,16 @@ class ClipFilter:
         model = load(self.spec)
         emb = model.embed_images((f.image for f in frames), self.cfg.batch_size)
         bounds = np.cumsum([0] + [len(seg.frames) for seg in work.segments])
-        kept = [seg for seg, lo, hi in zip(work.segments, bounds[:-1], bounds[1:])
-                if self._segment(work, seg, emb[lo:hi], model)]
+        kept = [
+            seg
+            for seg, lo, hi in zip(work.segments, bounds[:-1], bounds[1:])
+            if self._segment(work, seg, emb[lo:hi], model)
+        ]
         if not kept:
-            raise Reject(f"clip: no shot or frame matches the {work.source.task.id} prompts better than "
-                         "the negative prompts")
+            raise Reject(
+                f"clip: no shot or frame matches the {work.source.task.id} prompts better than "
+                "the negative prompts"
+            )
         work.segments = kept
         return work
 
@@ -61,8 +67,9 @@ class ClipFilter:
 
         rel = relevance(emb, pos, neg)
         keep = rel.keep(self.cfg.relevance_margin)
-        for f, p, m, ok, w in zip(seg.frames, rel.positive.tolist(), rel.margin.tolist(), keep.tolist(),
-                                  rel.worst.tolist()):  # Python floats: 4x cheaper per frame than numpy scalars
+        for f, p, m, ok, w in zip(
+            seg.frames, rel.positive.tolist(), rel.margin.tolist(), keep.tolist(), rel.worst.tolist()
+        ):  # Python floats: 4x cheaper per frame than numpy scalars
             f.scores["clip_relevance"] = round(p, 4)
             f.scores["clip_margin"] = round(m, 4)
             if not ok:
@@ -78,8 +85,12 @@ class ClipFilter:
         idx = sorted(_keeper(frames, g) for g in groups)
 
         if not work.source.ordered:
-            ends = model.embed_texts([self.cfg.finished_prompt.format(process=task.process),
-                                      self.cfg.start_prompt.format(process=task.process)])
+            ends = model.embed_texts(
+                [
+                    self.cfg.finished_prompt.format(process=task.process),
+                    self.cfg.start_prompt.format(process=task.process),
+                ]
+            )
             po = progress_order(emb[idx], normalize(ends[0] - ends[1]))
             for i, p in zip(idx, po.progress):
                 frames[i].scores["clip_progress"] = round(float(p), 4)
@@ -111,8 +122,10 @@ class ClipScore:
             return work
         for n, seq in enumerate(work.sequences):
             if seq.grid is None:
-                raise ValueError(f"{work.source.uri}: sequence {n} reached clip-score without a grid "
-                                 "(the tile stage must run first)")
+                raise ValueError(
+                    f"{work.source.uri}: sequence {n} reached clip-score without a grid "
+                    "(the tile stage must run first)"
+                )
         model = load(self.spec)
         images = model.embed_images((seq.grid for seq in work.sequences), self.cfg.batch_size)
         texts = model.embed_texts([seq.caption for seq in work.sequences])

@@ -6,6 +6,7 @@ decision excludes; the trainer's loader skips every excluded sample, ``evaluate`
 A decision selects by ``key`` (one sample), ``source`` (the manifest id, the content sha256 or its first
 16 hex digits as used in keys, or the URI) or ``task``; its ``action`` is ``drop`` or ``hold-out``.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,9 +25,11 @@ from pipeline.io.storage import Storage
 FILE = "curation.yaml"
 Action = Literal["drop", "hold-out"]
 SELECTORS = ("key", "source", "task")
-HEADER = ("# Curation decisions for this corpus (docs/CURATION.md). One entry per decision: exactly one of\n"
-          "# key / source / task, an action (drop | hold-out), a reason, who and when. Shards are never\n"
-          "# rewritten; dataset.json lists what each decision excludes.\n")
+HEADER = (
+    "# Curation decisions for this corpus (docs/CURATION.md). One entry per decision: exactly one of\n"
+    "# key / source / task, an action (drop | hold-out), a reason, who and when. Shards are never\n"
+    "# rewritten; dataset.json lists what each decision excludes.\n"
+)
 
 
 class CurationError(ValueError):
@@ -47,7 +50,9 @@ class Decision(BaseModel):
     @field_validator("at", mode="before")
     @classmethod
     def _time(cls, v: object) -> object:
-        return v.isoformat() if isinstance(v, (dt.datetime, dt.date)) else v  # YAML reads timestamps as datetimes
+        return (
+            v.isoformat() if isinstance(v, (dt.datetime, dt.date)) else v
+        )  # YAML reads timestamps as datetimes
 
     @field_validator("reason", "by")
     @classmethod
@@ -57,7 +62,7 @@ class Decision(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _one_selector(self) -> "Decision":
+    def _one_selector(self) -> Decision:
         given = [k for k in SELECTORS if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(f"give exactly one of key, source, task (got {', '.join(given) or 'none'})")
@@ -76,7 +81,7 @@ class Decision(BaseModel):
 def source_names(key: str, task: str, sha256: str, uri: str) -> set[str]:
     """Every name a source selector may use for the source of ``key``: its id (the key's middle part),
     its sha256, the 16-digit prefix used in keys, and its URI."""
-    middle = key[len(task) + 1:key.rfind("_s")] if key.startswith(task + "_") and "_s" in key else ""
+    middle = key[len(task) + 1 : key.rfind("_s")] if key.startswith(task + "_") and "_s" in key else ""
     return {n for n in (middle, sha256, sha256[:16], uri) if n}
 
 
@@ -93,8 +98,14 @@ class Curation(BaseModel):
 
     def drops_source(self, task: str, names: set[str]) -> Decision | None:
         """A drop decision that removes a whole source (by source or task): a refresh does not build it."""
-        return next((d for d in self.decisions if d.action == "drop" and d.selector[0] != "key"
-                     and d.covers("", task, names)), None)
+        return next(
+            (
+                d
+                for d in self.decisions
+                if d.action == "drop" and d.selector[0] != "key" and d.covers("", task, names)
+            ),
+            None,
+        )
 
     def to_yaml(self) -> str:
         rows = [{k: v for k, v in d.model_dump().items() if v is not None} for d in self.decisions]
@@ -105,12 +116,16 @@ def _line(node: yaml.Node | None, item: int | None = None, field: str | None = N
     """1-based line of decision ``item`` (and its ``field``) in the composed YAML."""
     if node is None or item is None:
         return (node.start_mark.line + 1) if node is not None else 1
-    seq = next((v for k, v in node.value if k.value == "decisions"), None) if isinstance(node, yaml.MappingNode) else None
+    seq = (
+        next((v for k, v in node.value if k.value == "decisions"), None)
+        if isinstance(node, yaml.MappingNode)
+        else None
+    )
     if not isinstance(seq, yaml.SequenceNode) or item >= len(seq.value):
         return node.start_mark.line + 1
     entry = seq.value[item]
     if field and isinstance(entry, yaml.MappingNode):
-        for k, v in entry.value:
+        for k, _ in entry.value:
             if k.value == field:
                 return k.start_mark.line + 1
     return entry.start_mark.line + 1
@@ -122,23 +137,30 @@ def parse(text: str, where: str = FILE) -> Curation:
         raw, node = yaml.safe_load(text), yaml.compose(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise CurationError(f"{where}:{(mark.line + 1) if mark else 1}: not valid YAML: "
-                            f"{getattr(e, 'problem', None) or e}") from None
+        raise CurationError(
+            f"{where}:{(mark.line + 1) if mark else 1}: not valid YAML: {getattr(e, 'problem', None) or e}"
+        ) from None
     if raw is None:
         return Curation()
     if not isinstance(raw, dict) or set(raw) != {"decisions"} or not isinstance(raw["decisions"], list):
-        raise CurationError(f"{where}:{_line(node)}: expected a mapping with one key, `decisions:`, holding a list")
+        raise CurationError(
+            f"{where}:{_line(node)}: expected a mapping with one key, `decisions:`, holding a list"
+        )
     out = []
     for i, item in enumerate(raw["decisions"]):
         if not isinstance(item, dict):
-            raise CurationError(f"{where}:{_line(node, i)}: decisions[{i}]: expected a mapping, got {type(item).__name__}")
+            raise CurationError(
+                f"{where}:{_line(node, i)}: decisions[{i}]: expected a mapping, got {type(item).__name__}"
+            )
         try:
             out.append(Decision(**item))
         except ValidationError as err:
             first = err.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else None
-            raise CurationError(f"{where}:{_line(node, i, field)}: decisions[{i}]"
-                                f"{'.' + field if field else ''}: {first['msg']}") from None
+            raise CurationError(
+                f"{where}:{_line(node, i, field)}: decisions[{i}]"
+                f"{'.' + field if field else ''}: {first['msg']}"
+            ) from None
     return Curation(decisions=out)
 
 
@@ -156,8 +178,13 @@ def save(storage: Storage, curation: Curation) -> None:
 
 
 def decide(selector: str, value: str, action: Action, reason: str, by: str | None = None) -> Decision:
-    return Decision(**{selector: value}, action=action, reason=reason, by=by or getpass.getuser(),
-                    at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    return Decision(
+        **{selector: value},
+        action=action,
+        reason=reason,
+        by=by or getpass.getuser(),
+        at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
 
 
 def resolve(curation: Curation, rows: list[dict]) -> dict:
@@ -176,11 +203,16 @@ def resolve(curation: Curation, rows: list[dict]) -> dict:
             per_decision[index[id(d)]] += 1
             counts = per_task.setdefault(row["task"], {"drop": 0, "hold-out": 0})
             counts[d.action] += 1
-    return {"file": FILE, "sha": curation.sha(),
-            "decisions": [{**{k: v for k, v in d.model_dump().items() if v is not None}, "samples": n}
-                          for d, n in zip(curation.decisions, per_decision)],
-            "excluded": {k: sorted(v) for k, v in excluded.items()},
-            "per_task": dict(sorted(per_task.items()))}
+    return {
+        "file": FILE,
+        "sha": curation.sha(),
+        "decisions": [
+            {**{k: v for k, v in d.model_dump().items() if v is not None}, "samples": n}
+            for d, n in zip(curation.decisions, per_decision)
+        ],
+        "excluded": {k: sorted(v) for k, v in excluded.items()},
+        "per_task": dict(sorted(per_task.items())),
+    }
 
 
 def _corpus_root(shard_url: str) -> str | None:
@@ -236,5 +268,7 @@ def _check_current(root: str, section: dict) -> None:
     except FileNotFoundError:
         current = Curation()
     if current.sha() != section.get("sha", Curation().sha()):
-        raise CurationError(f"{root}/{FILE} changed since {root}/dataset.json was written: run "
-                            f"`makeanything curate {root}` to apply it")
+        raise CurationError(
+            f"{root}/{FILE} changed since {root}/dataset.json was written: run "
+            f"`makeanything curate {root}` to apply it"
+        )

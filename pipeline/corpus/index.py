@@ -1,6 +1,7 @@
 """``DIR/dataset.json``: the reader's entry point. Shards with sample counts, sizes and sha256, per-task and
 per-split counts, and the build history. Written last in a run, atomically, from the ledger.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,9 +39,13 @@ def _licenses(rows: list[dict]) -> list[dict]:
     """Licenses and attributions as the manifests gave them, with how many sources and samples each covers."""
     groups: dict[tuple, Counter] = {}
     for r in rows:
-        groups.setdefault((r.get("license"), r.get("attribution")), Counter()).update(sources=1, samples=len(r["keys"]))
-    return [{"license": lic, "attribution": att, **c}
-            for (lic, att), c in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))]
+        groups.setdefault((r.get("license"), r.get("attribution")), Counter()).update(
+            sources=1, samples=len(r["keys"])
+        )
+    return [
+        {"license": lic, "attribution": att, **c}
+        for (lic, att), c in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1])))
+    ]
 
 
 def make_index(ledger: Ledger, config: dict, history: list[dict], curation: Curation | None = None) -> dict:
@@ -55,9 +60,14 @@ def make_index(ledger: Ledger, config: dict, history: list[dict], curation: Cura
             per_task.setdefault(task, Counter())[s["split"]] += n
     status = Counter(r["status"] for r in ledger.current_rows())
     return {
-        "format": FORMAT, "version": __version__, "config_sha": ledger.config_sha, "config": config,
+        "format": FORMAT,
+        "version": __version__,
+        "config_sha": ledger.config_sha,
+        "config": config,
         "samples": sum(s["samples"] for s in shards),
-        "shards": [{k: s[k] for k in ("name", "split", "samples", "bytes", "sha256", "run", "tasks")} for s in shards],
+        "shards": [
+            {k: s[k] for k in ("name", "split", "samples", "bytes", "sha256", "run", "tasks")} for s in shards
+        ],
         "splits": {k: dict(v) for k, v in sorted(splits.items())},
         "per_task": {t: dict(c, total=sum(c.values())) for t, c in sorted(per_task.items())},
         "sources": {k: status.get(k, 0) for k in ("ok", "rejected", "failed")},

@@ -1,5 +1,6 @@
 """`makeanything inspect`: summarise dataset.json, and with --verify read every shard and check it
 against the index and the ledger (a reader's guarantees: counts, unique keys, schema, checksums)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,37 +11,54 @@ from collections import Counter, defaultdict
 
 from PIL import Image
 
-from pipeline.corpus.schema import MEMBERS, SchemaError, conform
 from pipeline.corpus.index import split_of
 from pipeline.corpus.ledger import Ledger
+from pipeline.corpus.schema import MEMBERS, SchemaError, conform
 from pipeline.io.storage import Storage
 
 
 def curation_counts(index: dict, text: bool = False) -> dict | str:
     """Decisions and excluded samples by action (an index written before curation existed has none)."""
     cur = index.get("curation") or {"decisions": [], "excluded": {"drop": [], "hold-out": []}}
-    counts = {"decisions": len(cur["decisions"]), "dropped": len(cur["excluded"]["drop"]),
-              "held_out": len(cur["excluded"]["hold-out"])}
+    counts = {
+        "decisions": len(cur["decisions"]),
+        "dropped": len(cur["excluded"]["drop"]),
+        "held_out": len(cur["excluded"]["hold-out"]),
+    }
     if not text:
         return counts
-    return (f"{counts['decisions']} decision(s) in curation.yaml; {counts['dropped']} samples dropped, "
-            f"{counts['held_out']} held out (still in the shards)")
+    return (
+        f"{counts['decisions']} decision(s) in curation.yaml; {counts['dropped']} samples dropped, "
+        f"{counts['held_out']} held out (still in the shards)"
+    )
 
 
 def describe(storage: Storage, index: dict) -> str:
-    lines = [f"{storage}: {index['samples']} samples in {len(index['shards'])} shards "
-             f"({sum(s['bytes'] for s in index['shards']) / 1e6:.1f} MB), config {index['config_sha'][:12]}",
-             "splits: " + ", ".join(f"{k} {v['samples']} samples / {v['shards']} shards" for k, v in index["splits"].items()),
-             "sources: " + ", ".join(f"{k} {v}" for k, v in index["sources"].items()),
-             "curation: " + curation_counts(index, text=True), "", "per task:"]
-    lines += [f"  {t:24s} {c['total']:6d}  ({', '.join(f'{k} {v}' for k, v in c.items() if k != 'total')})"
-              for t, c in index["per_task"].items()]
-    lines += ["", "runs:"] + [f"  run {h['run']:3d}  {h['started']}  {h['duration_s']:8.1f}s  "
-                              + ", ".join(f"{k} {v}" for k, v in h["counts"].items()) for h in index["history"]]
+    lines = [
+        f"{storage}: {index['samples']} samples in {len(index['shards'])} shards "
+        f"({sum(s['bytes'] for s in index['shards']) / 1e6:.1f} MB), config {index['config_sha'][:12]}",
+        "splits: "
+        + ", ".join(f"{k} {v['samples']} samples / {v['shards']} shards" for k, v in index["splits"].items()),
+        "sources: " + ", ".join(f"{k} {v}" for k, v in index["sources"].items()),
+        "curation: " + curation_counts(index, text=True),
+        "",
+        "per task:",
+    ]
+    lines += [
+        f"  {t:24s} {c['total']:6d}  ({', '.join(f'{k} {v}' for k, v in c.items() if k != 'total')})"
+        for t, c in index["per_task"].items()
+    ]
+    lines += ["", "runs:"] + [
+        f"  run {h['run']:3d}  {h['started']}  {h['duration_s']:8.1f}s  "
+        + ", ".join(f"{k} {v}" for k, v in h["counts"].items())
+        for h in index["history"]
+    ]
     return "\n".join(lines)
 
 
-def _check_sample(key: str, parts: dict[str, bytes], index: dict, split: str, where: str) -> tuple[list[str], str]:
+def _check_sample(
+    key: str, parts: dict[str, bytes], index: dict, split: str, where: str
+) -> tuple[list[str], str]:
     """Problems with one sample, and its task id."""
     if set(parts) != set(MEMBERS):
         return [f"{where}: sample {key} has members {sorted(parts)}, expected {sorted(MEMBERS)}"], ""
@@ -50,15 +68,20 @@ def _check_sample(key: str, parts: dict[str, bytes], index: dict, split: str, wh
         return [f"{where}: {key}.json is not JSON: {e}"], ""
     try:
         if conform(meta) != meta:
-            return [f"{where}: {key}.json is not in the schema's form (a float field holds an int, or a "
-                    "nullable field is absent instead of null)"], ""
+            return [
+                f"{where}: {key}.json is not in the schema's form (a float field holds an int, or a "
+                "nullable field is absent instead of null)"
+            ], ""
     except SchemaError as e:
         return [f"{where}: {e}"], ""
     bad = []
     if meta["key"] != key:
         bad.append(f"{where}: {key}.json says key {meta['key']!r}")
     if meta["pipeline"].get("config_sha") != index["config_sha"]:
-        bad.append(f"{where}: {key} was made under config {meta['pipeline'].get('config_sha')}, index says {index['config_sha']}")
+        bad.append(
+            f"{where}: {key} was made under config {meta['pipeline'].get('config_sha')}, "
+            f"index says {index['config_sha']}"
+        )
     if meta["caption"]["text"] != parts["txt"].decode("utf-8", "replace"):
         bad.append(f"{where}: {key}.txt differs from the caption in {key}.json")
     if split_of(meta["source"].get("sha256", ""), index["config"]["shards"]["val_fraction"]) != split:
@@ -70,8 +93,9 @@ def _check_sample(key: str, parts: dict[str, bytes], index: dict, split: str, wh
     return bad, meta["task"].get("id", "")
 
 
-def _check_shard(storage: Storage, shard: dict, index: dict, ledger_keys: list[str] | None,
-                 seen: dict[str, str]) -> list[str]:
+def _check_shard(
+    storage: Storage, shard: dict, index: dict, ledger_keys: list[str] | None, seen: dict[str, str]
+) -> list[str]:
     where = f"shards/{shard['name']}"
     try:
         data = storage.read(where)
@@ -115,9 +139,14 @@ def verify(storage: Storage, index: dict) -> list[str]:
         problems.append(f"ledger config {ledger.config_sha} differs from dataset.json {index['config_sha']}")
     indexed = {s["name"] for s in index["shards"]}
     live = {s["name"] for s in ledger.live_shards()}
-    problems += [f"shards/{n}: recorded in the ledger but not in dataset.json" for n in sorted(live - indexed)]
-    problems += [f"shards/{n}: on storage but not in dataset.json (left by an interrupted run, or not ours)"
-                 for n in storage.list("shards") if n not in indexed]
+    problems += [
+        f"shards/{n}: recorded in the ledger but not in dataset.json" for n in sorted(live - indexed)
+    ]
+    problems += [
+        f"shards/{n}: on storage but not in dataset.json (left by an interrupted run, or not ours)"
+        for n in storage.list("shards")
+        if n not in indexed
+    ]
     problems += [f".staging/{n}: temporary file left behind" for n in storage.list(".staging")]
     seen: dict[str, str] = {}
     for shard in index["shards"]:

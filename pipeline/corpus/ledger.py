@@ -10,6 +10,7 @@ Rows also remember where a source was read (``loc``: absolute path or URL) and i
 supersedes its old row (whose samples are then retired). ``compact`` folds the records into one snapshot
 so that a ledger of 100,000 sources loads with a few reads, not 100,000.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,7 +41,7 @@ class Ledger:
     _seq: int = 0
 
     @classmethod
-    def load(cls, storage: Storage) -> "Ledger":
+    def load(cls, storage: Storage) -> Ledger:
         ledger = cls(storage)
         names = [n for n in storage.list(FOLDER) if n.endswith(".json")]
         snaps = sorted(n for n in names if n.startswith(SNAPSHOT))
@@ -69,7 +70,11 @@ class Ledger:
 
     def _restore(self, snap: dict) -> None:
         self.rows, self.shards = snap["rows"], snap["shards"]
-        self.config_sha, self.last_run, self.last_record = snap["config_sha"], snap["last_run"], snap["last_record"]
+        self.config_sha, self.last_run, self.last_record = (
+            snap["config_sha"],
+            snap["last_run"],
+            snap["last_record"],
+        )
         self.known = {loc: (stat, sha) for loc, stat, sha in snap["known"]}
         self.current = {(loc, cfg): key for loc, cfg, key in snap["current"]}
 
@@ -78,12 +83,18 @@ class Ledger:
 
     def live_shards(self) -> list[dict]:
         """Shards of the current config, in the order they were written."""
-        return sorted((s for s in self.shards.values() if s["config_sha"] == self.config_sha),
-                      key=lambda s: (s["run"], s["name"]))
+        return sorted(
+            (s for s in self.shards.values() if s["config_sha"] == self.config_sha),
+            key=lambda s: (s["run"], s["name"]),
+        )
 
     def current_rows(self) -> list[dict]:
         """Rows of the current config, without those a changed source superseded."""
-        return [r for k, r in self.rows.items() if r["config_sha"] == self.config_sha and not self._superseded(k, r)]
+        return [
+            r
+            for k, r in self.rows.items()
+            if r["config_sha"] == self.config_sha and not self._superseded(k, r)
+        ]
 
     def _superseded(self, key: str, row: dict) -> bool:
         return bool(row.get("loc")) and self.current.get((row["loc"], row["config_sha"]), key) != key
@@ -98,13 +109,27 @@ class Ledger:
                 out.setdefault(shard, []).extend(row["keys"])
         return out
 
-    def commit(self, run: int, config_sha: str, rows: list[dict] = (), shards: list[dict] = (),
-               retired: list[str] = (), seen: list[dict] = ()) -> None:
+    def commit(
+        self,
+        run: int,
+        config_sha: str,
+        rows: list[dict] = (),
+        shards: list[dict] = (),
+        retired: list[str] = (),
+        seen: list[dict] = (),
+    ) -> None:
         """Write one record atomically, then apply it in memory. ``seen``: {loc, stat, sha256} of sources
         that have no row of their own (duplicates), so that a refresh need not read them again."""
         self._seq += 1
-        rec = {"run": run, "config_sha": config_sha, "time": time.time(), "rows": list(rows),
-               "shards": list(shards), "retired": list(retired), "seen": list(seen)}
+        rec = {
+            "run": run,
+            "config_sha": config_sha,
+            "time": time.time(),
+            "rows": list(rows),
+            "shards": list(shards),
+            "retired": list(retired),
+            "seen": list(seen),
+        }
         name = f"r{run:05d}-{self._seq:06d}.json"
         self.storage.write(f"{FOLDER}/{name}", json.dumps(rec).encode())
         self._apply(rec)
@@ -119,9 +144,15 @@ class Ledger:
         records = sum(1 for n in names if n.startswith("r"))
         if not records or (records < min_records and any(n.startswith(SNAPSHOT) for n in names)):
             return
-        snap = {"rows": self.rows, "shards": self.shards, "config_sha": self.config_sha, "last_run": self.last_run,
-                "last_record": self.last_record, "known": [[loc, *v] for loc, v in self.known.items()],
-                "current": [[loc, cfg, key] for (loc, cfg), key in self.current.items()]}
+        snap = {
+            "rows": self.rows,
+            "shards": self.shards,
+            "config_sha": self.config_sha,
+            "last_run": self.last_run,
+            "last_record": self.last_record,
+            "known": [[loc, *v] for loc, v in self.known.items()],
+            "current": [[loc, cfg, key] for (loc, cfg), key in self.current.items()],
+        }
         snap_name = f"{SNAPSHOT}{self.last_record}"
         self.storage.write(f"{FOLDER}/{snap_name}", json.dumps(snap).encode())
         for n in names:

@@ -6,6 +6,7 @@ deleted then (a crash before that leaves a shard no record names, which the next
 before the record leaves the stale samples live; the next run finds them again (``Ledger.stale``).
 ``replace_shard`` is the swap itself; `makeanything caption` uses it too (pipeline.run.recaption).
 """
+
 from __future__ import annotations
 
 import io
@@ -14,8 +15,8 @@ import tarfile
 from collections import Counter
 from pathlib import Path
 
-from pipeline.corpus.schema import conform
 from pipeline.corpus.ledger import Ledger
+from pipeline.corpus.schema import conform
 from pipeline.corpus.shards import Publish, Sample, ShardWriter
 from pipeline.io.storage import Storage
 
@@ -31,25 +32,53 @@ def shard_samples(data: bytes, drop: set[str] = frozenset()) -> list[Sample]:
             key, _, ext = m.name.partition(".")
             if key not in drop:
                 parts.setdefault(key, {})[ext] = tar.extractfile(m).read()
-    return [Sample(key=k, jpg=p["jpg"], caption=p["txt"].decode(), meta=conform(json.loads(p["json"])))
-            for k, p in parts.items()]
+    return [
+        Sample(key=k, jpg=p["jpg"], caption=p["txt"].decode(), meta=conform(json.loads(p["json"])))
+        for k, p in parts.items()
+    ]
 
 
-def replace_shard(storage: Storage, ledger: Ledger, run: int, staging: Path, old: dict, samples: list[Sample],
-                  lane: int, n: int, publish: Publish | None = None) -> str:
+def replace_shard(
+    storage: Storage,
+    ledger: Ledger,
+    run: int,
+    staging: Path,
+    old: dict,
+    samples: list[Sample],
+    lane: int,
+    n: int,
+    publish: Publish | None = None,
+) -> str:
     """Write ``samples`` as shard ``{split}-r{run}-{lane}-{n}`` and swap it for the live shard ``old`` in one
     ledger record (the rows of its sources follow it); returns the new name. ``publish`` puts the finished
     tar in place (default: into ``shards/``)."""
-    writer = ShardWriter(staging, prefix=f"{old['split']}-r{run:04d}-{lane:03d}", samples_per_shard=len(samples),
-                         start_index=n, publish=publish or (lambda tmp, new: storage.put(tmp, f"shards/{new}")))
+    writer = ShardWriter(
+        staging,
+        prefix=f"{old['split']}-r{run:04d}-{lane:03d}",
+        samples_per_shard=len(samples),
+        start_index=n,
+        publish=publish or (lambda tmp, new: storage.put(tmp, f"shards/{new}")),
+    )
     info = writer.write_group(samples)
     assert info is not None  # samples_per_shard == len(samples): the group fills the shard
     tasks = Counter(s.meta["task"]["id"] for s in samples)
-    shard = {"name": info.name, "split": old["split"], "run": run, "samples": info.samples, "bytes": info.bytes,
-             "sha256": info.sha256, "keys": info.keys, "tasks": dict(tasks), "config_sha": old["config_sha"]}
+    shard = {
+        "name": info.name,
+        "split": old["split"],
+        "run": run,
+        "samples": info.samples,
+        "bytes": info.bytes,
+        "sha256": info.sha256,
+        "keys": info.keys,
+        "tasks": dict(tasks),
+        "config_sha": old["config_sha"],
+    }
     keep = set(info.keys)
-    rows = [{**r, "shard": info.name} for r in ledger.rows.values()
-            if r.get("shard") == old["name"] and set(r["keys"]) <= keep and r["keys"]]
+    rows = [
+        {**r, "shard": info.name}
+        for r in ledger.rows.values()
+        if r.get("shard") == old["name"] and set(r["keys"]) <= keep and r["keys"]
+    ]
     ledger.commit(run, old["config_sha"], rows=rows, shards=[shard], retired=[old["name"]])
     return info.name
 

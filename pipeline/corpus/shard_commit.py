@@ -3,6 +3,7 @@
 Order per shard: tar complete in staging -> published under ``shards/`` -> one ledger record naming the
 shard and its sources. Sources without samples (rejected, failed) need no shard and are recorded at once.
 """
+
 from __future__ import annotations
 
 import re
@@ -10,12 +11,12 @@ from collections import Counter
 from pathlib import Path
 
 from pipeline.config import BuildConfig
-from pipeline.io.failpoint import failpoint
 from pipeline.corpus.index import split_of
-from pipeline.corpus.ledger import Ledger
-from pipeline.corpus.source_result import SourceResult
-from pipeline.corpus.shards import ShardInfo, ShardWriter
 from pipeline.corpus.ledger import FOLDER as LEDGER
+from pipeline.corpus.ledger import Ledger
+from pipeline.corpus.shards import ShardInfo, ShardWriter
+from pipeline.corpus.source_result import SourceResult
+from pipeline.io.failpoint import failpoint
 from pipeline.io.storage import Storage
 
 OUR_SHARD = re.compile(r"^(train|val)-r\d{4}-\d{3}-\d{6}\.tar$")
@@ -25,8 +26,15 @@ class ShardCommitter:
     """Shard names ``{split}-r{run:04d}-{lane:03d}-{n:06d}.tar`` never collide across runs; ``train_lanes``
     train shards are filled side by side (sources dealt round-robin) so a run can reach ``min_shards``."""
 
-    def __init__(self, storage: Storage, ledger: Ledger, run: int, config: BuildConfig, staging: Path,
-                 train_lanes: int = 1) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        ledger: Ledger,
+        run: int,
+        config: BuildConfig,
+        staging: Path,
+        train_lanes: int = 1,
+    ) -> None:
         self.storage, self.ledger, self.run, self.staging = storage, ledger, run, staging
         self.config_sha, self.val_fraction = config.sha(), config.shards.val_fraction
         self.per_shard = config.shards.samples_per_shard
@@ -41,10 +49,20 @@ class ShardCommitter:
 
     def _row(self, res: SourceResult, loc: str, stat: str) -> dict:
         source = res.samples[0].meta["source"] if res.samples else {}
-        return {"sha256": res.sha256, "uri": res.uri, "task": res.task, "config_sha": self.config_sha,
-                "status": res.status, "reason": res.reason, "run": self.run, "loc": loc, "stat": stat,
-                "keys": [s.key for s in res.samples] if res.status == "ok" else [],
-                "license": source.get("license"), "attribution": source.get("attribution")}
+        return {
+            "sha256": res.sha256,
+            "uri": res.uri,
+            "task": res.task,
+            "config_sha": self.config_sha,
+            "status": res.status,
+            "reason": res.reason,
+            "run": self.run,
+            "loc": loc,
+            "stat": stat,
+            "keys": [s.key for s in res.samples] if res.status == "ok" else [],
+            "license": source.get("license"),
+            "attribution": source.get("attribution"),
+        }
 
     def _commit(self, rows: list[dict], shard: dict | None = None) -> None:
         self.ledger.commit(self.run, self.config_sha, rows=rows, shards=[shard] if shard else [])
@@ -52,16 +70,31 @@ class ShardCommitter:
 
     def _writer(self, lane: tuple[str, int]) -> ShardWriter:
         if lane not in self.writers:
-            self.writers[lane] = ShardWriter(self.staging, prefix=f"{lane[0]}-r{self.run:04d}-{lane[1]:03d}",
-                                             samples_per_shard=self.per_shard, publish=self._publish)
+            self.writers[lane] = ShardWriter(
+                self.staging,
+                prefix=f"{lane[0]}-r{self.run:04d}-{lane[1]:03d}",
+                samples_per_shard=self.per_shard,
+                publish=self._publish,
+            )
         return self.writers[lane]
 
     def _shard_done(self, lane: tuple[str, int], info: ShardInfo) -> None:
         split, rows = lane[0], [{**r, "shard": info.name} for r in self.pending.pop(lane)]
         tasks = Counter(r["task"] for r in rows for _ in r["keys"])
-        self._commit(rows, {"name": info.name, "split": split, "run": self.run, "samples": info.samples,
-                            "bytes": info.bytes, "sha256": info.sha256, "keys": info.keys, "tasks": dict(tasks),
-                            "config_sha": self.config_sha})
+        self._commit(
+            rows,
+            {
+                "name": info.name,
+                "split": split,
+                "run": self.run,
+                "samples": info.samples,
+                "bytes": info.bytes,
+                "sha256": info.sha256,
+                "keys": info.keys,
+                "tasks": dict(tasks),
+                "config_sha": self.config_sha,
+            },
+        )
 
     def add(self, res: SourceResult, loc: str = "", stat: str = "") -> None:
         """``loc``, ``stat``: where the source was read and its metadata signature (see pipeline.intake.fetch)."""

@@ -1,4 +1,5 @@
 """WebDataset shard writer: KEY.jpg / KEY.txt / KEY.json members, tars renamed into place only when complete."""
+
 from __future__ import annotations
 
 import io
@@ -6,15 +7,15 @@ import json
 import os
 import re
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from PIL import Image
 
 from pipeline.corpus.schema import SchemaError, conform
-from pipeline.io.failpoint import failpoint
 from pipeline.io.digest import file_sha256
+from pipeline.io.failpoint import failpoint
 
 KEY_OK = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -32,8 +33,10 @@ class Sample:
         if not KEY_OK.match(self.key):
             raise ValueError(f"sample key {self.key!r} must match [A-Za-z0-9_-]+ (no dots)")
         if conform(self.meta) != self.meta:  # raises SchemaError on a wrong key or type
-            raise SchemaError(f"sample {self.key}: json is not in its schema form (absent or int-valued "
-                              "float fields); build it with pipeline.corpus.schema.conform")
+            raise SchemaError(
+                f"sample {self.key}: json is not in its schema form (absent or int-valued "
+                "float fields); build it with pipeline.corpus.schema.conform"
+            )
         if self.meta["caption"]["text"] != self.caption:
             raise SchemaError(f"sample {self.key}: json.caption.text differs from the .txt caption")
 
@@ -67,6 +70,7 @@ Publish = Callable[[Path, str], None]
 def _rename_into(out_dir: Path) -> Publish:
     def publish(tmp: Path, name: str) -> None:
         os.replace(tmp, out_dir / name)
+
     return publish
 
 
@@ -78,8 +82,14 @@ class ShardWriter:
     of one source in one shard, so a shard and the ledger rows of its sources commit together.
     """
 
-    def __init__(self, out_dir: str | Path, prefix: str = "shard", samples_per_shard: int = 100,
-                 start_index: int = 0, publish: Publish | None = None) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        prefix: str = "shard",
+        samples_per_shard: int = 100,
+        start_index: int = 0,
+        publish: Publish | None = None,
+    ) -> None:
         if samples_per_shard < 1:
             raise ValueError("samples_per_shard must be >= 1")
         self.out_dir = Path(out_dir)
@@ -133,7 +143,7 @@ class ShardWriter:
             self._finish()
         return self.finished
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, exc_type, *_) -> None:

@@ -1,5 +1,6 @@
 """What one source gave a run: its samples, or why there are none, plus counters. Made on a worker
 (pipeline.run.worker), consumed by the shard committer, the ledger and the run report."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -32,11 +33,26 @@ class SourceResult:
     @classmethod
     def of(cls, source: Source, sha256: str, status: Status, reason: str = "") -> SourceResult:
         """A result that carries the source's identity: the one way results are made."""
-        return cls(entry=source.entry, uri=source.uri, task=source.task.id, sha256=sha256, status=status,
-                   reason=reason)
+        return cls(
+            entry=source.entry,
+            uri=source.uri,
+            task=source.task.id,
+            sha256=sha256,
+            status=status,
+            reason=reason,
+        )
 
     def row(self) -> dict:
         """The report's one row per source."""
-        return {"entry": self.entry, "uri": self.uri, "task": self.task, "sha256": self.sha256,
-                "status": self.status, "reason": self.reason, "samples": [s.key for s in self.samples],
-                "drops": dict(self.drops), "seconds": self.seconds, "notes": self.notes}
+        return {
+            "entry": self.entry,
+            "uri": self.uri,
+            "task": self.task,
+            "sha256": self.sha256,
+            "status": self.status,
+            "reason": self.reason,
+            "samples": [s.key for s in self.samples],
+            "drops": dict(self.drops),
+            "seconds": self.seconds,
+            "notes": self.notes,
+        }

@@ -1,6 +1,7 @@
 """The demo corpus: tutorial-like videos made from scikit-image's bundled photos, a folder of step
 images, a talking-head video with no making process (to show a rejection in the report), and a few SVG
 and stroke drawings (pipeline.demo.vector)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,9 +11,9 @@ import skimage.data
 import yaml
 from PIL import Image
 
-from pipeline.io.atomic import write_text
-from pipeline.demo.vector import write_vector_demo
 from pipeline.demo.synthetic import Script, _talking_head, make_tutorial, tutorial_frames, write_video
+from pipeline.demo.vector import write_vector_demo
+from pipeline.io.atomic import write_text
 
 VIDEOS = [  # photo, task, subject
     ("astronaut", "portrait", "an astronaut"),
@@ -25,8 +26,12 @@ VIDEOS = [  # photo, task, subject
 def _steps_folder(folder: Path, photo: np.ndarray, n: int = 4) -> None:
     """A folder of n step images (the way curators often receive finished step-by-step sets)."""
     folder.mkdir(parents=True, exist_ok=True)
-    frames, truth = tutorial_frames(photo, size=(480, 480), script=Script(intro=0, talk=0, process=4, hold=0,
-                                                                           outro=0, hand_bursts=0), seed=7)
+    frames, truth = tutorial_frames(
+        photo,
+        size=(480, 480),
+        script=Script(intro=0, talk=0, process=4, hold=0, outro=0, hand_bursts=0),
+        seed=7,
+    )
     all_frames = list(frames)
     for k, i in enumerate(np.linspace(0, len(all_frames) - 1, n).astype(int)):
         Image.fromarray(all_frames[i]).save(folder / f"step_{k + 1:02d}.png")

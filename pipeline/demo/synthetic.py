@@ -2,6 +2,7 @@
 passing over the work, a finished hold, an outro. The demo and the tests use them; the generator also
 returns the ground truth (which frames hold the process, the hand, the finished work).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -45,7 +46,9 @@ def _order_map(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return ranks.astype(np.float32) / (h * w - 1)
 
 
-def _canvas_at(photo: np.ndarray, sketch: np.ndarray, blocked: np.ndarray, order: np.ndarray, a: float) -> np.ndarray:
+def _canvas_at(
+    photo: np.ndarray, sketch: np.ndarray, blocked: np.ndarray, order: np.ndarray, a: float
+) -> np.ndarray:
     """The work at progress a: pencil sketch first, then blocked-in colour, then full detail."""
     out = np.full_like(photo, 250)
     s = order < min(a / 0.25, 1.0)
@@ -62,7 +65,16 @@ def _card(h: int, w: int, text: str, color: tuple[int, int, int]) -> np.ndarray:
     img[:] = color
     scale = w / 700
     size = cv2.getTextSize(text, cv2.FONT_HERSHEY_DUPLEX, scale, 2)[0]
-    cv2.putText(img, text, ((w - size[0]) // 2, h // 2), cv2.FONT_HERSHEY_DUPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA)
+    cv2.putText(
+        img,
+        text,
+        ((w - size[0]) // 2, h // 2),
+        cv2.FONT_HERSHEY_DUPLEX,
+        scale,
+        (255, 255, 255),
+        2,
+        cv2.LINE_AA,
+    )
     return img
 
 
@@ -86,11 +98,18 @@ def _hand(img: np.ndarray, x: int, y: int, scale: float) -> None:
     skin = (224, 172, 140)
     cv2.line(img, (x, y), (w + 40, h + 40), (200, 150, 120), int(36 * scale))  # arm
     cv2.ellipse(img, (x, y), (int(30 * scale), int(22 * scale)), 35, 0, 360, skin, -1)  # hand
-    cv2.line(img, (x, y), (x - int(40 * scale), y - int(30 * scale)), (120, 70, 20), max(2, int(5 * scale)))  # brush
+    cv2.line(
+        img, (x, y), (x - int(40 * scale), y - int(30 * scale)), (120, 70, 20), max(2, int(5 * scale))
+    )  # brush
 
 
-def tutorial_frames(photo: np.ndarray, size: tuple[int, int] = (640, 360), fps: int = 25,
-                    script: Script = Script(), seed: int = 0):
+def tutorial_frames(
+    photo: np.ndarray,
+    size: tuple[int, int] = (640, 360),
+    fps: int = 25,
+    script: Script = Script(),
+    seed: int = 0,
+):
     """Yield RGB frames of the tutorial; the returned Truth is filled as frames are produced."""
     w, h = size
     rng = np.random.default_rng(seed)
@@ -101,18 +120,28 @@ def tutorial_frames(photo: np.ndarray, size: tuple[int, int] = (640, 360), fps: 
     edges = cv2.Canny(gray, 60, 140)
     sketch = np.full_like(art, 250)
     sketch[edges > 0] = (90, 90, 90)
-    blocked = cv2.medianBlur(cv2.resize(cv2.resize(art, (cw // 12, ch // 12)), (cw, ch), interpolation=cv2.INTER_NEAREST), 5)
+    blocked = cv2.medianBlur(
+        cv2.resize(cv2.resize(art, (cw // 12, ch // 12)), (cw, ch), interpolation=cv2.INTER_NEAREST), 5
+    )
     order = _order_map(ch, cw, rng)
     desk = np.zeros((h, w, 3), np.uint8)
     desk[:] = (120, 95, 70)
     x0, y0 = (w - cw) // 2, (h - ch) // 2
     n = {k: int(round(getattr(script, k) * fps)) for k in ("intro", "talk", "process", "hold", "outro")}
     start = n["intro"] + n["talk"]
-    truth = Truth(fps=fps, frames=sum(n.values()), process=(start, start + n["process"] + n["hold"]),
-                  finished=(start + n["process"], start + n["process"] + n["hold"]), canvas=(x0, y0, x0 + cw, y0 + ch))
+    truth = Truth(
+        fps=fps,
+        frames=sum(n.values()),
+        process=(start, start + n["process"] + n["hold"]),
+        finished=(start + n["process"], start + n["process"] + n["hold"]),
+        canvas=(x0, y0, x0 + cw, y0 + ch),
+    )
     bursts = sorted(rng.uniform(0.1, 0.85, script.hand_bursts) * n["process"])
     hand_len = int(script.hand_seconds * fps)
-    title, outro = _card(h, w, "How to paint it", (40, 40, 90)), _card(h, w, "Thanks for watching!", (20, 20, 20))
+    title, outro = (
+        _card(h, w, "How to paint it", (40, 40, 90)),
+        _card(h, w, "Thanks for watching!", (20, 20, 20)),
+    )
 
     def gen():
         for i in range(truth.frames):
@@ -125,7 +154,7 @@ def tutorial_frames(photo: np.ndarray, size: tuple[int, int] = (640, 360), fps: 
                 k = i - start
                 a = min(k / max(n["process"] - 1, 1), 1.0)
                 frame = desk.copy()
-                frame[y0:y0 + ch, x0:x0 + cw] = _canvas_at(art, sketch, blocked, order, a)
+                frame[y0 : y0 + ch, x0 : x0 + cw] = _canvas_at(art, sketch, blocked, order, a)
                 truth.progress[i] = a
                 if any(b <= k < b + hand_len for b in bursts):
                     ys, xs = np.nonzero(np.abs(order - a) < 0.02)
@@ -156,8 +185,14 @@ def write_video(path: str | Path, frames, fps: int, size: tuple[int, int], crf: 
     tmp.replace(path)
 
 
-def make_tutorial(path: str | Path, photo: np.ndarray, size: tuple[int, int] = (640, 360), fps: int = 25,
-                  script: Script = Script(), seed: int = 0) -> Truth:
+def make_tutorial(
+    path: str | Path,
+    photo: np.ndarray,
+    size: tuple[int, int] = (640, 360),
+    fps: int = 25,
+    script: Script = Script(),
+    seed: int = 0,
+) -> Truth:
     frames, truth = tutorial_frames(photo, size, fps, script, seed)
     write_video(path, frames, fps, size)
     return truth

@@ -1,5 +1,6 @@
 """Drawings for the demo: a few SVGs written for it (an emoji with gradients, a clipped and `use`-heavy
 icon) and QuickDraw-style stroke drawings (one timed, one not), to show the svg and strokes source kinds."""
+
 from __future__ import annotations
 
 import json
@@ -54,30 +55,48 @@ HOUSE = SVG.format("""<defs>
 <g transform="translate(30 24)"><rect x="-0.6" y="0" width="1.2" height="5" fill="#7A4B2A"/>
   <circle r="3" fill="#3E8E3A"/></g>""")
 
-SVGS = [("smiley.svg", SMILEY, "emoji", None), ("cat_face.svg", CAT, "emoji", "a cat face"),
-        ("house.svg", HOUSE, "icon", "a house on a sunny day")]
+SVGS = [
+    ("smiley.svg", SMILEY, "emoji", None),
+    ("cat_face.svg", CAT, "emoji", "a cat face"),
+    ("house.svg", HOUSE, "icon", "a house on a sunny day"),
+]
 
 
 def _sun(t0: int = 0) -> list[list[list[int]]]:
     """A circle then eight rays, with times (ms): the raw QuickDraw variant."""
     strokes, t = [], t0
     ring = [(60 + 30 * math.cos(a * math.pi / 12), 60 + 30 * math.sin(a * math.pi / 12)) for a in range(25)]
-    strokes.append([[round(x) for x, _ in ring], [round(y) for _, y in ring], [t + 40 * i for i in range(25)]])
+    strokes.append(
+        [[round(x) for x, _ in ring], [round(y) for _, y in ring], [t + 40 * i for i in range(25)]]
+    )
     t += 25 * 40 + 300
     for k in range(8):
         a = k * math.pi / 4
-        strokes.append([[round(60 + 38 * math.cos(a)), round(60 + 55 * math.cos(a))],
-                        [round(60 + 38 * math.sin(a)), round(60 + 55 * math.sin(a))], [t, t + 120]])
+        strokes.append(
+            [
+                [round(60 + 38 * math.cos(a)), round(60 + 55 * math.cos(a))],
+                [round(60 + 38 * math.sin(a)), round(60 + 55 * math.sin(a))],
+                [t, t + 120],
+            ]
+        )
         t += 420
     return strokes
 
 
 def _house() -> list[list[list[int]]]:
     """Ten strokes without times (the simplified variant): walls, roof, door, window, path."""
-    lines = [((20, 120), (20, 60)), ((20, 60), (120, 60)), ((120, 60), (120, 120)), ((20, 120), (120, 120)),
-             ((10, 65), (70, 15)), ((70, 15), (130, 65)), ((60, 120), (60, 90), (80, 90), (80, 120)),
-             ((35, 75), (50, 75), (50, 90), (35, 90), (35, 75)), ((95, 75), (105, 75), (105, 85), (95, 85), (95, 75)),
-             ((70, 120), (60, 140), (75, 155))]
+    lines = [
+        ((20, 120), (20, 60)),
+        ((20, 60), (120, 60)),
+        ((120, 60), (120, 120)),
+        ((20, 120), (120, 120)),
+        ((10, 65), (70, 15)),
+        ((70, 15), (130, 65)),
+        ((60, 120), (60, 90), (80, 90), (80, 120)),
+        ((35, 75), (50, 75), (50, 90), (35, 90), (35, 75)),
+        ((95, 75), (105, 75), (105, 85), (95, 85), (95, 75)),
+        ((70, 120), (60, 140), (75, 155)),
+    ]
     return [[[p[0] for p in line], [p[1] for p in line]] for line in lines]
 
 
@@ -87,10 +106,23 @@ def write_vector_demo(folder: Path) -> list[dict]:
     entries = []
     for name, text, task, subject in SVGS:
         write_text(folder / name, text)
-        entries.append({"svg": f"{folder.name}/{name}", "task": task, "license": "CC0-1.0",
-                        "attribution": "makeanything demo", **({"subject": subject} if subject else {})})
+        entries.append(
+            {
+                "svg": f"{folder.name}/{name}",
+                "task": task,
+                "license": "CC0-1.0",
+                "attribution": "makeanything demo",
+                **({"subject": subject} if subject else {}),
+            }
+        )
     drawings = [{"word": "sun", "drawing": _sun()}, {"word": "house", "drawing": _house()}]
     write_text(folder / "sketches.ndjson", "".join(json.dumps(d) + "\n" for d in drawings))
-    entries.append({"strokes": f"{folder.name}/sketches.ndjson", "task": "sketch", "license": "CC0-1.0",
-                    "attribution": "makeanything demo"})
+    entries.append(
+        {
+            "strokes": f"{folder.name}/sketches.ndjson",
+            "task": "sketch",
+            "license": "CC0-1.0",
+            "attribution": "makeanything demo",
+        }
+    )
     return entries

@@ -7,6 +7,7 @@ Every item has its own uri (``ARCHIVE#MEMBER``, ``FILE#L12``) and content hash, 
 ledger row. An archive that breaks part-way keeps the members read before the break, plus one item that
 reports the break.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -16,9 +17,9 @@ import re
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
 
 from pipeline.drawings.emoji_names import subject_from_name
 from pipeline.taxonomy import Task
@@ -49,8 +50,17 @@ def _uri(path: Path, base: Path) -> str:
 
 def _item(o: Origin, uri: str, path: str, name: str, kind: str = "svg", **extra: object) -> Source:
     subject = o.subject or (subject_from_name(PurePosixPath(name).stem) if kind == "svg" else None)
-    return Source(uri=uri, path=path, task=o.task, kind=kind, entry=o.entry, subject=subject,  # type: ignore[arg-type]
-                  license=o.license, attribution=o.attribution, **extra)  # type: ignore[arg-type]
+    return Source(
+        uri=uri,
+        path=path,
+        task=o.task,
+        kind=kind,
+        entry=o.entry,
+        subject=subject,  # type: ignore[arg-type]
+        license=o.license,
+        attribution=o.attribution,
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def package_metadata(meta: bytes | None) -> tuple[str | None, str | None]:
@@ -94,7 +104,11 @@ def _members(archive: Path) -> Iterator[tuple[str, bytes | None, str]]:
         for name, size, read in _entries(archive):
             if _is_svg(name):
                 n += 1
-                yield (name, None, f"too large: {size} bytes unpacked") if size > GUARD_BYTES else (name, read(), "")
+                yield (
+                    (name, None, f"too large: {size} bytes unpacked")
+                    if size > GUARD_BYTES
+                    else (name, read(), "")
+                )
             elif PurePosixPath(name).name == "package.json" and size <= GUARD_BYTES:
                 depth = len(PurePosixPath(name).parts)
                 if meta is None or depth < meta[0]:
@@ -108,7 +122,9 @@ def _members(archive: Path) -> Iterator[tuple[str, bytes | None, str]]:
 def svg_sources(base: Path, spec: str, members: str | None, origin: Origin) -> list[Source]:
     """Items of an ``svg:`` entry; raises ValueError (the manifest names the entry) when it names nothing."""
     path = base / spec
-    match = (lambda name: fnmatch.fnmatch(PurePosixPath(name).name, members)) if members else (lambda name: True)
+    match = (
+        (lambda name: fnmatch.fnmatch(PurePosixPath(name).name, members)) if members else (lambda name: True)
+    )
     if path.name.lower().endswith(ARCHIVES) and path.is_file():
         items, meta = [], None
         for name, data, problem in _members(path):
@@ -117,18 +133,35 @@ def svg_sources(base: Path, spec: str, members: str | None, origin: Origin) -> l
             elif not name or match(name):
                 items.append((name, data, problem))
         lic, att = package_metadata(meta)
-        origin = Origin(origin.task, origin.entry, origin.subject, origin.license or lic, origin.attribution or att)
-        out = [_item(origin, f"{spec}#{name or '(rest of archive)'}", str(path), name, data=data or b"",
-                     problem=problem) for name, data, problem in items]
+        origin = Origin(
+            origin.task, origin.entry, origin.subject, origin.license or lic, origin.attribution or att
+        )
+        out = [
+            _item(
+                origin,
+                f"{spec}#{name or '(rest of archive)'}",
+                str(path),
+                name,
+                data=data or b"",
+                problem=problem,
+            )
+            for name, data, problem in items
+        ]
         if not out:
             raise ValueError(f"{spec!r} holds no SVG members" + (f" matching {members!r}" if members else ""))
         return out
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and _is_svg(p.name) and match(p.name))
-        lic, att = package_metadata((path / "package.json").read_bytes() if (path / "package.json").is_file() else None)
-        origin = Origin(origin.task, origin.entry, origin.subject, origin.license or lic, origin.attribution or att)
+        lic, att = package_metadata(
+            (path / "package.json").read_bytes() if (path / "package.json").is_file() else None
+        )
+        origin = Origin(
+            origin.task, origin.entry, origin.subject, origin.license or lic, origin.attribution or att
+        )
     elif re.search(r"[*?\[]", spec):
-        files = sorted(Path(m) for m in globlib.glob(str(path), recursive=True) if Path(m).is_file() and match(m))
+        files = sorted(
+            Path(m) for m in globlib.glob(str(path), recursive=True) if Path(m).is_file() and match(m)
+        )
     else:
         files = [path]  # one file: a missing or unreadable one is reported as that item's rejection
     if not files:
@@ -146,8 +179,16 @@ def stroke_sources(base: Path, spec: str, origin: Origin) -> list[Source]:
         for lineno, line in enumerate(f, 1):
             end = start + len(line)
             if line.strip():
-                out.append(_item(origin, f"{spec}#L{lineno}", str(path), "", kind="strokes",
-                                 span=(start, start + len(line.rstrip(b"\r\n")))))
+                out.append(
+                    _item(
+                        origin,
+                        f"{spec}#L{lineno}",
+                        str(path),
+                        "",
+                        kind="strokes",
+                        span=(start, start + len(line.rstrip(b"\r\n"))),
+                    )
+                )
             start = end
     if not out:
         raise ValueError(f"{spec!r} holds no drawings (no non-blank lines)")

@@ -1,6 +1,7 @@
 """A subject from an item's file name: emoji files named by code points (Twemoji ``1f600.svg``, Noto
 ``emoji_u1f600.svg``) get the emoji's CLDR name ("grinning face"); other names become words
 ("arrow-left" -> "arrow left")."""
+
 from __future__ import annotations
 
 import re

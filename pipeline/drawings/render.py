@@ -4,6 +4,7 @@ System fonts are never scanned (that costs more than rendering an emoji); text i
 that matplotlib ships, so text renders the same on every machine. Nothing is fetched: documents reach the
 renderer only after :mod:`pipeline.drawings.svg` has refused every external reference.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -27,8 +28,14 @@ def render(svg: str, text: bool = False) -> np.ndarray:
 
     ``text``: the document holds text, so load the bundled fonts (skipped otherwise: it is the slow part).
     """
-    png = resvg_py.svg_to_bytes(svg_string=svg, background="#ffffff", skip_system_fonts=True,
-                                font_files=list(font_files()) if text else None,
-                                font_family="DejaVu Sans", sans_serif_family="DejaVu Sans",
-                                serif_family="DejaVu Sans", monospace_family="DejaVu Sans Mono")
+    png = resvg_py.svg_to_bytes(
+        svg_string=svg,
+        background="#ffffff",
+        skip_system_fonts=True,
+        font_files=list(font_files()) if text else None,
+        font_family="DejaVu Sans",
+        sans_serif_family="DejaVu Sans",
+        serif_family="DejaVu Sans",
+        monospace_family="DejaVu Sans Mono",
+    )
     return cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)

@@ -4,6 +4,7 @@ Entity declarations are allowed only when they cannot blow up: no external (SYST
 entities, no entity that refers to another one (the "billion laughs" needs nesting), and short values
 (Illustrator writes a few plain ones). External DTDs are never read. Nothing is ever fetched.
 """
+
 from __future__ import annotations
 
 import pyexpat
@@ -21,8 +22,15 @@ def _qname(name: str) -> str:
     return "{" + name if "}" in name else name
 
 
-def _entity_decl(name: str, is_parameter: int, value: str | None, base: str | None, system_id: str | None,
-                 public_id: str | None, notation: str | None) -> None:
+def _entity_decl(
+    name: str,
+    is_parameter: int,
+    value: str | None,
+    base: str | None,
+    system_id: str | None,
+    public_id: str | None,
+    notation: str | None,
+) -> None:
     if is_parameter:
         raise UnsafeXml(f"parameter entity {name!r} declared (not allowed)")
     if value is None or system_id or public_id:
@@ -44,7 +52,8 @@ def parse(data: bytes) -> ET.Element:
     p.buffer_text = True
     p.SetParamEntityParsing(pyexpat.XML_PARAM_ENTITY_PARSING_NEVER)
     p.StartElementHandler = lambda name, attrs: builder.start(
-        _qname(name), {_qname(k): v for k, v in attrs.items()})
+        _qname(name), {_qname(k): v for k, v in attrs.items()}
+    )
     p.EndElementHandler = lambda name: builder.end(_qname(name))
     p.CharacterDataHandler = builder.data
     p.EntityDeclHandler = _entity_decl

@@ -5,6 +5,7 @@ line width proportional to the cell, so the same progressive renderer draws it. 
 in drawing order; where times are given (the raw variant, ms), strokes are ordered by when they start
 and cut where the drawing time crosses each 1/(2N) of the whole, so a long stroke can span steps.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ def _strokes(drawing: object) -> list[list[Point]]:
         raise Reject("broken drawing: `drawing` must be a non-empty list of strokes")
     out = []
     for i, stroke in enumerate(drawing):
-        if not (isinstance(stroke, list) and len(stroke) in (2, 3) and all(isinstance(c, list) for c in stroke)):
+        if not (
+            isinstance(stroke, list) and len(stroke) in (2, 3) and all(isinstance(c, list) for c in stroke)
+        ):
             raise Reject(f"broken drawing: stroke {i} is not [[xs], [ys]] or [[xs], [ys], [ts]]")
         if len({len(c) for c in stroke}) != 1 or not stroke[0]:
             raise Reject(f"broken drawing: stroke {i} has lists of different or zero length")
@@ -85,11 +88,16 @@ def parse_drawing(line: bytes, steps: int, cfg: VectorConfig) -> StrokeDrawing:
     x0 = (min(xs) + max(xs)) / 2 - side / 2
     y0 = (min(ys) + max(ys)) / 2 - side / 2
     paths = "".join(
-        '<path d="M' + " L".join(f"{p[0] - x0:.2f} {p[1] - y0:.2f}" for p in (s if len(s) > 1 else s * 2)) + '"/>'
-        for s in strokes)
-    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {side:.2f} {side:.2f}" fill="none" '
-           f'stroke="#000" stroke-width="{cfg.stroke_width * side:.3f}" stroke-linecap="round" '
-           f'stroke-linejoin="round">{paths}</svg>')
+        '<path d="M'
+        + " L".join(f"{p[0] - x0:.2f} {p[1] - y0:.2f}" for p in (s if len(s) > 1 else s * 2))
+        + '"/>'
+        for s in strokes
+    )
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {side:.2f} {side:.2f}" fill="none" '
+        f'stroke="#000" stroke-width="{cfg.stroke_width * side:.3f}" stroke-linecap="round" '
+        f'stroke-linejoin="round">{paths}</svg>'
+    )
     word = rec.get("word") if isinstance(rec.get("word"), str) and rec["word"].strip() else None
     if not timed:
         return StrokeDrawing(svg.encode(), [None] * len(strokes), word, None)

@@ -9,11 +9,13 @@ plain ``<g>`` once; hiding a unit renames its wrapper to ``<defs>``, so ids, gra
 ``d`` holding several subpaths, e.g. both eyes) is drawn subpath by subpath: its unit k shows the path
 data up to the end of subpath k (a prefix, so relative coordinates stay right).
 """
+
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+
 from pipeline.config import VectorConfig
 from pipeline.drawings.safe_xml import UnsafeXml, parse
 from pipeline.work import Reject
@@ -23,7 +25,19 @@ XLINK_NS = "http://www.w3.org/1999/xlink"
 ET.register_namespace("", SVG_NS)
 ET.register_namespace("xlink", XLINK_NS)
 
-DRAWABLE = {"path", "rect", "circle", "ellipse", "line", "polyline", "polygon", "text", "use", "image", "switch"}
+DRAWABLE = {
+    "path",
+    "rect",
+    "circle",
+    "ellipse",
+    "line",
+    "polyline",
+    "polygon",
+    "text",
+    "use",
+    "image",
+    "switch",
+}
 CONTAINERS = {"g", "a", "svg"}
 G, DEFS = f"{{{SVG_NS}}}g", f"{{{SVG_NS}}}defs"
 HREFS = ("href", f"{{{XLINK_NS}}}href")
@@ -36,7 +50,7 @@ PX_PER = {None: 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 
 def _local(tag: str) -> str | None:
     """The SVG element name of ``tag``, None for elements of other namespaces (editor metadata)."""
     if tag.startswith(f"{{{SVG_NS}}}"):
-        return tag[len(SVG_NS) + 2:]
+        return tag[len(SVG_NS) + 2 :]
     return None
 
 
@@ -117,7 +131,7 @@ class SvgDrawing:
         for unit in self.units[:shown]:  # subpaths of one path come in order: the last shown one wins
             unit.wrapper.tag = G
             if unit.path is not None:
-                unit.path.set("d", self._full_d[unit.path][:unit.end])
+                unit.path.set("d", self._full_d[unit.path][: unit.end])
         self.root.set("width", str(side))
         self.root.set("height", str(side))
         return ET.tostring(self.root, encoding="unicode")
@@ -131,7 +145,9 @@ def _refuse_external(root: ET.Element) -> None:
         for key in HREFS:
             ref = el.get(key)
             if ref is not None and not _local_ref(ref.strip()):
-                raise Reject(f"external reference: <{_local(el.tag) or el.tag} href={ref[:80]!r}> (never fetched)")
+                raise Reject(
+                    f"external reference: <{_local(el.tag) or el.tag} href={ref[:80]!r}> (never fetched)"
+                )
         texts = list(el.attrib.values()) + ([el.text] if _local(el.tag) == "style" and el.text else [])
         for text in texts:
             for target in URL.findall(text):

@@ -5,6 +5,7 @@ A similarity is what re-framing between shots, a handheld phone and screen-recor
 work; it needs far fewer inliers than a homography, so it holds on a half-finished piece where few
 features match. All matrices are 3x3 and map analysis-frame pixels of one view onto another's.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,16 +34,24 @@ def features(img: np.ndarray) -> Features:
         _ORB = cv2.ORB_create(nfeatures=500, fastThreshold=10)
     h, w = img.shape[:2]
     s = w / WIDTH
-    grey = cv2.cvtColor(cv2.resize(img, (WIDTH, max(8, round(h / s))), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    grey = cv2.cvtColor(
+        cv2.resize(img, (WIDTH, max(8, round(h / s))), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY
+    )
     kp, des = _ORB.detectAndCompute(grey, None)
     pts = np.float32([k.pt for k in kp]).reshape(-1, 2) * s
     return Features(pts, des, s)
 
 
-def register(a: Features, b: Features, min_inliers: int = 15, min_ratio: float = 0.3,
-             max_zoom: float = 2.5) -> np.ndarray | None:
+def register(
+    a: Features, b: Features, min_inliers: int = 15, min_ratio: float = 0.3, max_zoom: float = 2.5
+) -> np.ndarray | None:
     """3x3 similarity mapping view ``a`` onto view ``b``, or None when they do not show the same scene."""
-    if a.descriptors is None or b.descriptors is None or len(a.points) < min_inliers or len(b.points) < min_inliers:
+    if (
+        a.descriptors is None
+        or b.descriptors is None
+        or len(a.points) < min_inliers
+        or len(b.points) < min_inliers
+    ):
         return None
     pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors, b.descriptors, k=2)
     good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
@@ -50,8 +59,9 @@ def register(a: Features, b: Features, min_inliers: int = 15, min_ratio: float =
         return None
     src = a.points[[m.queryIdx for m in good]]
     dst = b.points[[m.trainIdx for m in good]]
-    m, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0 * a.scale,
-                                             maxIters=2000, confidence=0.995)
+    m, inliers = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=2.0 * a.scale, maxIters=2000, confidence=0.995
+    )
     if m is None:
         return None
     n = int(inliers.sum())
@@ -68,15 +78,26 @@ def register(a: Features, b: Features, min_inliers: int = 15, min_ratio: float =
 def _grey(img: np.ndarray, width: int) -> np.ndarray:
     h, w = img.shape[:2]
     size = (width, max(8, round(h * width / w)))
-    return cv2.cvtColor(cv2.resize(img, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return cv2.cvtColor(cv2.resize(img, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY).astype(
+        np.float32
+    )
 
 
-def _ecc(ga: np.ndarray, gb: np.ndarray, start: np.ndarray, iterations: int) -> tuple[float, np.ndarray] | None:
+def _ecc(
+    ga: np.ndarray, gb: np.ndarray, start: np.ndarray, iterations: int
+) -> tuple[float, np.ndarray] | None:
     """ECC's affine warp (b's pixels -> a's, such that a(warp(x)) ~ b(x)) from ``start``, and the
     correlation it reaches; None when it does not converge."""
     try:
-        rho, warp = cv2.findTransformECC(gb, ga, start.astype(np.float32), cv2.MOTION_AFFINE,
-                                         (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-5), None, 3)
+        rho, warp = cv2.findTransformECC(
+            gb,
+            ga,
+            start.astype(np.float32),
+            cv2.MOTION_AFFINE,
+            (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-5),
+            None,
+            3,
+        )
     except cv2.error:
         return None
     return float(rho), warp
@@ -86,8 +107,13 @@ def _zoom(warp: np.ndarray) -> float:
     return float(np.sqrt(abs(warp[0, 0] * warp[1, 1] - warp[0, 1] * warp[1, 0])))
 
 
-def match_areas(a: np.ndarray, b: np.ndarray, zooms: tuple[float, ...] = (1.0, 0.8, 1.25, 0.65, 1.5),
-                max_zoom: float = 2.5, max_skew: float = 0.03) -> np.ndarray | None:
+def match_areas(
+    a: np.ndarray,
+    b: np.ndarray,
+    zooms: tuple[float, ...] = (1.0, 0.8, 1.25, 0.65, 1.5),
+    max_zoom: float = 2.5,
+    max_skew: float = 0.03,
+) -> np.ndarray | None:
     """3x3 similarity mapping analysis frame ``a`` onto ``b`` by matching their grey levels (ECC), for
     views with too few features to match (an untouched board on a plain desk); None when no start zoom
     converges to a near-similarity under which the two correlate by ``AREA_MIN_RHO``.
@@ -112,7 +138,10 @@ def match_areas(a: np.ndarray, b: np.ndarray, zooms: tuple[float, ...] = (1.0, 0
     refined: list[np.ndarray] = []
     for _, coarse in sorted(settled, key=lambda fit: -fit[0]):
         start = (coarse @ up).astype(np.float32)
-        if any(np.abs(start[:, :2] - r[:, :2]).max() < 0.01 and np.abs(start[:, 2] - r[:, 2]).max() < 1 for r in refined):
+        if any(
+            np.abs(start[:, :2] - r[:, :2]).max() < 0.01 and np.abs(start[:, 2] - r[:, 2]).max() < 1
+            for r in refined
+        ):
             continue  # settled where another start did (within a pixel): refining it again finds the same
         refined.append(start)
         fit = _ecc(ga, gb, start, 100)
@@ -120,10 +149,16 @@ def match_areas(a: np.ndarray, b: np.ndarray, zooms: tuple[float, ...] = (1.0, 0
             continue
         rho, ((p, q, _), (r, t, _)) = fit
         zoom = _zoom(fit[1])
-        if rho >= AREA_MIN_RHO and 1 / max_zoom <= zoom <= max_zoom and max(abs(p - t), abs(q + r)) <= max_skew * zoom:
+        if (
+            rho >= AREA_MIN_RHO
+            and 1 / max_zoom <= zoom <= max_zoom
+            and max(abs(p - t), abs(q + r)) <= max_skew * zoom
+        ):
             s = a.shape[1] / AREA_WIDTH
             scale = np.diag([s, s, 1.0])
-            return np.linalg.inv(scale @ np.vstack([fit[1], [0, 0, 1]]).astype(np.float64) @ np.linalg.inv(scale))
+            return np.linalg.inv(
+                scale @ np.vstack([fit[1], [0, 0, 1]]).astype(np.float64) @ np.linalg.inv(scale)
+            )
     return None
 
 

@@ -1,5 +1,6 @@
 """Transitions between states: cross-fades (a blend of two steps is never a step) and transient objects
 (a hand passing over the work), both judged on aligned, normalised views."""
+
 from __future__ import annotations
 
 import cv2
@@ -51,8 +52,14 @@ def _small(work: Work, i: int) -> np.ndarray:
 def _mixed(work: Work, i: int, pairs: tuple[tuple[int, int], ...], tol: float) -> float:
     """The best blend share of analysis frame ``i`` between the frames ``p`` before and ``q`` after it."""
     n = len(work.frames)
-    return max((blend_share(_small(work, i - p), _small(work, i), _small(work, i + q), tol)
-                for p, q in pairs if i - p >= 0 and i + q < n), default=0.0)
+    return max(
+        (
+            blend_share(_small(work, i - p), _small(work, i), _small(work, i + q), tol)
+            for p, q in pairs
+            if i - p >= 0 and i + q < n
+        ),
+        default=0.0,
+    )
 
 
 def _even(work: Work, i: int, tol: float) -> float:
@@ -73,8 +80,9 @@ def fade_score(work: Work, k: int, tol: float) -> float:
     if k in work.fades:
         return work.fades[k]
     score = _even(work, k, tol)
-    if score <= FADE and any(0 <= j < len(work.frames) and _even(work, j, tol) > SURE_FADE
-                             for j in (k - 1, k + 1)):
+    if score <= FADE and any(
+        0 <= j < len(work.frames) and _even(work, j, tol) > SURE_FADE for j in (k - 1, k + 1)
+    ):
         score = max(score, _mixed(work, k, ((2, 1), (1, 2)), tol))
     work.fades[k] = score
     return score
@@ -89,9 +97,12 @@ def unsettled(work: Work, k: int, tol: float, sure: set[int]) -> bool:
     that equals the frame after it (before it, at a fade's start) is past the fade; one that does not
     may still hold a ghost of the other view, and is not taken."""
     n = len(work.frames)
-    return any(j in sure and 0 <= 2 * k - j < n
-               and differs(_small(work, k), _small(work, 2 * k - j), tol, shift=0).mean() >= MIN_CHANGE
-               for j in (k - 1, k + 1))
+    return any(
+        j in sure
+        and 0 <= 2 * k - j < n
+        and differs(_small(work, k), _small(work, 2 * k - j), tol, shift=0).mean() >= MIN_CHANGE
+        for j in (k - 1, k + 1)
+    )
 
 
 def ghost_share(work: Work, k: int, j: int, tol: float) -> float | None:
@@ -113,8 +124,14 @@ def ghost_share(work: Work, k: int, j: int, tol: float) -> float | None:
     if is_identity(move, (tw, th), GHOST_SHIFT):
         return None
     small_k, small_j = _small(work, k), _small(work, j)
-    reframed = cv2.warpAffine(small_j, move[:2].astype(np.float32), (tw, th), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=(np.nan, np.nan, np.nan))
+    reframed = cv2.warpAffine(
+        small_j,
+        move[:2].astype(np.float32),
+        (tw, th),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(np.nan, np.nan, np.nan),
+    )
     d = small_j - reframed
     with np.errstate(invalid="ignore"):
         changed = np.fmax(np.fmax(np.abs(d[..., 0]), np.abs(d[..., 1])), np.abs(d[..., 2])) > 2 * tol
@@ -129,8 +146,12 @@ def ghosted(work: Work, k: int, tol: float, group_of: dict[int, int]) -> bool:
     analysis frame -> its group; only frames of one group share coordinates). By ``GHOST`` to a half: a
     frame registered to its own framing holds less than half of the other; more says that the two
     frames' registrations disagree, not that they mix."""
-    return any(group_of.get(j, -1) == group_of.get(k) and (g := ghost_share(work, k, j, tol)) is not None
-               and GHOST <= g < 0.5 for j in (k - 1, k + 1))
+    return any(
+        group_of.get(j, -1) == group_of.get(k)
+        and (g := ghost_share(work, k, j, tol)) is not None
+        and GHOST <= g < 0.5
+        for j in (k - 1, k + 1)
+    )
 
 
 def fade_only(work: Work, group: Group) -> bool:
@@ -148,14 +169,17 @@ def _unusual(views: np.ndarray, times: np.ndarray, window: float, tol: float) ->
     out = np.empty(views.shape[:-1], dtype=bool)
     for slot in np.unique(slots):
         near = np.flatnonzero(np.abs(times - slot * step) <= window / 2)
-        env = envelope(nan_median(views[near[np.linspace(0, len(near) - 1, min(9, len(near))).round().astype(int)]]))
+        env = envelope(
+            nan_median(views[near[np.linspace(0, len(near) - 1, min(9, len(near))).round().astype(int)]])
+        )
         at = np.flatnonzero(slots == slot)
         out[at] = outside(views[at], env, tol)
     return out
 
 
-def transient_fraction(views: np.ndarray, times: np.ndarray, window: float, tol: float,
-                       where: np.ndarray | None = None) -> np.ndarray:
+def transient_fraction(
+    views: np.ndarray, times: np.ndarray, window: float, tol: float, where: np.ndarray | None = None
+) -> np.ndarray:
     """Per view, the fraction of its seen pixels (inside ``where``: the work) that something passing
     covers: unlike two frames as far before as after it that agree with each other, and unlike the usual
     look of the work around it; the largest such fraction over distances up to ``window`` / 2 seconds.
@@ -180,15 +204,22 @@ def transient_fraction(views: np.ndarray, times: np.ndarray, window: float, tol:
     half = window / 2
     for d in range(1, (n - 1) // 2 + 1):
         pick = np.flatnonzero((f >= d) & (f < n - d))
-        pick = pick[(times[f[pick]] - times[f[pick] - d] <= half) & (times[f[pick] + d] - times[f[pick]] <= half)]
+        pick = pick[
+            (times[f[pick]] - times[f[pick] - d] <= half) & (times[f[pick] + d] - times[f[pick]] <= half)
+        ]
         if not len(pick):
-            if not ((times[d:n - d] - times[:n - 2 * d] <= half) & (times[2 * d:] - times[d:n - d] <= half)).any():
+            if not (
+                (times[d : n - d] - times[: n - 2 * d] <= half) & (times[2 * d :] - times[d : n - d] <= half)
+            ).any():
                 break
             continue
         k, yy, xx = f[pick], y[pick], x[pick]
         before, after = (lo[k - d, yy, xx], hi[k - d, yy, xx]), (lo[k + d, yy, xx], hi[k + d, yy, xx])
-        moved = (outside(v[pick], before, tol) & outside(v[pick], after, tol)
-                 & ~outside(views[k - d, yy, xx], after, tol) & np.isfinite(views[k - d, yy, xx, 0]))
+        moved = (
+            outside(v[pick], before, tol)
+            & outside(v[pick], after, tol)
+            & ~outside(views[k - d, yy, xx], after, tol)
+            & np.isfinite(views[k - d, yy, xx, 0])
+        )
         out = np.maximum(out, np.bincount(k[moved], minlength=n) / shown)
     return out
-

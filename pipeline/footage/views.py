@@ -4,6 +4,7 @@ Everything that compares frames (completion, occlusion, cross-fades, distinct st
 that jitter, zooms, pans, re-framed cuts and exposure or white-balance drift do not read as change.
 Pixels a frame does not see are NaN; every comparison ignores them.
 """
+
 from __future__ import annotations
 
 import functools
@@ -35,8 +36,9 @@ def thumb(img: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
 
 
-def view(frame: Frame, ref_size: tuple[int, int], box: list[float] | None = None,
-         width: int = THUMB) -> np.ndarray:
+def view(
+    frame: Frame, ref_size: tuple[int, int], box: list[float] | None = None, width: int = THUMB
+) -> np.ndarray:
     """The frame warped into the reference view (w, h), or into ``box`` of it ((x0, y0, x1, y1) as
     fractions), ``width`` pixels across; NaN where the frame does not see."""
     rw, rh = ref_size
@@ -55,7 +57,9 @@ def view(frame: Frame, ref_size: tuple[int, int], box: list[float] | None = None
     sw, sh = max(2, round(fw * s)), max(2, round(fh * s))
     small = thumb(frame.image, (sw, sh))
     m = (to_view @ np.diag([fw / sw, fh / sh, 1.0]))[:2].astype(np.float32)
-    out = cv2.warpAffine(small, m, (tw, th), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(-1, -1, -1))
+    out = cv2.warpAffine(
+        small, m, (tw, th), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(-1, -1, -1)
+    )
     seen = cv2.warpAffine(np.ones((sh, sw), np.float32), m, (tw, th), flags=cv2.INTER_LINEAR, borderValue=0)
     out[seen < 0.999] = np.nan
     return out
@@ -101,9 +105,9 @@ def envelope(b: np.ndarray, shift: int = 1) -> tuple[np.ndarray, np.ndarray]:
     flat = b.reshape((-1,) + b.shape[-3:])
     lo, hi = np.empty(flat.shape, np.float32), np.empty(flat.shape, np.float32)
     for i in range(0, len(flat), MORPH_VIEWS):
-        part = flat[i:i + MORPH_VIEWS]
-        lo[i:i + MORPH_VIEWS] = _morph(part, shift, cv2.erode, np.inf)
-        hi[i:i + MORPH_VIEWS] = _morph(part, shift, cv2.dilate, -np.inf)
+        part = flat[i : i + MORPH_VIEWS]
+        lo[i : i + MORPH_VIEWS] = _morph(part, shift, cv2.erode, np.inf)
+        hi[i : i + MORPH_VIEWS] = _morph(part, shift, cv2.dilate, -np.inf)
     return lo.reshape(b.shape), hi.reshape(b.shape)
 
 
@@ -132,7 +136,7 @@ def half_pixel_envelope(views: np.ndarray, where: np.ndarray) -> tuple[np.ndarra
     ``envelope``: what a sub-pixel registration leaves, not a stroke of detail."""
     ys, xs = np.nonzero(where)
     y0, x0 = max(ys.min() - 1, 0), max(xs.min() - 1, 0)  # only the box around ``where`` (and its border)
-    p = np.pad(views[:, y0:ys.max() + 2, x0:xs.max() + 2], ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    p = np.pad(views[:, y0 : ys.max() + 2, x0 : xs.max() + 2], ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
     row = (p[:, :, 1:] + p[:, :, :-1]) / 2  # half a pixel along a row, between columns x and x + 1
     col = (p[:, 1:] + p[:, :-1]) / 2
     both = (row[:, 1:] + row[:, :-1]) / 2
@@ -142,12 +146,23 @@ def half_pixel_envelope(views: np.ndarray, where: np.ndarray) -> tuple[np.ndarra
     # behind a slice, x[:, ys, xs], pixel-major, and every comparison with it is then slow) and cheaper.
     at = (ys - y0) * lo.shape[2] + (xs - x0)
     values = np.take(lo.reshape(len(lo), -1, lo.shape[-1]), at, axis=1)
-    for shifted in (row[:, 1:-1, 1:], row[:, 1:-1, :-1], col[:, 1:, 1:-1], col[:, :-1, 1:-1],
-                    both[:, 1:, 1:], both[:, 1:, :-1], both[:, :-1, 1:], both[:, :-1, :-1]):
+    for shifted in (
+        row[:, 1:-1, 1:],
+        row[:, 1:-1, :-1],
+        col[:, 1:, 1:-1],
+        col[:, :-1, 1:-1],
+        both[:, 1:, 1:],
+        both[:, 1:, :-1],
+        both[:, :-1, 1:],
+        both[:, :-1, :-1],
+    ):
         np.fmin(lo, shifted, out=lo)
         np.fmax(hi, shifted, out=hi)
-    return (values, np.take(lo.reshape(values.shape[0], -1, lo.shape[-1]), at, axis=1),
-            np.take(hi.reshape(values.shape[0], -1, hi.shape[-1]), at, axis=1))
+    return (
+        values,
+        np.take(lo.reshape(values.shape[0], -1, lo.shape[-1]), at, axis=1),
+        np.take(hi.reshape(values.shape[0], -1, hi.shape[-1]), at, axis=1),
+    )
 
 
 def outside(a: np.ndarray, env: tuple[np.ndarray, np.ndarray], tol: float) -> np.ndarray:
@@ -222,7 +237,7 @@ def _sorted_rows(views: np.ndarray, first: int, last: int) -> list[np.ndarray]:
             rows[i] = np.minimum(a, b)
         if high:
             rows[j] = np.maximum(a, b)
-    return rows[first:last + 1]
+    return rows[first : last + 1]
 
 
 @functools.cache

@@ -1,5 +1,6 @@
 """Before the stages: what a source is (metadata signature; content hash only when new or changed) and
 where it is read. Remote sources are fetched on the worker (pipeline.run.worker.run_fetched)."""
+
 from __future__ import annotations
 
 import os

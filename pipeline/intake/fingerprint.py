@@ -1,5 +1,6 @@
 """What a source is: its content hash (keys, duplicate detection, the ledger) and a cheap metadata
 signature that tells a refresh whether the content can have changed without reading it."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from pipeline.io.digest import file_sha256
 from pipeline.work import Source
+
 
 def fingerprint(source: Source) -> str:
     """sha256 of the file (or the archive member, or the ndjson line), or of the ordered (name, file hash)

@@ -1,4 +1,5 @@
 """Manifest: the YAML list of sources with task labels. Validation names the entry and field, before any work."""
+
 from __future__ import annotations
 
 import glob as globlib
@@ -8,8 +9,8 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from pipeline.intake.remote import expand_glob, is_remote
 from pipeline.drawings.collect import Origin, stroke_sources, svg_sources
+from pipeline.intake.remote import expand_glob, is_remote
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
 
@@ -30,7 +31,7 @@ class Entry(BaseModel):
     glob: str | None = None
     dir: str | None = None
     url: str | None = None
-    svg: str | None = None      # an SVG file, glob, folder or .tgz/.zip archive: one item per SVG
+    svg: str | None = None  # an SVG file, glob, folder or .tgz/.zip archive: one item per SVG
     strokes: str | None = None  # a QuickDraw-style .ndjson file: one item per line
     task: str
     subject: str | None = None
@@ -38,10 +39,12 @@ class Entry(BaseModel):
     ordered: bool = True  # dir only: False when file names say nothing about the step order
     license: str | None = None  # e.g. an SPDX id; kept in every sample json and the dataset card
     attribution: str | None = None  # who made the source, as its license asks to credit them
-    members: str | None = None  # svg only: keep the files/members whose name matches this pattern (e.g. 1f6*.svg)
+    members: str | None = (
+        None  # svg only: keep the files/members whose name matches this pattern (e.g. 1f6*.svg)
+    )
 
     @model_validator(mode="after")
-    def _one_location(self) -> "Entry":
+    def _one_location(self) -> Entry:
         given = [k for k in LOCATIONS if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(f"give exactly one of {', '.join(LOCATIONS)} (got {', '.join(given) or 'none'})")
@@ -52,8 +55,10 @@ class Entry(BaseModel):
         if self.members and not self.svg:
             raise ValueError("members applies to svg entries only")
         if self.id is not None and (self.svg or self.strokes):
-            raise ValueError("an id names one source; svg and strokes entries give one source per item, "
-                             "each keyed by its content")
+            raise ValueError(
+                "an id names one source; svg and strokes entries give one source per item, "
+                "each keyed by its content"
+            )
         if self.id is not None and not self.id.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"id {self.id!r} may only hold letters, digits, '-' and '_'")
         return self
@@ -87,7 +92,9 @@ def load_manifest(path: str | Path, taxonomy: Taxonomy) -> list[Source]:
             field = ".".join(str(x) for x in first["loc"]) or "entry"
             raise _fail(manifest, i, field, first["msg"]) from None
         if e.task not in taxonomy:
-            raise _fail(manifest, i, "task", f"unknown task {e.task!r} (known: {', '.join(sorted(taxonomy.tasks))})")
+            raise _fail(
+                manifest, i, "task", f"unknown task {e.task!r} (known: {', '.join(sorted(taxonomy.tasks))})"
+            )
         if e.id is not None:
             if e.id in ids:
                 raise _fail(manifest, i, "id", f"id {e.id!r} already used by sources[{ids[e.id]}]")
@@ -101,14 +108,18 @@ def _resolve(manifest: Path, base: Path, i: int, e: Entry, taxonomy: Taxonomy) -
     if e.svg or e.strokes:
         origin = Origin(task, i, e.subject, e.license, e.attribution)
         try:
-            return svg_sources(base, e.svg, e.members, origin) if e.svg else stroke_sources(base, e.strokes, origin)
+            return (
+                svg_sources(base, e.svg, e.members, origin)
+                if e.svg
+                else stroke_sources(base, e.strokes, origin)
+            )
         except ValueError as err:
             raise _fail(manifest, i, "svg" if e.svg else "strokes", str(err)) from None
     common = dict(task=task, entry=i, subject=e.subject, license=e.license, attribution=e.attribution)
     if e.url:
         return [Source(uri=e.url, path="", kind="video", id=e.id, **common)]
     if e.path:
-        p = (base / e.path)
+        p = base / e.path
         return [Source(uri=e.path, path=str(p), kind="video", id=e.id, **common)]
     if e.glob and is_remote(e.glob):
         try:
@@ -119,7 +130,9 @@ def _resolve(manifest: Path, base: Path, i: int, e: Entry, taxonomy: Taxonomy) -
             raise _fail(manifest, i, "glob", f"{e.glob!r} matches no objects")
         if e.id and len(listed) > 1:
             raise _fail(manifest, i, "id", "an id names one source; this glob matches several")
-        return [Source(uri=url, path="", kind="video", id=e.id, remote=info, **common) for url, info in listed]
+        return [
+            Source(uri=url, path="", kind="video", id=e.id, remote=info, **common) for url, info in listed
+        ]
     if e.glob:
         matches = sorted(globlib.glob(str(base / e.glob), recursive=True))
         if not matches:
@@ -127,13 +140,20 @@ def _resolve(manifest: Path, base: Path, i: int, e: Entry, taxonomy: Taxonomy) -
         if e.id and len(matches) > 1:
             raise _fail(manifest, i, "id", "an id names one source; this glob matches several")
         inside = str(base).rstrip("/") + "/"  # string prefix: Path arithmetic per match is slow at 100,000
-        return [Source(uri=m[len(inside):] if m.startswith(inside) else m, path=m, kind="video", id=e.id, **common)
-                for m in matches]
+        return [
+            Source(
+                uri=m[len(inside) :] if m.startswith(inside) else m, path=m, kind="video", id=e.id, **common
+            )
+            for m in matches
+        ]
     folder = base / e.dir  # type: ignore[operator]
     if not folder.is_dir():
         raise _fail(manifest, i, "dir", f"{e.dir!r} is not a folder")
     images = tuple(sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS))
     if not images:
         raise _fail(manifest, i, "dir", f"{e.dir!r} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
-    return [Source(uri=e.dir, path=str(folder), kind="images", images=images, id=e.id, ordered=e.ordered,
-                   **common)]  # type: ignore[arg-type]
+    return [
+        Source(
+            uri=e.dir, path=str(folder), kind="images", images=images, id=e.id, ordered=e.ordered, **common
+        )
+    ]  # type: ignore[arg-type]

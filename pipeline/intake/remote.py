@@ -4,6 +4,7 @@ ETag / version id / Last-Modified) without reading it, and the objects under a g
 The signature is how a refresh sees that a remote object changed without downloading it; it is stored in
 the ledger next to the content hash. Endpoint and credentials come from fsspec's usual sources.
 """
+
 from __future__ import annotations
 
 import urllib.request
@@ -20,7 +21,9 @@ HTTP = ("http", "https")
 def _signature(size: int | None, etag: object, version: object, modified: object) -> str:
     if not (etag or version or modified):
         return ""
-    return f"size={size};etag={str(etag or '').strip(chr(34))};version={version or ''};modified={modified or ''}"
+    return (
+        f"size={size};etag={str(etag or '').strip(chr(34))};version={version or ''};modified={modified or ''}"
+    )
 
 
 def from_listing(entry: dict) -> RemoteInfo:
@@ -28,7 +31,9 @@ def from_listing(entry: dict) -> RemoteInfo:
     size = entry.get("size")
     etag = entry.get("ETag") or entry.get("etag")
     modified = entry.get("LastModified") or entry.get("last_modified") or entry.get("mtime")
-    return RemoteInfo(size, _signature(size, etag, entry.get("VersionId") or entry.get("version_id"), modified))
+    return RemoteInfo(
+        size, _signature(size, etag, entry.get("VersionId") or entry.get("version_id"), modified)
+    )
 
 
 def http_head(url: str) -> RemoteInfo:

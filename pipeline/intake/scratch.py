@@ -7,6 +7,7 @@ download starts (the object's size from its listing or HEAD), so the bytes on di
 its remote signature (ETag / version / Last-Modified): a changed object never reuses an old entry, and
 an entry left by a killed run is reused only while the signature and size still match.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,15 +18,16 @@ import os
 import shutil
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 import fsspec
 
+from pipeline.intake.remote import HTTP, TIMEOUT
 from pipeline.io.digest import CHUNK
 from pipeline.io.lock import pid_alive
-from pipeline.intake.remote import HTTP, TIMEOUT
 from pipeline.work import RemoteInfo
 
 
@@ -65,7 +67,7 @@ class ScratchCache:
         return out
 
     def _drop(self, meta_path: Path) -> None:
-        stem = meta_path.name[:-len(".json")]
+        stem = meta_path.name[: -len(".json")]
         for p in self.folder.glob(stem + "*"):
             p.unlink(missing_ok=True)
 
@@ -80,8 +82,13 @@ class ScratchCache:
                 used = 0
                 for path, meta in self._entries():
                     if path.name == f"{key}.json":
-                        if meta.get("sha256") and info.signature and meta.get("signature") == info.signature \
-                                and meta.get("size") == info.size and not pid_alive(meta.get("pid", 0)):
+                        if (
+                            meta.get("sha256")
+                            and info.signature
+                            and meta.get("signature") == info.signature
+                            and meta.get("size") == info.size
+                            and not pid_alive(meta.get("pid", 0))
+                        ):
                             meta["pid"] = os.getpid()  # a killed run's complete download of the same object
                             (self.folder / f"{key}.json").write_text(json.dumps(meta))
                             return meta
@@ -93,9 +100,17 @@ class ScratchCache:
                         continue
                     used += meta["reserved"]
                 if used + need <= self.max_bytes:
-                    (self.folder / f"{key}.json").write_text(json.dumps(
-                        {"url": url, "pid": os.getpid(), "reserved": need, "size": info.size,
-                         "signature": info.signature}))
+                    (self.folder / f"{key}.json").write_text(
+                        json.dumps(
+                            {
+                                "url": url,
+                                "pid": os.getpid(),
+                                "reserved": need,
+                                "size": info.size,
+                                "signature": info.signature,
+                            }
+                        )
+                    )
                     return None
             if time.monotonic() > deadline:
                 raise CacheFull(f"{url}: no room for {need} bytes in {self.folder} within {self.wait_s:.0f}s")
@@ -136,7 +151,7 @@ class ScratchCache:
             for path, meta in self._entries():
                 if not pid_alive(meta.get("pid", 0)) or meta.get("pid") == os.getpid():
                     self._drop(path)
-            held = {p.name[:-len(".json")] for p in self.folder.glob("*.json")}
+            held = {p.name[: -len(".json")] for p in self.folder.glob("*.json")}
             for p in self.folder.iterdir():  # debris without a record, e.g. a download of an older version
                 if p.name != ".lock" and p.name.split(".", 1)[0] not in held:
                     shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)

@@ -1,11 +1,12 @@
 """Atomic output: write to a temporary name beside the target, then rename, so readers never see half a file."""
+
 from __future__ import annotations
 
 import io
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from PIL import Image
 

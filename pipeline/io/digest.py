@@ -1,4 +1,5 @@
 """Content hashes of files, read in chunks (sources, shards, the scratch cache)."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,5 +1,6 @@
 """Named crash points for the crash-safety tests: `MAKEANYTHING_FAILPOINT=name[:n]` makes the process
 SIGKILL itself the n-th time (default 1st) it passes `name`. Unset in normal use: one dict lookup."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Local outputs create the lock with O_EXCL; object stores have no create-if-absent in fsspec, so the
 lock is written and read back (a concurrent writer that wins the race is detected by its token).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,12 @@ def pid_alive(pid: int) -> bool:
 class OutputLock:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self.owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
-                      "token": uuid.uuid4().hex}
+        self.owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.time(),
+            "token": uuid.uuid4().hex,
+        }
         self.took_over: dict | None = None
 
     def _create(self) -> bool:
@@ -73,16 +78,18 @@ class OutputLock:
                 self.took_over = held
                 continue
             since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(held.get("since", 0)))
-            raise LockBusy(f"{self.storage}: another job holds this output (pid {held.get('pid')} on "
-                           f"{held.get('host')}, since {since}); if that job is gone, delete "
-                           f"{self.storage}/{NAME} and rerun")
+            raise LockBusy(
+                f"{self.storage}: another job holds this output (pid {held.get('pid')} on "
+                f"{held.get('host')}, since {since}); if that job is gone, delete "
+                f"{self.storage}/{NAME} and rerun"
+            )
         raise LockBusy(f"{self.storage}: could not take the lock (it changed hands repeatedly)")
 
     def release(self) -> None:
         if self._holder().get("token") == self.owner["token"]:
             self.storage.remove(NAME)
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         self.acquire()
         return self
 

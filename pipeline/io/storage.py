@@ -4,6 +4,7 @@ Local files are written under a temporary name in the same folder and renamed; r
 written whole from a local file (an S3 object appears only when its upload completes). Endpoint and
 credentials come from fsspec's usual sources (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ~/.aws, fsspec config).
 """
+
 from __future__ import annotations
 
 import os

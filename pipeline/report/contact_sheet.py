@@ -1,5 +1,6 @@
 """Contact sheets: one PNG per task with a thumbnail of every grid, so a curator can look, not read.
 Under a video's grid, its shots (pipeline.report.shot_strip): green = linked into the sequence."""
+
 from __future__ import annotations
 
 import io
@@ -9,7 +10,9 @@ from PIL import Image, ImageDraw
 THUMB, LABEL, STRIP, COLS = 256, 14, 22, 6
 
 
-def contact_sheet(items: list[tuple[str, bytes, bytes | None]], title: str, max_items: int = 60) -> Image.Image:
+def contact_sheet(
+    items: list[tuple[str, bytes, bytes | None]], title: str, max_items: int = 60
+) -> Image.Image:
     """items: (key, grid JPEG bytes, shot strip PNG bytes or None)."""
     items = items[:max_items]
     rows = max(1, (len(items) + COLS - 1) // COLS)

@@ -1,15 +1,16 @@
 """Run report: report.json (totals, per task, one row per source, drops by reason, time per stage,
 throughput), report.md, and a contact-sheet PNG per task."""
+
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from pipeline.corpus.shards import ShardInfo
+from pipeline.corpus.source_result import SourceResult
 from pipeline.io.atomic import write_png, write_text
 from pipeline.report.contact_sheet import contact_sheet
-from pipeline.corpus.source_result import SourceResult
-from pipeline.corpus.shards import ShardInfo
 
 
 class RunReport:
@@ -42,14 +43,25 @@ class RunReport:
         report = {
             **header,
             "duration_s": round(wall, 3),
-            "totals": {"sources": len(self.rows), **{k: status.get(k, 0) for k in ("ok", "rejected", "failed")},
-                       "samples": sum(self.per_task.values()), "shards": len(shards)},
+            "totals": {
+                "sources": len(self.rows),
+                **{k: status.get(k, 0) for k in ("ok", "rejected", "failed")},
+                "samples": sum(self.per_task.values()),
+                "shards": len(shards),
+            },
             "per_task": dict(sorted(self.per_task.items())),
-            "drops": {"frames": dict(self.drops.most_common()), "sources": dict(self.rejections.most_common())},
+            "drops": {
+                "frames": dict(self.drops.most_common()),
+                "sources": dict(self.rejections.most_common()),
+            },
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
-            "throughput": {"sources_per_s": round(len(self.rows) / wall, 4) if wall else None,
-                           "video_seconds_per_s": round(self.video_seconds / wall, 3) if wall else None},
-            "shards": [{"name": s.name, "samples": s.samples, "bytes": s.bytes, "sha256": s.sha256} for s in shards],
+            "throughput": {
+                "sources_per_s": round(len(self.rows) / wall, 4) if wall else None,
+                "video_seconds_per_s": round(self.video_seconds / wall, 3) if wall else None,
+            },
+            "shards": [
+                {"name": s.name, "samples": s.samples, "bytes": s.bytes, "sha256": s.sha256} for s in shards
+            ],
             "sources": sorted(self.rows, key=lambda r: r["entry"]),
         }
         sheets = {}
@@ -64,17 +76,34 @@ class RunReport:
 
 def _markdown(r: dict, sheets: dict[str, str]) -> str:
     t = r["totals"]
-    lines = ["# Build report", "",
-             f"{t['sources']} sources: {t['ok']} ok, {t['rejected']} rejected, {t['failed']} failed; "
-             f"{t['samples']} sequences in {t['shards']} shards; {r['duration_s']:.1f} s.", "",
-             f"{r.get('clip', '')}", "",
-             "## Sequences per task", "", "| task | sequences |", "|---|---|"]
+    lines = [
+        "# Build report",
+        "",
+        f"{t['sources']} sources: {t['ok']} ok, {t['rejected']} rejected, {t['failed']} failed; "
+        f"{t['samples']} sequences in {t['shards']} shards; {r['duration_s']:.1f} s.",
+        "",
+        f"{r.get('clip', '')}",
+        "",
+        "## Sequences per task",
+        "",
+        "| task | sequences |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v} |" for k, v in r["per_task"].items()]
     lines += ["", "## Why frames were dropped", "", "| reason | frames |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in r["drops"]["frames"].items()]
-    lines += ["", "## Sources without sequences", "", "| entry | source | status | reason |", "|---|---|---|---|"]
-    lines += [f"| {s['entry']} | `{s['uri']}` | {s['status']} | {s['reason']} |"
-              for s in r["sources"] if s["status"] != "ok"]
+    lines += [
+        "",
+        "## Sources without sequences",
+        "",
+        "| entry | source | status | reason |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {s['entry']} | `{s['uri']}` | {s['status']} | {s['reason']} |"
+        for s in r["sources"]
+        if s["status"] != "ok"
+    ]
     lines += caption_lines(r.get("caption"))
     lines += ["", "## Time per stage (s, summed over workers)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in r["stage_seconds"].items()]
@@ -88,12 +117,20 @@ def caption_lines(c: dict | None) -> list[str]:
     if not c:
         return []
     retries = ", ".join(f"{k} {v}" for k, v in c["retries"].items()) or "none"
-    lines = ["", "## VLM captions", "",
-             f"{c['captioned']} captioned by `{c['model']}` ({c['from_cache']} from the cache), {c['fallback']} kept "
-             f"the template caption; {c['requests']} requests (retries: {retries}), {c['prompt_tokens']} prompt + "
-             f"{c['completion_tokens']} completion tokens"
-             + (f"; budget {c['budget']} requests, {c['not_asked_budget']} samples not asked" if c["budget"] is not None
-                else "") + "."]
+    lines = [
+        "",
+        "## VLM captions",
+        "",
+        f"{c['captioned']} captioned by `{c['model']}` ({c['from_cache']} from the cache), {c['fallback']} kept "
+        f"the template caption; {c['requests']} requests (retries: {retries}), {c['prompt_tokens']} prompt + "
+        f"{c['completion_tokens']} completion tokens"
+        + (
+            f"; budget {c['budget']} requests, {c['not_asked_budget']} samples not asked"
+            if c["budget"] is not None
+            else ""
+        )
+        + ".",
+    ]
     if c["fallbacks"]:
         lines += ["", "| sample | why it kept the template caption |", "|---|---|"]
         lines += [f"| `{k}` | {v} |" for k, v in c["fallbacks"].items()]

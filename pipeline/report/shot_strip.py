@@ -1,6 +1,7 @@
 """A strip of a video's shots for the contact sheet: one thumbnail per shot, framed green when the shot
 belongs to the group of linked shots the sequence was cut from, blue when it is in another process that
 was not chosen, grey when it showed no process (title card, talking head, B-roll)."""
+
 from __future__ import annotations
 
 import io
@@ -22,7 +23,11 @@ def shot_strip(work: Work) -> bytes | None:
     chosen = {id(f) for seq in work.sequences for f in seq.frames}
     in_process = {id(f) for seg in work.segments for f in seg.frames}
     group_of = {shot: n for n, g in enumerate(work.groups) for shot in g.shots}
-    chosen_groups = {group_of[s] for s in work.shots if s in group_of and any(id(f) in chosen for f in work.frames[s[0]:s[1]])}
+    chosen_groups = {
+        group_of[s]
+        for s in work.shots
+        if s in group_of and any(id(f) in chosen for f in work.frames[s[0] : s[1]])
+    }
     tiles = []
     for a, b in work.shots[:MAX_SHOTS]:
         img = work.frames[(a + b - 1) // 2].image
@@ -36,7 +41,9 @@ def shot_strip(work: Work) -> bytes | None:
         tiles.append(tile)
     strip = Image.fromarray(np.hstack(tiles))
     if len(work.shots) > MAX_SHOTS:
-        ImageDraw.Draw(strip).text((strip.width - 60, 2), f"+{len(work.shots) - MAX_SHOTS} shots", fill="black")
+        ImageDraw.Draw(strip).text(
+            (strip.width - 60, 2), f"+{len(work.shots) - MAX_SHOTS} shots", fill="black"
+        )
     buf = io.BytesIO()
     strip.save(buf, format="PNG")
     return buf.getvalue()

@@ -1,5 +1,6 @@
 """Read a built corpus for the review site: one compact record per sequence (thumbnails written on the way),
 the rejected sources with their reasons, and the frame drops by reason."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,9 +8,9 @@ import io
 import json
 import tarfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from PIL import Image
 
@@ -17,8 +18,13 @@ from pipeline.corpus.curation import Curation, Decision, source_names
 from pipeline.corpus.ledger import Ledger
 from pipeline.io.storage import Storage
 
-SCORES = {"gain": ("process", "gain"), "monotonic": ("process", "monotonic"), "area": ("process", "area"),
-          "step_change": ("process", "step_change"), "clip": (None, "clip")}
+SCORES = {
+    "gain": ("process", "gain"),
+    "monotonic": ("process", "monotonic"),
+    "area": ("process", "area"),
+    "step_change": ("process", "step_change"),
+    "clip": (None, "clip"),
+}
 
 
 @dataclass
@@ -45,11 +51,20 @@ def _step_label(frame: dict) -> str:
 def record(meta: dict, split: str, thumb: str, verdict: Decision | None) -> dict:
     """What the site shows of one sequence, with short keys (a 20,000-sequence task stays a few MB)."""
     src, scores = meta["source"], meta["scores"]
-    return {"k": meta["key"], "t": meta["task"]["id"], "sp": split, "th": thumb, "c": meta["caption"]["text"],
-            "u": src["uri"], "i": src["id"] or src["sha256"][:16], "kd": src["kind"], "l": src["license"],
-            "st": [_step_label(f) for f in meta["frames"]],
-            "sc": {name: (scores[a][b] if a else scores[b]) for name, (a, b) in SCORES.items()},
-            "x": [verdict.action, verdict.reason, verdict.by, verdict.at] if verdict else None}
+    return {
+        "k": meta["key"],
+        "t": meta["task"]["id"],
+        "sp": split,
+        "th": thumb,
+        "c": meta["caption"]["text"],
+        "u": src["uri"],
+        "i": src["id"] or src["sha256"][:16],
+        "kd": src["kind"],
+        "l": src["license"],
+        "st": [_step_label(f) for f in meta["frames"]],
+        "sc": {name: (scores[a][b] if a else scores[b]) for name, (a, b) in SCORES.items()},
+        "x": [verdict.action, verdict.reason, verdict.by, verdict.at] if verdict else None,
+    }
 
 
 def thumbnail(jpg: bytes, side: int) -> bytes:
@@ -79,6 +94,7 @@ def thumb_writer(folder: Path, side: int, reviewed: Reviewed) -> Callable[[str, 
             tmp.replace(path)
             reviewed.thumbs_written += 1
         return f"{folder.name}/{name}"
+
     return write
 
 
@@ -93,18 +109,27 @@ def _members(data: bytes) -> dict[str, dict[str, bytes]]:
     return groups
 
 
-def collect(storage: Storage, index: dict, thumb: Callable[[str, bytes], str], reviewed: Reviewed) -> Reviewed:
+def collect(
+    storage: Storage, index: dict, thumb: Callable[[str, bytes], str], reviewed: Reviewed
+) -> Reviewed:
     curation = _decisions(index)
     for shard in index["shards"]:
         for key, m in _members(storage.read(f"shards/{shard['name']}")).items():
             meta = json.loads(m["json"])
             task, src = meta["task"]["id"], meta["source"]
             verdict = curation.verdict(key, task, source_names(key, task, src["sha256"], src["uri"]))
-            reviewed.records.setdefault(task, []).append(record(meta, shard["split"], thumb(key, m["jpg"]), verdict))
+            reviewed.records.setdefault(task, []).append(
+                record(meta, shard["split"], thumb(key, m["jpg"]), verdict)
+            )
     ledger = Ledger.load(storage)
-    reviewed.rejected = sorted(({k: r[k] for k in ("uri", "task", "status", "reason", "run")}
-                                for r in ledger.current_rows() if r["status"] != "ok"),
-                               key=lambda r: (r["task"], r["uri"]))
+    reviewed.rejected = sorted(
+        (
+            {k: r[k] for k in ("uri", "task", "status", "reason", "run")}
+            for r in ledger.current_rows()
+            if r["status"] != "ok"
+        ),
+        key=lambda r: (r["task"], r["uri"]),
+    )
     for run in (h["run"] for h in index["history"] if h["config_sha"] == index["config_sha"]):
         try:
             report = json.loads(storage.read(f"reports/run-{run:04d}/report.json"))

@@ -8,6 +8,7 @@ which leave other workers idle, decode with frame threading (``cluster.decode_th
 cores it costs ~15% more decoder CPU for no gain. A small run starts no dashboard: importing and
 starting it costs about as much as scheduling the whole run.
 """
+
 from __future__ import annotations
 
 import collections
@@ -36,6 +37,7 @@ def _one_opencv_thread() -> Iterator[None]:
     one worker per core, only adds switching; the results do not depend on it. (Changing it inside a
     forked worker whose parent had started the pool can deadlock.)"""
     import cv2
+
     before = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
@@ -51,7 +53,9 @@ def wants_dashboard(config: BuildConfig, listed: int) -> bool:
 
 
 @contextlib.contextmanager
-def dask_client(config: BuildConfig, clip_runs: bool = False, listed: int = 0, few: bool = False) -> Iterator[Client]:
+def dask_client(
+    config: BuildConfig, clip_runs: bool = False, listed: int = 0, few: bool = False
+) -> Iterator[Client]:
     """Connect to ``cluster.scheduler`` if given, else start a LocalCluster of single-threaded workers
     (``listed``: how many sources the run lists, for ``cluster.dashboard: null``; ``few``: whether it has
     at most one source per worker to process, for ``cluster.processes: null``)."""
@@ -68,12 +72,26 @@ def dask_client(config: BuildConfig, clip_runs: bool = False, listed: int = 0, f
     # samples of their stacks nor fine-grained event-loop and system statistics: those only cost CPU.
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"), "OPENCV_FOR_THREADS_NUM": 1}
     quiet = {} if dashboard else QUIET
-    with dask.config.set({"distributed.worker.multiprocessing-method": method,
-                          "distributed.worker.profile.enabled": dashboard,
-                          "distributed.nanny.pre-spawn-environ": environ, **quiet}), _one_opencv_thread(), \
-            LocalCluster(n_workers=c.workers, threads_per_worker=1, processes=processes, dashboard_address=":0",
-                         scheduler_kwargs={"dashboard": dashboard}, resources=config.clip.resources or None) as cluster, \
-            Client(cluster) as client:
+    with (
+        dask.config.set(
+            {
+                "distributed.worker.multiprocessing-method": method,
+                "distributed.worker.profile.enabled": dashboard,
+                "distributed.nanny.pre-spawn-environ": environ,
+                **quiet,
+            }
+        ),
+        _one_opencv_thread(),
+        LocalCluster(
+            n_workers=c.workers,
+            threads_per_worker=1,
+            processes=processes,
+            dashboard_address=":0",
+            scheduler_kwargs={"dashboard": dashboard},
+            resources=config.clip.resources or None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         if dashboard:
             print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
         yield client

@@ -5,15 +5,16 @@ workers, stream results into shards, then write the run report and ``dataset.jso
 Dask tasks; at most ``workers x in_flight_per_worker`` run or wait at once, so the driver's memory stays
 bounded however long the manifest is. Only the driver writes shards, under the output's lock.
 """
+
 from __future__ import annotations
 
 import itertools
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from distributed import Client, Future, as_completed
 from tqdm import tqdm
@@ -22,31 +23,28 @@ from pipeline import __version__
 from pipeline.caption.cache import default_cache_dir
 from pipeline.caption.stage import Captioner
 from pipeline.clip import plan_clip
-from pipeline.run.cluster import dask_client, mark_last
 from pipeline.config import BuildConfig
 from pipeline.corpus.card import write_card
 from pipeline.corpus.curation import Curation
 from pipeline.corpus.curation import load as load_curation
-from pipeline.io.failpoint import failpoint
-from pipeline.intake.fetch import Prepared
 from pipeline.corpus.index import make_index, read_index, write_index
 from pipeline.corpus.ledger import Ledger
-from pipeline.io.lock import OutputLock
-from pipeline.intake.manifest import load_manifest
-from pipeline.run.plan import Plan, duplicate, prepared
-from pipeline.report.run_report import RunReport
-from pipeline.corpus.source_result import SourceResult
-from pipeline.run.worker import run_fetched
 from pipeline.corpus.retire import repack_stale
-from pipeline.intake.scratch import ScratchCache
 from pipeline.corpus.shard_commit import ShardCommitter, remove_orphan_shards
-from pipeline.stages.chain import build_stages
+from pipeline.corpus.source_result import SourceResult
+from pipeline.intake.fetch import Prepared
+from pipeline.intake.manifest import load_manifest
+from pipeline.intake.scratch import ScratchCache
+from pipeline.io.failpoint import failpoint
+from pipeline.io.lock import OutputLock
 from pipeline.io.storage import Storage
+from pipeline.report.run_report import RunReport
+from pipeline.run.cluster import dask_client, mark_last
+from pipeline.run.plan import Plan, duplicate, prepared
+from pipeline.run.worker import run_fetched
+from pipeline.stages.chain import build_stages
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
-
-
-
 
 NO_CLIP = "CLIP stage not loaded: no source to process in this run."
 
@@ -62,8 +60,9 @@ class BuildResult:
     summary: dict = field(default_factory=dict)
 
 
-def _curated(todo: Iterator[Prepared], curation: Curation,
-             dropped: Callable[[SourceResult], None]) -> Iterator[Prepared]:
+def _curated(
+    todo: Iterator[Prepared], curation: Curation, dropped: Callable[[SourceResult], None]
+) -> Iterator[Prepared]:
     """Sources a curator dropped (by source or task) are not built; the report says whose decision it was.
     Nothing goes to the ledger, so undoing the decision lets the next refresh build them."""
     for p in todo:
@@ -72,8 +71,14 @@ def _curated(todo: Iterator[Prepared], curation: Curation,
         if d is None:
             yield p
         else:
-            dropped(SourceResult.of(src, sha, "rejected", f"dropped by curation ({d.selector[0]} {d.selector[1]}, {d.by}, "
-                                        f"{d.at}): {d.reason}"))
+            dropped(
+                SourceResult.of(
+                    src,
+                    sha,
+                    "rejected",
+                    f"dropped by curation ({d.selector[0]} {d.selector[1]}, {d.by}, {d.at}): {d.reason}",
+                )
+            )
 
 
 def _retire_old_config(storage: Storage, ledger: Ledger, run: int, config_sha: str) -> list[str]:
@@ -102,8 +107,14 @@ class _Run:
     """What the driver learns while results stream in: content hashed on a worker (remote sources) may turn
     out to be known already (unchanged bytes under a new signature) or a duplicate of this run's."""
 
-    def __init__(self, ledger: Ledger, committer: ShardCommitter, report: RunReport, config_sha: str,
-                 seen: dict[str, Source]) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        committer: ShardCommitter,
+        report: RunReport,
+        config_sha: str,
+        seen: dict[str, Source],
+    ) -> None:
         self.ledger, self.committer, self.report, self.config_sha = ledger, committer, report, config_sha
         self.seen = seen  # content hash -> the first source with it (shared with the plan)
         self.processed = self.unchanged = 0  # sources whose task came back; of those, known after all
@@ -113,8 +124,9 @@ class _Run:
         if res.sha256 and not p.sha256:  # hashed on the worker
             prior = self.ledger.lookup(res.sha256, res.uri, self.config_sha)
             if prior is not None and prior["status"] == res.status:
-                self.committer.ledger.commit(self.committer.run, self.config_sha,
-                                             rows=[{**prior, "loc": p.loc, "stat": p.stat}])
+                self.committer.ledger.commit(
+                    self.committer.run, self.config_sha, rows=[{**prior, "loc": p.loc, "stat": p.stat}]
+                )
                 self.unchanged += 1
                 return
             if res.sha256 in self.seen:
@@ -125,8 +137,14 @@ class _Run:
         self.report.add(res)
 
 
-def _results(client: Client, todo: Iterator[Prepared], stages: dict[tuple[str, bool], list], config: BuildConfig,
-             resources: dict | None, cache: str) -> Iterator[tuple[Prepared, SourceResult]]:
+def _results(
+    client: Client,
+    todo: Iterator[Prepared],
+    stages: dict[tuple[str, bool], list],
+    config: BuildConfig,
+    resources: dict | None,
+    cache: str,
+) -> Iterator[tuple[Prepared, SourceResult]]:
     """Bounded-window submit; results as they finish. ``stages[kind, last]``: the stages of a source kind, for
     the last sources of the run (which leave other workers idle) or the others. ``resources``: Dask resources
     every source task needs (the CLIP stage's, e.g. {"GPU": 1}, when CLIP runs)."""
@@ -138,8 +156,16 @@ def _results(client: Client, todo: Iterator[Prepared], stages: dict[tuple[str, b
     def submit(marked: tuple[Prepared, bool] | None) -> None:
         if marked is not None:
             item, last = marked
-            fut: Future = client.submit(run_fetched, item.source, item.sha256, stages[item.source.kind, last],
-                                        config, cache, pure=False, resources=resources)
+            fut: Future = client.submit(
+                run_fetched,
+                item.source,
+                item.sha256,
+                stages[item.source.kind, last],
+                config,
+                cache,
+                pure=False,
+                resources=resources,
+            )
             owner[fut.key] = item
             futures.add(fut)
 
@@ -161,8 +187,9 @@ def _with_samples(done: tuple[Prepared, SourceResult], samples: list) -> tuple[P
     return done
 
 
-def _commit_all(results: Iterator[tuple[Prepared, SourceResult]], captioner: Captioner | None, run: _Run,
-                bar: tqdm) -> None:
+def _commit_all(
+    results: Iterator[tuple[Prepared, SourceResult]], captioner: Captioner | None, run: _Run, bar: tqdm
+) -> None:
     """Results (captioned first when a VLM is configured) into shards and the report, as they come."""
     if captioner is not None:
         results = captioner.stream(results, lambda done: done[1].samples, _with_samples)
@@ -172,7 +199,9 @@ def _commit_all(results: Iterator[tuple[Prepared, SourceResult]], captioner: Cap
         bar.set_postfix(samples=sum(run.report.per_task.values()))
 
 
-def _write_report(storage: Storage, report: RunReport, header: dict, shards: list, wall: float, run: int) -> dict:
+def _write_report(
+    storage: Storage, report: RunReport, header: dict, shards: list, wall: float, run: int
+) -> dict:
     """The run's report, contact sheets included, in ``reports/run-NNNN/`` (kept) and at the root (the latest)."""
     with tempfile.TemporaryDirectory(prefix="makeanything-report-") as tmp:
         data = report.write(Path(tmp), header, shards, wall)
@@ -182,8 +211,16 @@ def _write_report(storage: Storage, report: RunReport, header: dict, shards: lis
     return data
 
 
-def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: bool = True, *,
-          retry_failed: bool = False, rebuild: bool = False, verify_content: bool = False) -> BuildResult:
+def build(
+    manifest: str | Path,
+    out: str | Path,
+    config: BuildConfig,
+    progress: bool = True,
+    *,
+    retry_failed: bool = False,
+    rebuild: bool = False,
+    verify_content: bool = False,
+) -> BuildResult:
     """Build or refresh the corpus of ``manifest`` in ``out`` (a folder or an fsspec URL such as s3://b/p).
 
     Sources whose metadata signature matches the ledger are not read; ``verify_content`` hashes every
@@ -194,36 +231,50 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
     taxonomy = Taxonomy.load(config.taxonomy)
     sources = load_manifest(manifest, taxonomy)
     storage = Storage(out)
-    cache = config.cache.dir or (f"{storage.root}/cache" if storage.local
-                                 else str(Path(tempfile.gettempdir()) / "makeanything-cache"))
+    cache = config.cache.dir or (
+        f"{storage.root}/cache" if storage.local else str(Path(tempfile.gettempdir()) / "makeanything-cache")
+    )
     config_sha = config.sha()
     # A required model is checked before any work (ClipUnavailable); otherwise torch is loaded only when a
     # source is to be processed, so that a refresh with nothing new costs seconds, not a torch import.
     clip = plan_clip(config.clip) if config.clip.require else None
     with OutputLock(storage) as lock:
         if lock.took_over:
-            print(f"took over a stale lock of pid {lock.took_over.get('pid')} (no longer running)", file=sys.stderr)
+            print(
+                f"took over a stale lock of pid {lock.took_over.get('pid')} (no longer running)",
+                file=sys.stderr,
+            )
         ledger = Ledger.load(storage)
         curation = load_curation(storage)  # raises CurationError (exit 2) before any work
         if ledger.config_sha not in (None, config_sha) and not rebuild:
-            raise ConfigChanged(f"{storage}: built under config {ledger.config_sha[:12]}, this config is "
-                                f"{config_sha[:12]}; pass --rebuild to reprocess every listed source under it "
-                                f"(the old config's shards are retired when that run completes)")
+            raise ConfigChanged(
+                f"{storage}: built under config {ledger.config_sha[:12]}, this config is "
+                f"{config_sha[:12]}; pass --rebuild to reprocess every listed source under it "
+                f"(the old config's shards are retired when that run completes)"
+            )
         orphans = remove_orphan_shards(storage, ledger)
         run = ledger.last_run + 1
         staging = storage.staging()
         report = RunReport()
-        captioner = (Captioner(config.caption, taxonomy, default_cache_dir(config.caption, storage))
-                     if config.caption.enabled else None)
+        captioner = (
+            Captioner(config.caption, taxonomy, default_cache_dir(config.caption, storage))
+            if config.caption.enabled
+            else None
+        )
         try:
             with tqdm(total=len(sources), desc="sources", unit="src", disable=not progress) as bar:
+
                 def dropped(row: SourceResult) -> None:
                     report.add(row)
                     bar.update(1)
 
                 plan = Plan(ledger, run, config_sha, retry_failed, dropped, lambda: bar.update(1))
-                todo = _curated(plan.select(prepared(config, sources, ledger, verify_content)), curation, dropped)
-                committer = ShardCommitter(storage, ledger, run, config, staging, _train_lanes(config, ledger))
+                todo = _curated(
+                    plan.select(prepared(config, sources, ledger, verify_content)), curation, dropped
+                )
+                committer = ShardCommitter(
+                    storage, ledger, run, config, staging, _train_lanes(config, ledger)
+                )
                 results = _Run(ledger, committer, report, config_sha, plan.seen)
                 # A refresh with nothing new or changed never starts a cluster; one with a source or two
                 # to process runs them on threads (cluster.processes: null), not new worker processes.
@@ -232,11 +283,22 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
                     clip = clip or plan_clip(config.clip)
                     print(clip.message, file=sys.stderr)
                     threads = {False: 1, True: config.cluster.decode_threads}
-                    stages = {(kind, last): build_stages(config, clip.spec, kind, threads[last])
-                              for kind in {s.kind for s in sources} for last in threads}
-                    with dask_client(config, clip.ready, len(sources), len(ahead) <= config.cluster.workers) as client:
-                        done = _results(client, itertools.chain(ahead, todo), stages, config,
-                                        (config.clip.resources or None) if clip.ready else None, cache)
+                    stages = {
+                        (kind, last): build_stages(config, clip.spec, kind, threads[last])
+                        for kind in {s.kind for s in sources}
+                        for last in threads
+                    }
+                    with dask_client(
+                        config, clip.ready, len(sources), len(ahead) <= config.cluster.workers
+                    ) as client:
+                        done = _results(
+                            client,
+                            itertools.chain(ahead, todo),
+                            stages,
+                            config,
+                            (config.clip.resources or None) if clip.ready else None,
+                            cache,
+                        )
                         _commit_all(done, captioner, results, bar)
             shards = committer.close()
             skipped = plan.skipped + results.unchanged
@@ -245,20 +307,45 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
             storage.clear_staging(staging)
             if Path(cache).is_dir():
                 ScratchCache(cache, config.cache.max_bytes).close()
-        header = {"version": __version__, "manifest": str(manifest), "config_sha": config_sha, "clip": clip.message if clip else NO_CLIP,
-                  "caption": captioner.summary() if captioner else None,
-                  "config": config.model_dump(mode="json"),
-                  "refresh": {"run": run, "skipped": skipped, "removed_orphan_shards": orphans,
-                              "retired_stale_shards": stale}}
+        header = {
+            "version": __version__,
+            "manifest": str(manifest),
+            "config_sha": config_sha,
+            "clip": clip.message if clip else NO_CLIP,
+            "caption": captioner.summary() if captioner else None,
+            "config": config.model_dump(mode="json"),
+            "refresh": {
+                "run": run,
+                "skipped": skipped,
+                "removed_orphan_shards": orphans,
+                "retired_stale_shards": stale,
+            },
+        }
         data = _write_report(storage, report, header, shards, time.perf_counter() - t0, run)
         t = data["totals"]
-        counts = {"sources": len(sources), "processed": results.processed - results.unchanged, "skipped": skipped,
-                  **{k: t[k] for k in ("ok", "rejected", "failed")}, "new_samples": t["samples"], "shards": len(shards)}
+        counts = {
+            "sources": len(sources),
+            "processed": results.processed - results.unchanged,
+            "skipped": skipped,
+            **{k: t[k] for k in ("ok", "rejected", "failed")},
+            "new_samples": t["samples"],
+            "shards": len(shards),
+        }
         previous = read_index(storage) or {}
-        history = previous.get("history", []) + [{"run": run, "version": __version__, "config_sha": config_sha,
-                                                   "started": started, "duration_s": data["duration_s"],
-                                                   "manifest": str(manifest), "counts": counts}]
-        index = make_index(ledger, config.model_dump(mode="json", exclude={"cluster", "cache"}), history, curation)
+        history = previous.get("history", []) + [
+            {
+                "run": run,
+                "version": __version__,
+                "config_sha": config_sha,
+                "started": started,
+                "duration_s": data["duration_s"],
+                "manifest": str(manifest),
+                "counts": counts,
+            }
+        ]
+        index = make_index(
+            ledger, config.model_dump(mode="json", exclude={"cluster", "cache"}), history, curation
+        )
         write_card(storage, index, taxonomy)
         failpoint("before-index")
         write_index(storage, index)
@@ -266,7 +353,14 @@ def build(manifest: str | Path, out: str | Path, config: BuildConfig, progress: 
             storage.remove(f"shards/{name}")
         retired = _retire_old_config(storage, ledger, run, config_sha)
         ledger.compact()
-    summary = {"status": "ok", "out": str(storage), "run": run, **counts, "total_samples": index["samples"],
-               "removed_orphan_shards": len(orphans), "retired_shards": len(retired) + len(stale),
-               "duration_s": round(time.perf_counter() - t0, 3)}
+    summary = {
+        "status": "ok",
+        "out": str(storage),
+        "run": run,
+        **counts,
+        "total_samples": index["samples"],
+        "removed_orphan_shards": len(orphans),
+        "retired_shards": len(retired) + len(stale),
+        "duration_s": round(time.perf_counter() - t0, 3),
+    }
     return BuildResult(report=data, out=Path(out) if storage.local else storage.url, summary=summary)

@@ -2,18 +2,19 @@
 only when new or changed), duplicates dropped, and what the ledger already holds skipped, while the
 sources decided so far are already being processed. Memory stays bounded by the prefetch window, not by
 the manifest's length, and the work starts with the first new source, not after the last is hashed."""
+
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator
 
 from distributed import Client
 
 from pipeline.config import BuildConfig
-from pipeline.intake.fetch import Prepared, location, prepare
 from pipeline.corpus.ledger import Ledger
 from pipeline.corpus.source_result import SourceResult
+from pipeline.intake.fetch import Prepared, location, prepare
 from pipeline.work import Source
 
 PREFETCH = 256  # sources being prepared ahead of the one the plan looks at
@@ -21,11 +22,17 @@ RESTAT_BATCH = 1000  # signature updates per ledger record
 
 
 def duplicate(src: Source, sha: str, first: Source) -> SourceResult:
-    return SourceResult.of(src, sha, "rejected", f"duplicate of sources[{first.entry}] ({first.uri}): same content, processed once")
+    return SourceResult.of(
+        src,
+        sha,
+        "rejected",
+        f"duplicate of sources[{first.entry}] ({first.uri}): same content, processed once",
+    )
 
 
-def _windowed(submit: Callable[[Source], object], result: Callable[[object], Prepared],
-              sources: Iterable[Source]) -> Iterator[Prepared]:
+def _windowed(
+    submit: Callable[[Source], object], result: Callable[[object], Prepared], sources: Iterable[Source]
+) -> Iterator[Prepared]:
     """Results in source order with at most PREFETCH submitted ahead."""
     ahead: deque = deque()
     for src in sources:
@@ -36,27 +43,42 @@ def _windowed(submit: Callable[[Source], object], result: Callable[[object], Pre
         yield result(ahead.popleft())
 
 
-def prepared(config: BuildConfig, sources: Iterable[Source], ledger: Ledger, verify_content: bool) -> Iterator[Prepared]:
+def prepared(
+    config: BuildConfig, sources: Iterable[Source], ledger: Ledger, verify_content: bool
+) -> Iterator[Prepared]:
     """Signatures (and hashes of new or changed content), in order: on the given cluster (its workers may
     see paths the driver does not), else in driver threads (I/O-bound), so that a LocalCluster is started
     only when there is work."""
+
     def args(src: Source) -> tuple:
         return src, ledger.known.get(location(src))
 
     if config.cluster.scheduler:
         with Client(config.cluster.scheduler) as client:
-            yield from _windowed(lambda s: client.submit(prepare, *args(s), verify_content=verify_content, pure=False),
-                                 lambda f: f.result(), sources)
+            yield from _windowed(
+                lambda s: client.submit(prepare, *args(s), verify_content=verify_content, pure=False),
+                lambda f: f.result(),
+                sources,
+            )
         return
     with ThreadPoolExecutor(max_workers=8) as pool:
-        yield from _windowed(lambda s: pool.submit(prepare, *args(s), verify_content), lambda f: f.result(), sources)
+        yield from _windowed(
+            lambda s: pool.submit(prepare, *args(s), verify_content), lambda f: f.result(), sources
+        )
 
 
 class Plan:
     """Filters a stream of prepared sources down to those to process; counts and records the rest."""
 
-    def __init__(self, ledger: Ledger, run: int, config_sha: str, retry_failed: bool,
-                 dropped: Callable[[SourceResult], None], skipped: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        run: int,
+        config_sha: str,
+        retry_failed: bool,
+        dropped: Callable[[SourceResult], None],
+        skipped: Callable[[], None],
+    ) -> None:
         self.ledger, self.run, self.config_sha, self.retry_failed = ledger, run, config_sha, retry_failed
         self.dropped = dropped  # called with the report row of an unusable or duplicate source
         self.on_skip = skipped  # called for each source the ledger already holds

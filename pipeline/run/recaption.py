@@ -8,33 +8,34 @@ retired old one; both are deleted at the next start (pipeline.corpus.shard_commi
 captions what is left, from the answer cache where the VLM already answered: every sample ends up in the
 dataset once, captioned once.
 """
+
 from __future__ import annotations
 
 import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from tqdm import tqdm
 
 from pipeline import __version__
-from pipeline.io.atomic import write_json, write_text
-from pipeline.corpus.shard_commit import remove_orphan_shards
 from pipeline.caption.cache import default_cache_dir
 from pipeline.caption.stage import Captioner
 from pipeline.config import CaptionConfig
 from pipeline.corpus.card import write_card
 from pipeline.corpus.curation import load as load_curation
-from pipeline.io.failpoint import failpoint
 from pipeline.corpus.index import make_index, read_index, write_index
 from pipeline.corpus.ledger import Ledger
-from pipeline.io.lock import OutputLock
-from pipeline.report.run_report import caption_lines
 from pipeline.corpus.retire import replace_shard, shard_samples
+from pipeline.corpus.shard_commit import remove_orphan_shards
 from pipeline.corpus.shards import Sample
+from pipeline.io.atomic import write_json, write_text
+from pipeline.io.failpoint import failpoint
+from pipeline.io.lock import OutputLock
 from pipeline.io.storage import Storage
+from pipeline.report.run_report import caption_lines
 from pipeline.taxonomy import Taxonomy
 
 CAPTION_LANE = 998  # shard names {split}-r{run}-998-{n}: no lane the committer or a repack uses
@@ -48,8 +49,16 @@ class NotADataset(FileNotFoundError):
 class CorpusCaptioner:
     """One `caption` run over the live shards of ``storage`` (the caller holds the output's lock)."""
 
-    def __init__(self, storage: Storage, ledger: Ledger, captioner: Captioner, run: int, staging: Path) -> None:
-        self.storage, self.ledger, self.captioner, self.run, self.staging = storage, ledger, captioner, run, staging
+    def __init__(
+        self, storage: Storage, ledger: Ledger, captioner: Captioner, run: int, staging: Path
+    ) -> None:
+        self.storage, self.ledger, self.captioner, self.run, self.staging = (
+            storage,
+            ledger,
+            captioner,
+            run,
+            staging,
+        )
         self.rewritten: list[tuple[str, str]] = []  # (old shard, new shard)
         self.unreadable: dict[str, str] = {}
 
@@ -74,8 +83,17 @@ class CorpusCaptioner:
         by_key = {s.key: s for s in done if s.meta["caption"]["model"]}
         if not by_key:
             return  # nothing new to write (all fell back): the old shard stays as it is
-        new = replace_shard(self.storage, self.ledger, self.run, self.staging, shard,
-                            [by_key.get(s.key, s) for s in samples], CAPTION_LANE, len(self.rewritten), self._publish)
+        new = replace_shard(
+            self.storage,
+            self.ledger,
+            self.run,
+            self.staging,
+            shard,
+            [by_key.get(s.key, s) for s in samples],
+            CAPTION_LANE,
+            len(self.rewritten),
+            self._publish,
+        )
         failpoint("committed")
         self.rewritten.append((shard["name"], new))
 
@@ -84,8 +102,11 @@ def _write_report(storage: Storage, run: int, report: dict) -> None:
     """``caption-report.json`` / ``.md`` in ``reports/run-NNNN/`` and, as the latest, at the root."""
     with tempfile.TemporaryDirectory(prefix="makeanything-caption-") as tmp:
         write_json(Path(tmp) / "caption-report.json", report)
-        md = [f"# Caption run {run}", "", f"{len(report['rewritten'])} shards rewritten with new captions; "
-              f"{report['duration_s']:.1f} s."] + caption_lines(report["caption"])
+        md = [
+            f"# Caption run {run}",
+            "",
+            f"{len(report['rewritten'])} shards rewritten with new captions; {report['duration_s']:.1f} s.",
+        ] + caption_lines(report["caption"])
         md += [f"\nUnreadable shard `{k}`: {v}" for k, v in report["unreadable"].items()]
         write_text(Path(tmp) / "caption-report.md", "\n".join(md) + "\n")
         names = ["caption-report.json", "caption-report.md"]
@@ -113,24 +134,44 @@ def caption_corpus(out: str | Path, cfg: CaptionConfig, progress: bool = True) -
         shards = ledger.live_shards()
         try:
             with tqdm(total=len(shards), desc="shards", unit="shard", disable=not progress) as bar:
-                for shard, samples, done in captioner.stream(job.items(shards), lambda item: item[2],
-                                                             lambda item, done: (item[0], item[1], done)):
+                for shard, samples, done in captioner.stream(
+                    job.items(shards), lambda item: item[2], lambda item, done: (item[0], item[1], done)
+                ):
                     job.commit(shard, samples, done)
                     bar.update(1)
                 bar.update(len(shards) - bar.n)
         finally:
             storage.clear_staging(staging)
         summary = captioner.summary()
-        counts = {"captioned": summary["captioned"], "fallback": summary["fallback"],
-                  "already_captioned": summary["already_captioned"], "requests": summary["requests"],
-                  "shards_rewritten": len(job.rewritten)}
-        report = {"version": __version__, "run": run, "started": started, "duration_s": round(time.perf_counter() - t0, 3),
-                  "caption": summary, "rewritten": dict(job.rewritten), "unreadable": job.unreadable,
-                  "removed_orphan_shards": orphans}
+        counts = {
+            "captioned": summary["captioned"],
+            "fallback": summary["fallback"],
+            "already_captioned": summary["already_captioned"],
+            "requests": summary["requests"],
+            "shards_rewritten": len(job.rewritten),
+        }
+        report = {
+            "version": __version__,
+            "run": run,
+            "started": started,
+            "duration_s": round(time.perf_counter() - t0, 3),
+            "caption": summary,
+            "rewritten": dict(job.rewritten),
+            "unreadable": job.unreadable,
+            "removed_orphan_shards": orphans,
+        }
         _write_report(storage, run, report)
-        history = index.get("history", []) + [{"run": run, "version": __version__, "command": "caption",
-                                               "config_sha": ledger.config_sha, "started": started,
-                                               "duration_s": report["duration_s"], "counts": counts}]
+        history = index.get("history", []) + [
+            {
+                "run": run,
+                "version": __version__,
+                "command": "caption",
+                "config_sha": ledger.config_sha,
+                "started": started,
+                "duration_s": report["duration_s"],
+                "counts": counts,
+            }
+        ]
         new_index = make_index(ledger, index["config"], history, curation)
         write_card(storage, new_index, taxonomy)  # it lists the shards too
         failpoint("before-index")
@@ -139,6 +180,16 @@ def caption_corpus(out: str | Path, cfg: CaptionConfig, progress: bool = True) -
             storage.remove(f"shards/{old}")
         ledger.compact()
     if job.unreadable:
-        print(f"{len(job.unreadable)} shards could not be read: see {storage}/caption-report.md", file=sys.stderr)
-    return {"status": "ok", "out": str(storage), "run": run, **counts, "unreadable_shards": len(job.unreadable),
-            "removed_orphan_shards": len(orphans), "duration_s": round(time.perf_counter() - t0, 3)}
+        print(
+            f"{len(job.unreadable)} shards could not be read: see {storage}/caption-report.md",
+            file=sys.stderr,
+        )
+    return {
+        "status": "ok",
+        "out": str(storage),
+        "run": run,
+        **counts,
+        "unreadable_shards": len(job.unreadable),
+        "removed_orphan_shards": len(orphans),
+        "duration_s": round(time.perf_counter() - t0, 3),
+    }

@@ -7,13 +7,21 @@ earlier shot: re-framed shots of one piece of work become one *group*, whatever 
 into the group's reference view (its last shot's last frame), so completion is measured in the work's
 own coordinates across cuts.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from pipeline.config import AlignConfig
-from pipeline.footage.register import (Features, beats_standing_still, distinct, features, is_identity, match_areas,
-                                       register)
+from pipeline.footage.register import (
+    Features,
+    beats_standing_still,
+    distinct,
+    features,
+    is_identity,
+    match_areas,
+    register,
+)
 from pipeline.footage.transitions import FADE, fade_score
 from pipeline.work import Group, Work
 
@@ -44,8 +52,9 @@ class _Fades:
         return fade_score(self.work, i, self.tol) > FADE
 
 
-def _shot_warps(feats: _Features, fades: _Fades, a: int, b: int, size: tuple[int, int],
-                probes: int) -> list[tuple[tuple[int, int], list[np.ndarray]]]:
+def _shot_warps(
+    feats: _Features, fades: _Fades, a: int, b: int, size: tuple[int, int], probes: int
+) -> list[tuple[tuple[int, int], list[np.ndarray]]]:
     """Shot [a, b) as one or more shots of one view each, with per frame the transform onto its shot's
     last frame (identity when the camera stands still).
 
@@ -68,7 +77,7 @@ def _shot_warps(feats: _Features, fades: _Fades, a: int, b: int, size: tuple[int
     for i in range(b - 2, a - 1, -1):
         m = register(feats[i], feats[key])
         if m is None:  # too different from the end of the shot: go through the next frame instead
-            later = [((i + 1, b), _still(warps[i + 1 - a:], size))]
+            later = [((i + 1, b), _still(warps[i + 1 - a :], size))]
             if fades[i] and i > a:
                 return _shot_warps(feats, fades, a, i, size, probes) + [((i, i + 1), [np.eye(3)])] + later
             if fades[i]:  # the shot's first frame: a shot of its own
@@ -116,6 +125,7 @@ def _target(fades: _Fades, a: int, b: int, warps: list[np.ndarray]) -> tuple[int
 def _link_frames(fades: _Fades, a: int, b: int) -> list[int]:
     """The frames of shot [a, b) tried for a link: its last, first and middle frame, each moved inwards
     past cross-fade frames (a mix of two views registers to either, or to neither)."""
+
     def inwards(frames: range) -> int | None:  # the first clean frame going this way (usually the first)
         return next((f for f in frames if not fades[f]), None)
 
@@ -145,8 +155,9 @@ def _standing(work: Work, links: dict[int, tuple[int, np.ndarray]], i: int) -> i
     return 2 * (work.frames[b - 1].time - work.frames[a].time >= SHORT) + (i in links)
 
 
-def _links(work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np.ndarray]],
-           back: int) -> dict[int, tuple[int, np.ndarray]]:
+def _links(
+    work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np.ndarray]], back: int
+) -> dict[int, tuple[int, np.ndarray]]:
     """shot -> (of the ``back`` earlier shots that its last, first or middle frame (not a fade) registers
     to, the most recent of the best standing, the transform from this shot's last frame to that one's)."""
     links: dict[int, tuple[int, np.ndarray]] = {}
@@ -174,8 +185,14 @@ def _links(work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np
     return links
 
 
-def _area_link(work: Work, feats: _Features, fades: _Fades, shot_warps: list[list[np.ndarray]],
-               targets: dict[int, tuple[int, np.ndarray] | None], j: int) -> tuple[int, np.ndarray] | None:
+def _area_link(
+    work: Work,
+    feats: _Features,
+    fades: _Fades,
+    shot_warps: list[list[np.ndarray]],
+    targets: dict[int, tuple[int, np.ndarray] | None],
+    j: int,
+) -> tuple[int, np.ndarray] | None:
     """Shot ``j`` linked to the nearest earlier shot by matching grey levels, where one of the two views
     has too few features for a match (the untouched work on a plain desk, as a tutorial often opens)."""
     a, b = work.shots[j]
@@ -228,5 +245,7 @@ class Align:
         for j, (a, b) in enumerate(work.shots):
             for i in range(a, b):
                 frames[i].warp = to_ref[j] @ shot_warps[j][i - a]
-        work.groups = [Group(shots=[work.shots[j] for j in m], reference=work.shots[m[-1]][1] - 1) for m in groups]
+        work.groups = [
+            Group(shots=[work.shots[j] for j in m], reference=work.shots[m[-1]][1] - 1) for m in groups
+        ]
         return work

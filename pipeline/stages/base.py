@@ -1,4 +1,5 @@
 """The one-method stage interface."""
+
 from __future__ import annotations
 
 from typing import Protocol

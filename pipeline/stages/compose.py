@@ -1,4 +1,5 @@
 """Tile and caption: each selected sequence becomes one grid image with its caption."""
+
 from __future__ import annotations
 
 import cv2
@@ -16,8 +17,14 @@ def in_reference(frame: Frame, size: tuple[int, int] | None) -> np.ndarray:
         img = np.clip(img.astype(np.float32) * frame.gain, 0, 255).astype(np.uint8)
     if size is None or not frame.moved:
         return img
-    return cv2.warpAffine(img, frame.warp[:2].astype(np.float32), size, flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
+    return cv2.warpAffine(
+        img,
+        frame.warp[:2].astype(np.float32),
+        size,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(255, 255, 255),
+    )
 
 
 def crop(img: np.ndarray, box: list[float] | None) -> np.ndarray:
@@ -25,7 +32,7 @@ def crop(img: np.ndarray, box: list[float] | None) -> np.ndarray:
     if not box:
         return img
     h, w = img.shape[:2]
-    return img[round(box[1] * h):round(box[3] * h), round(box[0] * w):round(box[2] * w)]
+    return img[round(box[1] * h) : round(box[3] * h), round(box[0] * w) : round(box[2] * w)]
 
 
 class Tile:

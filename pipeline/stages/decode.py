@@ -8,6 +8,7 @@ group is never sent to it and the decoder restarts at the next keyframe where a 
 context (bilinear); frames decoded but not kept are never converted. This is why a build costs less than a plain
 full decode.
 """
+
 from __future__ import annotations
 
 import math
@@ -107,8 +108,13 @@ class Decode:
                 # One context, one thread: a context per frame with a thread per core (PyAV's default)
                 # costs a third as much again as the scaling itself. Same pixels as PyAV's to_ndarray.
                 img = scaler.reformat(f, w, h, "rgb24", threads=1).to_ndarray()
-                frames.append(Frame(source_frame=int(round(t * p["fps"])), time=round(t, 4),
-                                    image=_rotate(img, p["rotation"])))
+                frames.append(
+                    Frame(
+                        source_frame=int(round(t * p["fps"])),
+                        time=round(t, 4),
+                        image=_rotate(img, p["rotation"]),
+                    )
+                )
 
         try:
             with av.open(work.source.path) as c:
@@ -145,7 +151,9 @@ class Decode:
                 if pending:
                     drain()
         except av.error.FFmpegError as e:
-            raise Reject(f"decoding failed after {decoded} frames ({last_t:.1f}s of {duration:.1f}s): {e}") from None
+            raise Reject(
+                f"decoding failed after {decoded} frames ({last_t:.1f}s of {duration:.1f}s): {e}"
+            ) from None
         if decoded <= 1:
             raise Reject(f"only {decoded} decodable frame(s): a still image, not a video of a process")
         if duration and last_t + 2 * step < 0.9 * duration:

@@ -7,6 +7,7 @@ place rises evenly from the first addition to the whole (``pick_steps``, the sam
 each step completing at least ``min_progress_step`` more. Only the chosen steps are rendered at cell
 size; the last step is the whole document.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,9 +27,9 @@ from pipeline.work import Frame, Reject, Sequence, Work
 
 @dataclass
 class Step:
-    shown: int        # drawable units painted in this step
-    progress: float   # share of the final picture in place (0..1)
-    added: float      # share of the picture this step changed since the previous one
+    shown: int  # drawable units painted in this step
+    progress: float  # share of the final picture in place (0..1)
+    added: float  # share of the picture this step changed since the previous one
 
 
 def changed(a: np.ndarray, b: np.ndarray, tol: float) -> np.ndarray:
@@ -67,8 +68,10 @@ def plan_steps(drawing: SvgDrawing, n: int, cfg: VectorConfig, clock: _Clock) ->
         prev = img
     visible = [i for i, a in enumerate(added) if a >= cfg.min_addition and a > 0]
     if len(visible) < n:
-        raise Reject(f"too few visible additions: {len(visible)} of {len(cuts)} measured additions change the "
-                     f"picture, a {n}-step sequence needs {n}")
+        raise Reject(
+            f"too few visible additions: {len(visible)} of {len(cuts)} measured additions change the "
+            f"picture, a {n}-step sequence needs {n}"
+        )
     final = images[visible[-1]]
     differs = [changed(images[i], final, tol) for i in visible]
     ever = np.logical_or.reduce(differs + [changed(np.full_like(final, 255), final, tol)])
@@ -76,12 +79,16 @@ def plan_steps(drawing: SvgDrawing, n: int, cfg: VectorConfig, clock: _Clock) ->
     progress = [1.0 - float(d.sum()) / total for d in differs]
     chosen = pick_steps(progress, n, cfg.min_progress_step)
     if chosen is None:
-        raise Reject(f"not enough distinct steps: {len(visible)} visible additions do not give {n} steps that "
-                     f"each complete at least {cfg.min_progress_step:g} more of the picture")
+        raise Reject(
+            f"not enough distinct steps: {len(visible)} visible additions do not give {n} steps that "
+            f"each complete at least {cfg.min_progress_step:g} more of the picture"
+        )
     steps, last = [], np.full_like(final, 255)
     for j in chosen:
         img = images[visible[j]]
-        steps.append(Step(cuts[visible[j]], round(progress[j], 4), round(float(changed(img, last, tol).mean()), 4)))
+        steps.append(
+            Step(cuts[visible[j]], round(progress[j], 4), round(float(changed(img, last, tol).mean()), 4))
+        )
         last = img
     steps[-1].shown = len(drawing.units)  # the last step is the whole document
     return steps, len(visible)
@@ -119,12 +126,27 @@ class DrawProgressively:
         frames = []
         for s in steps:
             clock.check()
-            frames.append(Frame(source_frame=s.shown, time=times[s.shown - 1] if times else None,
-                                image=render(drawing.document(s.shown, side), drawing.text),
-                                scores={"progress": s.progress, "added": s.added}))
-        work.probe = {"kind": src.kind, "frame_count": len(drawing.units), "width": round(drawing.width),
-                      "height": round(drawing.height), "duration": duration, "fps": None, "codec": None,
-                      "rotation": 0}
-        work.sequences = [Sequence(frames=frames, segment_scores={"elements": len(drawing.units),
-                                                                  "visible_additions": visible})]
+            frames.append(
+                Frame(
+                    source_frame=s.shown,
+                    time=times[s.shown - 1] if times else None,
+                    image=render(drawing.document(s.shown, side), drawing.text),
+                    scores={"progress": s.progress, "added": s.added},
+                )
+            )
+        work.probe = {
+            "kind": src.kind,
+            "frame_count": len(drawing.units),
+            "width": round(drawing.width),
+            "height": round(drawing.height),
+            "duration": duration,
+            "fps": None,
+            "codec": None,
+            "rotation": 0,
+        }
+        work.sequences = [
+            Sequence(
+                frames=frames, segment_scores={"elements": len(drawing.units), "visible_additions": visible}
+            )
+        ]
         return work

@@ -1,4 +1,5 @@
 """Probe: can this file be read as a video, and what is it (duration, fps, frames, size, codec, rotation)?"""
+
 from __future__ import annotations
 
 import os
@@ -28,13 +29,25 @@ class Probe:
                     raise Reject(f"no video stream (streams: {kinds}); audio-only or not a video")
                 s = c.streams.video[0]
                 fps = float(s.average_rate or s.guessed_rate or 0) or None
-                duration = (float(s.duration * s.time_base) if s.duration
-                            else (c.duration / av.time_base if c.duration else None))
+                duration = (
+                    float(s.duration * s.time_base)
+                    if s.duration
+                    else (c.duration / av.time_base if c.duration else None)
+                )
                 frames = s.frames or (round(duration * fps) if duration and fps else None)
-                info = {"kind": "video", "fps": fps, "duration": duration, "frame_count": frames,
-                        "width": s.codec_context.width, "height": s.codec_context.height,
-                        "codec": s.codec_context.name, "start": float(s.start_time * s.time_base) if s.start_time else 0.0}
-                first = next(c.decode(video=0), None)  # proves the stream decodes; carries the display rotation
+                info = {
+                    "kind": "video",
+                    "fps": fps,
+                    "duration": duration,
+                    "frame_count": frames,
+                    "width": s.codec_context.width,
+                    "height": s.codec_context.height,
+                    "codec": s.codec_context.name,
+                    "start": float(s.start_time * s.time_base) if s.start_time else 0.0,
+                }
+                first = next(
+                    c.decode(video=0), None
+                )  # proves the stream decodes; carries the display rotation
                 if first is None:
                     raise Reject("video stream holds no decodable frame")
                 info["rotation"] = int(round(getattr(first, "rotation", 0) or 0)) % 360

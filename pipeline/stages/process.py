@@ -6,6 +6,7 @@ final state on small aligned, photometrically normalised views (pipeline.footage
 steadily: completion rises a lot (gain) and monotonically (Spearman rho vs time). Title cards and
 finished holds are static; talking heads, trailers and street cameras change without accumulating.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,9 @@ def work_region(views: np.ndarray, tol: float) -> np.ndarray:
     return differs(_state(views[:k]), _state(views[-k:]), tol)
 
 
-def _unlike(views: np.ndarray, state: np.ndarray, region: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+def _unlike(
+    views: np.ndarray, state: np.ndarray, region: np.ndarray, tol: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Per frame: the fraction of the work region it sees that differs from ``state``, and how many
     work-region pixels it sees."""
     px = views[:, region]
@@ -48,7 +51,7 @@ def completion_curve(views: np.ndarray, region: np.ndarray, tol: float) -> tuple
     fraction of the work region the frame sees."""
     if not region.any():
         return np.ones(len(views)), np.ones(len(views))
-    unlike, shown = _unlike(views, _state(views[-_ends(len(views)):]), region, tol)
+    unlike, shown = _unlike(views, _state(views[-_ends(len(views)) :]), region, tol)
     return 1 - unlike, shown / region.sum()
 
 
@@ -59,7 +62,7 @@ def departure_curve(views: np.ndarray, region: np.ndarray, tol: float) -> np.nda
     departure from the start sees them, so the two together rise through every visible stage."""
     if not region.any():
         return np.zeros(len(views))
-    return _unlike(views, _state(views[:_ends(len(views))]), region, tol)[0]
+    return _unlike(views, _state(views[: _ends(len(views))]), region, tol)[0]
 
 
 def work_box(region: np.ndarray, margin: float) -> list[float]:
@@ -69,8 +72,12 @@ def work_box(region: np.ndarray, margin: float) -> list[float]:
     h, w = region.shape
     x0, x1 = np.percentile(xs, [1, 99]) / w
     y0, y1 = np.percentile(ys, [1, 99]) / h
-    return [round(float(max(0.0, x0 - margin)), 4), round(float(max(0.0, y0 - margin)), 4),
-            round(float(min(1.0, x1 + 1 / w + margin)), 4), round(float(min(1.0, y1 + 1 / h + margin)), 4)]
+    return [
+        round(float(max(0.0, x0 - margin)), 4),
+        round(float(max(0.0, y0 - margin)), 4),
+        round(float(min(1.0, x1 + 1 / w + margin)), 4),
+        round(float(min(1.0, y1 + 1 / h + margin)), 4),
+    ]
 
 
 def step_change(views: np.ndarray, region: np.ndarray, tol: float) -> float:
@@ -168,20 +175,33 @@ class FindProcess:
         gain = float(np.median(curve[-k:]) - np.median(curve[:k]))
         rho = float(spearmanr(np.arange(len(curve)), curve).statistic) if np.ptp(curve) > 0 else 0.0
         change = step_change(views, region, tol)
-        progressing = spread((curve + departed) / 2, np.array([f.time for f in frames]))  # progress, as score_frames
-        scores = {"gain": round(gain, 4), "monotonic": round(rho, 4), "area": round(area, 4),
-                  "step_change": round(change, 4), "spread": round(progressing, 4), "start": frames[0].time,
-                  "end": frames[-1].time, "shots": len(group.shots)}
+        progressing = spread(
+            (curve + departed) / 2, np.array([f.time for f in frames])
+        )  # progress, as score_frames
+        scores = {
+            "gain": round(gain, 4),
+            "monotonic": round(rho, 4),
+            "area": round(area, 4),
+            "step_change": round(change, 4),
+            "spread": round(progressing, 4),
+            "start": frames[0].time,
+            "end": frames[-1].time,
+            "shots": len(group.shots),
+        }
         if area < 0.01 or gain < self.cfg.min_gain:
             return f"static, nothing accumulates (gain {gain:.2f}, changed area {area:.1%})"
         if change > self.cfg.max_step_change:
-            return (f"everything moves at once ({change:.0%} of the view changes per step): "
-                    "camera motion or live action, not work accumulating")
+            return (
+                f"everything moves at once ({change:.0%} of the view changes per step): "
+                "camera motion or live action, not work accumulating"
+            )
         if rho < self.cfg.min_monotonic:
             return f"changes without accumulating (rho {rho:.2f})"
         if progressing < self.cfg.min_spread:
-            return (f"changes all at once, not step by step (in progress for {progressing:.0%} of the time "
-                    "before it is finished)")
+            return (
+                f"changes all at once, not step by step (in progress for {progressing:.0%} of the time "
+                "before it is finished)"
+            )
         score_frames(frames, curve, departed, visible)
         if self.cfg.crop_to_work:
             scores["crop"] = work_box(region, self.cfg.crop_margin)

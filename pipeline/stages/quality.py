@@ -1,14 +1,22 @@
 """Quality: inside each process segment drop blurred frames, frames where something transient covers
 the work (a hand, a brush, an arm), cross-fade frames (a blend of two steps), and frames that show
 only part of the work (zoomed in on a detail). Judged on aligned, normalised views (pipeline.footage)."""
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
 from pipeline.config import QualityConfig
-from pipeline.footage.transitions import (SURE_FADE, blend_share, fade_only, fade_score, ghosted, transient_fraction,
-                                          unsettled)
+from pipeline.footage.transitions import (
+    SURE_FADE,
+    blend_share,
+    fade_only,
+    fade_score,
+    ghosted,
+    transient_fraction,
+    unsettled,
+)
 from pipeline.stages.process import work_box
 from pipeline.work import Frame, Segment, Work
 
@@ -43,7 +51,7 @@ def _box(seg: Segment) -> np.ndarray | None:
     x0, y0, x1, y1 = seg.scores.get("crop") or work_box(region, 0.0)
     h, w = region.shape
     mask = np.zeros_like(region)
-    mask[int(y0 * h):int(np.ceil(y1 * h)), int(x0 * w):int(np.ceil(x1 * w))] = True
+    mask[int(y0 * h) : int(np.ceil(y1 * h)), int(x0 * w) : int(np.ceil(x1 * w))] = True
     return mask
 
 
@@ -70,8 +78,11 @@ class Quality:
         local = _local_median(sharp, t, self.cfg.occlusion_window)
         views = np.stack([f.view for f in frames])
         video = work.source.kind == "video"
-        occ = (transient_fraction(views, t, self.cfg.occlusion_window, TRANSIENT_TOL, _box(seg))
-               if video else np.zeros(len(frames)))
+        occ = (
+            transient_fraction(views, t, self.cfg.occlusion_window, TRANSIENT_TOL, _box(seg))
+            if video
+            else np.zeros(len(frames))
+        )
         # A fade spans a few analysis frames: judge each against its neighbours and the frames beyond them,
         # aligned (a fade within one framing), and as filmed where the frame moved or sits next to a cut (a
         # fade between two framings, or out of a talking head, mixes two views); and look for a ghost of
@@ -82,9 +93,17 @@ class Quality:
             position = {id(f): k for k, f in enumerate(work.frames)}
             at = [position[id(f)] for f in frames]
             for i, f in enumerate(frames):
-                blend[i] = max((blend_share(views[i - d], views[i], views[i + d], self.tol)
-                                for d in (1, 2) if d <= i < len(frames) - d), default=0.0)
-                near = at[max(0, i - 2):i + 3]  # its neighbours in the segment: are they its neighbours in the video?
+                blend[i] = max(
+                    (
+                        blend_share(views[i - d], views[i], views[i + d], self.tol)
+                        for d in (1, 2)
+                        if d <= i < len(frames) - d
+                    ),
+                    default=0.0,
+                )
+                near = at[
+                    max(0, i - 2) : i + 3
+                ]  # its neighbours in the segment: are they its neighbours in the video?
                 cut = any(b - a != 1 for a, b in zip(near, near[1:]))
                 if f.moved or cut:
                     blend[i] = max(blend[i], fade_score(work, at[i], self.tol))
@@ -97,7 +116,9 @@ class Quality:
             fading = np.array([unsettled(work, k, self.tol, sure) for k in at], dtype=bool)
         kept: list[Frame] = []
         for f, s, m, o, b, g, end in zip(frames, sharp, local, occ, blend, ghost, fading):
-            f.scores.update(sharpness=round(float(s), 2), occlusion=round(float(o), 4), blend=round(float(b), 4))
+            f.scores.update(
+                sharpness=round(float(s), 2), occlusion=round(float(o), 4), blend=round(float(b), 4)
+            )
             if s < self.cfg.blur_ratio * m:
                 work.drops["blurred"] += 1
             elif f.scores.get("visible", 1.0) < self.cfg.min_visible:

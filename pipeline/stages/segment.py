@@ -1,4 +1,5 @@
 """Segment: shots by PySceneDetect's AdaptiveDetector, run on the downscaled analysis stream."""
+
 from __future__ import annotations
 
 import cv2
@@ -22,14 +23,17 @@ class Segment:
             return work
         span = frames[-1].time - frames[0].time
         rate = (len(frames) - 1) / span if span > 0 else 1.0
-        detector = AdaptiveDetector(adaptive_threshold=self.cfg.adaptive_threshold,
-                                    min_scene_len=max(1, round(self.cfg.min_shot_seconds * rate)),
-                                    min_content_val=self.cfg.min_content_val)
+        detector = AdaptiveDetector(
+            adaptive_threshold=self.cfg.adaptive_threshold,
+            min_scene_len=max(1, round(self.cfg.min_shot_seconds * rate)),
+            min_content_val=self.cfg.min_content_val,
+        )
         cuts: list[int] = []
         for i, f in enumerate(frames):
             h, w = f.image.shape[:2]
-            small = cv2.resize(f.image, (self.cfg.width, max(2, round(h * self.cfg.width / w))),
-                               interpolation=cv2.INTER_AREA)[..., ::-1]  # detector expects BGR
+            small = cv2.resize(
+                f.image, (self.cfg.width, max(2, round(h * self.cfg.width / w))), interpolation=cv2.INTER_AREA
+            )[..., ::-1]  # detector expects BGR
             cuts += [tc.frame_num for tc in detector.process_frame(FrameTimecode(i, fps=rate), small)]
         cuts += [tc.frame_num for tc in detector.post_process(FrameTimecode(len(frames) - 1, fps=rate))]
         bounds = [0] + sorted(c for c in set(cuts) if 0 < c < len(frames)) + [len(frames)]

@@ -1,6 +1,7 @@
 """Order and select: N distinct states spread evenly over progress, the first an early stage, the last
 the finished work, progress strictly rising step to step and every step visibly different from the
 one before (measured on aligned, normalised views, so a hold is one state whatever its length)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -31,7 +32,9 @@ def longest_chain(progress: list[float], min_step: float, distinct: np.ndarray |
     return int(best.max(initial=0))
 
 
-def pick_steps(progress: list[float], n: int, min_step: float, distinct: np.ndarray | None = None) -> list[int] | None:
+def pick_steps(
+    progress: list[float], n: int, min_step: float, distinct: np.ndarray | None = None
+) -> list[int] | None:
     """Indices (rising) of n frames whose progress best follows 0, 1/(n-1), ..., 1; None if impossible.
 
     Dynamic programming over (step, frame): minimise the squared distance to the targets under the
@@ -77,11 +80,15 @@ class Differences:
 
     def __init__(self, frames: list[Frame], region: np.ndarray | None, tol: float) -> None:
         self.n = len(frames)
-        self.usable = bool(frames) and all(f.view is not None and f.view.shape == frames[0].view.shape for f in frames)
+        self.usable = bool(frames) and all(
+            f.view is not None and f.view.shape == frames[0].view.shape for f in frames
+        )
         if not self.usable:
             return
         self.tol = tol
-        self.region = region if region is not None and region.any() else np.ones(frames[0].view.shape[:2], bool)
+        self.region = (
+            region if region is not None and region.any() else np.ones(frames[0].view.shape[:2], bool)
+        )
         self.views, self.lo, self.hi = half_pixel_envelope(np.stack([f.view for f in frames]), self.region)
         self.seen = np.isfinite(self.views[..., 0])
 
@@ -170,32 +177,47 @@ class Select:
         # Unordered folders are put in progress order by the CLIP stage; pixel progress assumes file order.
         key = "progress" if work.source.ordered else "clip_progress"
         if not work.source.ordered and not any(key in f.scores for s in work.segments for f in s.frames):
-            raise Reject("an unordered folder (ordered: false) needs the CLIP stage to order its steps, "
-                         "and CLIP did not run (see the report's CLIP line)")
+            raise Reject(
+                "an unordered folder (ordered: false) needs the CLIP stage to order its steps, "
+                "and CLIP did not run (see the report's CLIP line)"
+            )
         # The most work first: how much completion rose times how much of the view it covers.
         ranked = sorted(work.segments, key=lambda s: -s.scores.get("gain", 1.0) * s.scores.get("area", 1.0))
         ranked = ranked[: self.cfg.sequences_per_source]
         problems = []
         for seg in sorted(ranked, key=lambda s: s.scores.get("start") or 0.0):
-            if work.source.kind == "images" and len(seg.frames) == n:  # exactly N steps: the sequence as given
+            if (
+                work.source.kind == "images" and len(seg.frames) == n
+            ):  # exactly N steps: the sequence as given
                 frames, chosen = seg.frames, list(range(n))
             else:
                 frames, chosen, found = self._choose(seg, key, n, work)
-                if chosen is None and work.source.kind == "video" and work.source.ordered and seg.region is not None:
+                if (
+                    chosen is None
+                    and work.source.kind == "video"
+                    and work.source.ordered
+                    and seg.region is not None
+                ):
                     # Late detail (the last strokes) may be too fine for the small whole-frame views.
                     frames, chosen, found = self._choose(self._closer(seg), key, n, work)
             if chosen is None:
                 shots = seg.scores.get("shots") or 1
                 where = f" across {shots} linked shots" if shots > 1 else ""
-                problems.append(f"{found} distinct states found{where} (visibly different and rising in "
-                                f"completion); {work.source.task.id} needs {n}")
+                problems.append(
+                    f"{found} distinct states found{where} (visibly different and rising in "
+                    f"completion); {work.source.task.id} needs {n}"
+                )
                 continue
-            work.sequences.append(Sequence(frames=[frames[i] for i in chosen], segment_scores=seg.scores, size=seg.size))
+            work.sequences.append(
+                Sequence(frames=[frames[i] for i in chosen], segment_scores=seg.scores, size=seg.size)
+            )
         if not work.sequences:
             raise Reject("not enough distinct steps: " + "; ".join(problems))
         return work
 
-    def _choose(self, seg: Segment, key: str, n: int, work: Work) -> tuple[list[Frame], list[int] | None, int]:
+    def _choose(
+        self, seg: Segment, key: str, n: int, work: Work
+    ) -> tuple[list[Frame], list[int] | None, int]:
         """The segment's states, the n of them chosen (None: impossible) and how many distinct rising
         states there are; the holds and passing states dropped are counted only when n were chosen."""
         drops: Counter = Counter()
@@ -206,7 +228,11 @@ class Select:
         progress = [f.scores[key] for f in frames]
         chosen = pick_steps(progress, n, self.cfg.min_progress_step, distinct)
         if chosen is None:
-            return frames, None, longest_chain(progress, self.cfg.min_progress_step, distinct) if frames else 0
+            return (
+                frames,
+                None,
+                longest_chain(progress, self.cfg.min_progress_step, distinct) if frames else 0,
+            )
         work.drops.update(drops)
         return frames, chosen, len(chosen)
 
@@ -215,8 +241,12 @@ class Select:
         the frame's own), and each frame's progress measured again on them."""
         box = seg.scores.get("crop") or work_box(seg.region, 0.0)
         rw = seg.size[0]
-        across = max(2, round(min(CLOSER * (box[2] - box[0]) * seg.frames[0].view.shape[1], (box[2] - box[0]) * rw)))
-        views = np.stack([view(f, seg.size, box, across) * (f.gain if f.gain is not None else 1.0) for f in seg.frames])
+        across = max(
+            2, round(min(CLOSER * (box[2] - box[0]) * seg.frames[0].view.shape[1], (box[2] - box[0]) * rw))
+        )
+        views = np.stack(
+            [view(f, seg.size, box, across) * (f.gain if f.gain is not None else 1.0) for f in seg.frames]
+        )
         region = work_region(views, self.tol)
         curve, visible = completion_curve(views, region, self.tol)
         for f, v in zip(seg.frames, views):
