@@ -40,6 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--judge-prompts", help="prompt version in evaluation/prompts/ or a YAML path")
     p.add_argument("--judge-cache", type=Path, help="response cache folder (default OUT/judge-cache)")
     p.add_argument("--judge-replay", action="store_true", help="answer only from the judge cache")
+    p.add_argument("--judge-budget", type=int, help="stop asking the judge after this many requests")
     p.add_argument("--bootstrap", type=int)
     p.add_argument("--seed", type=int)
     p.set_defaults(func=main)
@@ -63,6 +64,7 @@ def overrides(args: argparse.Namespace) -> dict:
             "prompts": args.judge_prompts,
             "cache_dir": args.judge_cache,
             "replay_only": True if args.judge_replay else None,
+            "budget": args.judge_budget,
         },
         "report": {"bootstrap": args.bootstrap, "seed": args.seed},
     }

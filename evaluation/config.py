@@ -61,6 +61,11 @@ class JudgeConfig(BaseModel):
     retries: int = Field(default=3, ge=0)
     backoff_s: float = Field(default=2.0, ge=0)
     max_tokens: int = Field(default=300, ge=16)
+    budget: int | None = Field(
+        default=None,
+        ge=0,
+        description="stop asking after this many requests (retries count); the rest are errors",
+    )
     compare: bool = Field(
         default=True, description="side-by-side ranking when several methods share a prompt"
     )

@@ -3,7 +3,8 @@
 Retries 429 (after the server's Retry-After), 5xx, timeouts and lost connections with exponential backoff;
 other 4xx are refusals and not retried. Counts requests, retries and tokens for the run report, and stops
 asking once a request budget is spent. The API key is read from the environment at each request and is
-scrubbed from every message this module produces.
+scrubbed from every message this module produces; credentials in the URL (``http://user:secret@host/v1``)
+are sent as Basic auth (a bearer key wins) and shown redacted. The evaluation judge asks through it too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
+
+from pipeline.io.http_auth import request
+from pipeline.io.redact import redact_text, redact_url
 
 MAX_WAIT_S = 120.0  # a Retry-After longer than this is capped
 
@@ -70,7 +74,8 @@ class ChatClient:
         budget: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.endpoint = url.rstrip("/") + "/chat/completions"
+        self._url = url.rstrip("/") + "/chat/completions"  # credentials included: only ever sent
+        self.endpoint = redact_url(self._url)  # what messages and reports show
         self.model, self.api_key_env, self.timeout_s = model, api_key_env, timeout_s
         self.retries, self.backoff_s, self.max_tokens, self.budget, self.sleep = (
             retries,
@@ -85,7 +90,7 @@ class ChatClient:
 
     def _scrub(self, text: str) -> str:
         key = os.environ.get(self.api_key_env)
-        return text.replace(key, "[api key]") if key else text
+        return redact_text(text.replace(key, "[api key]") if key else text)
 
     def _count(self, **inc: int) -> None:
         with self._lock:
@@ -94,7 +99,7 @@ class ChatClient:
     def _take_request(self) -> None:
         with self._lock:
             if self.budget is not None and self.counts["requests"] >= self.budget:
-                raise BudgetSpent(f"caption budget of {self.budget} requests spent; not asked")
+                raise BudgetSpent(f"request budget of {self.budget} requests spent; not asked")
             self.counts["requests"] += 1
 
     def body(self, system: str, user: str, images: list[bytes], response_format: dict | None) -> dict:
@@ -127,7 +132,7 @@ class ChatClient:
                 headers["Authorization"] = f"Bearer {key}"
             wait = self.backoff_s * 2**attempt
             try:
-                req = urllib.request.Request(self.endpoint, data=data, headers=headers, method="POST")
+                req = request(self._url, data=data, headers=headers, method="POST")
                 with self._slots, urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                     reply = json.loads(resp.read())
                 usage = (reply.get("usage") or {}) if isinstance(reply, dict) else {}

@@ -193,7 +193,7 @@ class Captioner:
         c = self.client.counts
         return {
             "model": self.cfg.model,
-            "endpoint": self.client.endpoint.split("@")[-1],
+            "endpoint": self.client.endpoint,
             "requests": c["requests"],
             "retries": {k[8:]: v for k, v in sorted(c.items()) if k.startswith("retries_")},
             "prompt_tokens": c["prompt_tokens"],
