@@ -48,6 +48,14 @@ class Source:
     data: bytes = b""  # svg: the item's bytes when it is an archive member (read once, on the driver)
     span: tuple[int, int] | None = None  # strokes: the item's [start, end) bytes in the ndjson file
     problem: str = ""  # svg/strokes: why the item cannot be read (e.g. the rest of a truncated archive)
+    # A remote source's URL with the credentials that ``uri`` shows redacted (pipeline.io.redact): read
+    # from, never written nor shown; '' when the URL holds none.
+    secret_url: str = field(default="", repr=False)
+
+    @property
+    def read_url(self) -> str:
+        """The URL to read a remote source from (credentials included)."""
+        return self.secret_url or self.uri
 
 
 _EYE = np.eye(3)

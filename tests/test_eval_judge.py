@@ -21,10 +21,10 @@ IMAGE_A, IMAGE_B = b"\xff\xd8jpeg-A", b"\xff\xd8jpeg-B"
 
 
 class Recorder:
-    """Serves queued (status, body, delay) replies and records every request."""
+    """Serves queued (status, body, delay[, headers]) replies and records every request."""
 
     def __init__(self) -> None:
-        self.replies: list[tuple[int, dict | str, float]] = []
+        self.replies: list[tuple] = []
         self.requests: list[dict] = []
 
 
@@ -36,13 +36,15 @@ def server():
         def do_POST(self):  # noqa: N802 (http.server's name)
             body = self.rfile.read(int(self.headers["Content-Length"]))
             rec.requests.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
-            status, reply, delay = rec.replies.pop(0)
+            status, reply, delay, *headers = rec.replies.pop(0)
             time.sleep(delay)
             data = (reply if isinstance(reply, str) else json.dumps(reply)).encode()
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                for k, v in (headers[0] if headers else {}).items():
+                    self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(data)
             except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
@@ -73,7 +75,7 @@ def answer(content: str) -> dict:
 def make_judge(server, tmp_path, **kw) -> tuple[Judge, list[float]]:
     sleeps: list[float] = []
     cfg = JudgeConfig(
-        url=server.url,
+        url=kw.pop("url", server.url),
         model="judge-model",
         api_key_env="TEST_JUDGE_KEY",
         timeout_s=kw.pop("timeout_s", 5),
@@ -186,6 +188,56 @@ def test_timeouts_give_up_after_the_configured_retries(server, tmp_path):
     assert not v.ok and "failed after 2 attempts" in v.error and v.raw is None
     assert len(server.requests) == 2 and sleeps == [0.5]
     assert not any((tmp_path / "cache").rglob("*.json"))  # nothing cached from a failure
+
+
+def test_a_429_waits_as_long_as_the_servers_retry_after_says(server, tmp_path):
+    server.replies += [
+        (429, "slow down", 0, {"Retry-After": "7"}),
+        (429, "slow down", 0, {"Retry-After": "100000"}),  # capped
+        (200, answer('{"alignment": 3, "coherence": 3, "usability": 3}'), 0),
+    ]
+    judge, sleeps = make_judge(server, tmp_path)
+    assert judge.score(IMAGE_A, "Portrait", "a girl", 9).ok
+    assert sleeps == [7.0, 120.0] and len(server.requests) == 3  # not the 0.5 s, 1 s backoff
+    assert judge.client.counts["retries_429"] == 2
+
+
+def test_the_request_budget_stops_asking_and_cached_answers_still_count(server, tmp_path):
+    server.replies += [
+        (500, "boom", 0),
+        (200, answer('{"alignment": 3, "coherence": 3, "usability": 3}'), 0),
+        (500, "boom", 0),
+    ]
+    judge, _ = make_judge(server, tmp_path, budget=3)
+    assert judge.score(IMAGE_A, "Portrait", "a girl", 9).ok  # two requests: the retry counts
+    spent = judge.score(IMAGE_B, "Portrait", "a girl", 9)  # a third, then its retry is over budget
+    assert not spent.ok and "budget of 3 requests spent" in spent.error and spent.raw is None
+    assert not judge.compare(IMAGE_A, IMAGE_B, "Portrait", "a girl").ok  # not asked at all
+    assert judge.score(IMAGE_A, "Portrait", "a girl", 9).cached  # the cache needs no budget
+    assert len(server.requests) == 3 and judge.client.counts["requests"] == 3
+
+
+def test_credentials_in_the_judge_url_are_sent_as_basic_auth_and_never_shown(server, tmp_path, monkeypatch):
+    monkeypatch.delenv("TEST_JUDGE_KEY", raising=False)
+    url = server.url.replace("http://", "http://judge:pw-9d2c41@")
+    server.replies += [
+        (200, answer('{"alignment": 3, "coherence": 3, "usability": 3}'), 0),
+        (401, '{"error": "who are you"}', 0),
+        (200, answer('{"better": 1}'), 0),
+    ]
+    judge, _ = make_judge(server, tmp_path, url=url)
+    assert judge.score(IMAGE_A, "Portrait", "a girl", 9).ok
+    assert server.requests[0]["path"] == "/v1/chat/completions"
+    assert (
+        server.requests[0]["headers"]["Authorization"]
+        == "Basic " + base64.b64encode(b"judge:pw-9d2c41").decode()
+    )
+    refused = judge.score(IMAGE_B, "Portrait", "a girl", 9)
+    assert "HTTP 401" in refused.error and "http://***@127.0.0.1:" in refused.error
+    assert "pw-9d2c41" not in refused.error
+    monkeypatch.setenv("TEST_JUDGE_KEY", "sk-test")  # an API key wins over the URL's credentials
+    assert judge.compare(IMAGE_A, IMAGE_B, "Portrait", "a girl").ok
+    assert server.requests[2]["headers"]["Authorization"] == "Bearer sk-test"
 
 
 def test_side_by_side_in_both_orders_reports_agreement(server, tmp_path):

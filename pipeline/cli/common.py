@@ -7,10 +7,13 @@ import json
 import sys
 
 from pipeline.config import CaptionConfig
+from pipeline.io.redact import redact_text
 
 
 def fail(code: int, msg: str, as_json: bool = False) -> int:
-    """Print a usage or run error and return its exit code; with --json also one parseable line (cron)."""
+    """Print a usage or run error and return its exit code; with --json also one parseable line (cron).
+    Credentials in any URL of the message (a scheduler address, a source) are redacted."""
+    msg = redact_text(msg)
     print(f"error: {msg}", file=sys.stderr)
     if as_json:
         print(json.dumps({"status": "error", "exit_code": code, "error": msg}))

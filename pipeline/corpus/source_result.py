@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pipeline.corpus.shards import Sample
+from pipeline.io.redact import redact_text
 from pipeline.work import Source
 
 Status = Literal["ok", "rejected", "failed"]
@@ -32,14 +33,15 @@ class SourceResult:
 
     @classmethod
     def of(cls, source: Source, sha256: str, status: Status, reason: str = "") -> SourceResult:
-        """A result that carries the source's identity: the one way results are made."""
+        """A result that carries the source's identity: the one way results are made. The reason goes to
+        the report and the ledger: any URL in it (a download's error) is redacted."""
         return cls(
             entry=source.entry,
             uri=source.uri,
             task=source.task.id,
             sha256=sha256,
             status=status,
-            reason=reason,
+            reason=redact_text(reason),
         )
 
     def row(self) -> dict:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 from pipeline.intake.fingerprint import fingerprint, stat_signature
 from pipeline.intake.remote import is_remote, remote_info
+from pipeline.io.redact import redact_text
 from pipeline.work import Source
 
 
@@ -27,8 +28,10 @@ class Prepared:
 
 
 def location(source: Source) -> str:
-    """Where a source is read: its URL, or its absolute local path (the ledger's key for signatures); an
-    item inside a file (archive member, ndjson line) adds its uri: ``/abs/pack.tgz#pack.tgz#package/1f600.svg``."""
+    """Where a source is read, the ledger's key for signatures: its URL (as ``uri`` shows it, credentials
+    redacted, so a rotated password or a newly signed link is the same source), or its absolute local
+    path; an item inside a file (archive member, ndjson line) adds its uri:
+    ``/abs/pack.tgz#pack.tgz#package/1f600.svg``."""
     if is_remote(source.uri):
         return source.uri
     where = os.path.abspath(source.path)  # not resolve(): a realpath per source is slow at 100,000
@@ -41,9 +44,10 @@ def prepare(source: Source, known: tuple[str, str] | None, verify_content: bool 
     Reads the content only when the signature is new or changed, or with ``verify_content``."""
     if is_remote(source.uri):
         try:
-            info = source.remote or remote_info(source.uri)
+            info = source.remote or remote_info(source.read_url)
         except Exception as e:  # noqa: BLE001 - reported per source, the run goes on
-            return Prepared(source, "", "", error=f"remote source unavailable: {type(e).__name__}: {e}")
+            why = redact_text(f"{type(e).__name__}: {e}")
+            return Prepared(source, "", "", error=f"remote source unavailable: {why}")
         source = replace(source, remote=info)
         if known and info.signature and known[0] == info.signature and not verify_content:
             return Prepared(source, known[1], info.signature)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from pipeline.drawings.collect import Origin, stroke_sources, svg_sources
 from pipeline.intake.remote import expand_glob, is_remote
+from pipeline.io.redact import redact_text, redact_url
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
 
@@ -65,7 +66,14 @@ class Entry(BaseModel):
 
 
 def _fail(manifest: Path, i: int, field: str, msg: str) -> ManifestError:
-    return ManifestError(f"{manifest}: sources[{i}].{field}: {msg}")
+    return ManifestError(f"{manifest}: sources[{i}].{field}: {redact_text(msg)}")
+
+
+def _remote(url: str, **fields) -> Source:
+    """A remote source, named by its redacted URL (pipeline.io.redact) in everything written, read from the
+    URL as given."""
+    shown = redact_url(url)
+    return Source(uri=shown, path="", kind="video", secret_url="" if shown == url else url, **fields)
 
 
 def load_manifest(path: str | Path, taxonomy: Taxonomy) -> list[Source]:
@@ -117,7 +125,7 @@ def _resolve(manifest: Path, base: Path, i: int, e: Entry, taxonomy: Taxonomy) -
             raise _fail(manifest, i, "svg" if e.svg else "strokes", str(err)) from None
     common = dict(task=task, entry=i, subject=e.subject, license=e.license, attribution=e.attribution)
     if e.url:
-        return [Source(uri=e.url, path="", kind="video", id=e.id, **common)]
+        return [_remote(e.url, id=e.id, **common)]
     if e.path:
         p = base / e.path
         return [Source(uri=e.path, path=str(p), kind="video", id=e.id, **common)]
@@ -130,9 +138,7 @@ def _resolve(manifest: Path, base: Path, i: int, e: Entry, taxonomy: Taxonomy) -
             raise _fail(manifest, i, "glob", f"{e.glob!r} matches no objects")
         if e.id and len(listed) > 1:
             raise _fail(manifest, i, "id", "an id names one source; this glob matches several")
-        return [
-            Source(uri=url, path="", kind="video", id=e.id, remote=info, **common) for url, info in listed
-        ]
+        return [_remote(url, id=e.id, remote=info, **common) for url, info in listed]
     if e.glob:
         matches = sorted(globlib.glob(str(base / e.glob), recursive=True))
         if not matches:

@@ -2,7 +2,8 @@
 ETag / version id / Last-Modified) without reading it, and the objects under a glob in one listing.
 
 The signature is how a refresh sees that a remote object changed without downloading it; it is stored in
-the ledger next to the content hash. Endpoint and credentials come from fsspec's usual sources.
+the ledger next to the content hash. Endpoint and credentials come from fsspec's usual sources; an http
+URL may also hold them (``https://user:secret@host/v.mp4``: sent as Basic auth, pipeline.io.http_auth).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from urllib.parse import urlparse
 
 import fsspec
 
+from pipeline.io.http_auth import request
 from pipeline.work import RemoteInfo
 
 TIMEOUT = 60
@@ -38,8 +40,7 @@ def from_listing(entry: dict) -> RemoteInfo:
 
 def http_head(url: str) -> RemoteInfo:
     """One HEAD request: Content-Length, ETag and Last-Modified."""
-    req = urllib.request.Request(url, method="HEAD")
-    with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
+    with urllib.request.urlopen(request(url, method="HEAD"), timeout=TIMEOUT) as r:
         size = r.headers.get("Content-Length")
         size = int(size) if size and size.isdigit() else None
         return RemoteInfo(size, _signature(size, r.headers.get("ETag"), None, r.headers.get("Last-Modified")))

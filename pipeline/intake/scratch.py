@@ -27,7 +27,9 @@ import fsspec
 
 from pipeline.intake.remote import HTTP, TIMEOUT
 from pipeline.io.digest import CHUNK
+from pipeline.io.http_auth import request
 from pipeline.io.lock import pid_alive
+from pipeline.io.redact import redact_url
 from pipeline.work import RemoteInfo
 
 
@@ -37,7 +39,7 @@ class CacheFull(RuntimeError):
 
 def _open_remote(url: str) -> BinaryIO:
     if urlparse(url).scheme in HTTP:
-        return urllib.request.urlopen(url, timeout=TIMEOUT)
+        return urllib.request.urlopen(request(url), timeout=TIMEOUT)
     return fsspec.open(url, "rb").open()  # s3:// and other fsspec URLs: AWS_* env, fsspec config
 
 
@@ -71,11 +73,12 @@ class ScratchCache:
         for p in self.folder.glob(stem + "*"):
             p.unlink(missing_ok=True)
 
-    def _reserve(self, key: str, url: str, info: RemoteInfo) -> dict | None:
-        """Reserve room for ``key``; returns a finished entry's record when one can be reused."""
+    def _reserve(self, key: str, shown: str, info: RemoteInfo) -> dict | None:
+        """Reserve room for ``key``; returns a finished entry's record when one can be reused. ``shown``:
+        the URL as messages and the record show it (credentials redacted)."""
         need = info.size if info.size is not None else self.max_bytes
         if need > self.max_bytes:
-            raise CacheFull(f"{url}: {need} bytes exceed cache.max_bytes ({self.max_bytes})")
+            raise CacheFull(f"{shown}: {need} bytes exceed cache.max_bytes ({self.max_bytes})")
         deadline = time.monotonic() + self.wait_s
         while True:
             with self._locked():
@@ -103,7 +106,7 @@ class ScratchCache:
                     (self.folder / f"{key}.json").write_text(
                         json.dumps(
                             {
-                                "url": url,
+                                "url": shown,
                                 "pid": os.getpid(),
                                 "reserved": need,
                                 "size": info.size,
@@ -113,7 +116,9 @@ class ScratchCache:
                     )
                     return None
             if time.monotonic() > deadline:
-                raise CacheFull(f"{url}: no room for {need} bytes in {self.folder} within {self.wait_s:.0f}s")
+                raise CacheFull(
+                    f"{shown}: no room for {need} bytes in {self.folder} within {self.wait_s:.0f}s"
+                )
             time.sleep(0.2)
 
     @contextlib.contextmanager
@@ -122,7 +127,7 @@ class ScratchCache:
         final = self.folder / (key + (PurePosixPath(urlparse(url).path).suffix[:8] or ".bin"))
         meta_path = self.folder / f"{key}.json"
         try:
-            meta = self._reserve(key, url, info)
+            meta = self._reserve(key, redact_url(url), info)
             if meta is None or not final.exists():
                 meta = self._download(url, info, final, meta_path)
             yield final, meta["sha256"]
@@ -137,7 +142,9 @@ class ScratchCache:
             while chunk := r.read(CHUNK):
                 size += len(chunk)
                 if size > limit:
-                    raise CacheFull(f"{url}: larger than the {limit} bytes it announced or reserved")
+                    raise CacheFull(
+                        f"{redact_url(url)}: larger than the {limit} bytes it announced or reserved"
+                    )
                 h.update(chunk)
                 f.write(chunk)
         os.replace(part, final)

@@ -19,6 +19,9 @@ HIDDEN = "***"
 # matches (say ``keyframe``) is hidden too, which costs nothing but the detail.
 SECRET_PARAM = re.compile(r"sig|token|secret|passw|pwd|credential|key|auth", re.IGNORECASE)
 URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
+# ``user:secret@host`` without a scheme, as some libraries quote an address they could not use (Dask:
+# "invalid address 'user:secret@10.0.0.5:8786'"). The colon tells it from an e-mail address.
+BARE_USERINFO = re.compile(r"(?<![\w/*])[^\s'\"<>`/@:]+:[^\s'\"<>`/@]*@(?=[\w.\[-])")
 
 
 def _query(query: str) -> str:
@@ -46,8 +49,10 @@ def redact_url(url: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Every URL inside ``text`` (an error message, a log line) redacted."""
-    return URL.sub(lambda m: redact_url(m.group(0)), text) if "://" in text else text
+    """Every URL inside ``text`` (an error message, a log line) redacted, and any ``user:secret@``."""
+    if "://" in text:
+        text = URL.sub(lambda m: redact_url(m.group(0)), text)
+    return BARE_USERINFO.sub(f"{HIDDEN}@", text) if "@" in text else text
 
 
 def redact_json(value: object) -> object:

@@ -16,6 +16,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from pipeline.io.atomic import write_bytes
+from pipeline.io.redact import redact_url
 
 
 class Storage:
@@ -29,7 +30,8 @@ class Storage:
             Path(self.root).mkdir(parents=True, exist_ok=True)
 
     def __str__(self) -> str:
-        return self.url
+        """The output as messages and summaries show it: credentials in its URL redacted."""
+        return redact_url(self.url)
 
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}"

@@ -102,7 +102,7 @@ def run_fetched(
         return run_source(source, sha256, stages, config)
     try:
         cache = ScratchCache(cache_dir, config.cache.max_bytes)
-        with cache.fetch(source.uri, source.remote or remote_info(source.uri)) as (path, sha):
+        with cache.fetch(source.read_url, source.remote or remote_info(source.read_url)) as (path, sha):
             return run_source(replace(source, path=str(path)), sha, stages, config)
     except Exception as e:  # noqa: BLE001 - network, space: a failed source (--retry-failed redoes it)
         return SourceResult.of(source, sha256, "failed", f"download failed: {type(e).__name__}: {e}")
