@@ -85,6 +85,7 @@ def main(args: argparse.Namespace) -> int:
     from evaluation.config import EvalConfig
     from evaluation.report import write_report
     from evaluation.run import run
+    from pipeline.io.redact import redact_text
     from pipeline.taxonomy import Taxonomy
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -92,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
         cfg = EvalConfig.load(args.config, overrides(args))
         taxonomy = Taxonomy.load(cfg.taxonomy)
     except (OSError, ValueError, ValidationError) as exc:
-        log.error("configuration: %s", exc)
+        log.error("configuration: %s", redact_text(str(exc)))
         return EXIT_USAGE
     scorer = None
     if cfg.clip.enabled:

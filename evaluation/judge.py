@@ -109,22 +109,8 @@ class Judge:
         self, cfg: JudgeConfig, cache_dir: Path, sleep: Callable[[float], None] = time.sleep
     ) -> None:
         self.cfg, self.prompts, self.cache = cfg, Prompts(cfg.prompts), AnswerCache(cache_dir)
-        self.client = (
-            ChatClient(
-                cfg.url,
-                cfg.model,
-                cfg.api_key_env,
-                timeout_s=cfg.timeout_s,
-                retries=cfg.retries,
-                backoff_s=cfg.backoff_s,
-                max_tokens=cfg.max_tokens,
-                max_in_flight=1,  # the judge asks one question at a time
-                budget=cfg.budget,
-                sleep=sleep,
-            )
-            if cfg.url
-            else None
-        )
+        # one question at a time; no URL (replay-only): nothing is asked
+        self.client = ChatClient.of(cfg, 1, sleep) if cfg.url else None
 
     def score(self, image: bytes, task: str, prompt: str, frames: int) -> Verdict:
         """The paper's three 1-5 scores for one sequence image."""

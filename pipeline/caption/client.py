@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
+from typing import Protocol
 
 from pipeline.io.http_auth import request
 from pipeline.io.redact import redact_text, redact_url
@@ -59,7 +60,38 @@ def content_of(reply: object) -> str:
     return content
 
 
+class Endpoint(Protocol):
+    """The settings a client is made from: the build's ``caption:`` section or the evaluation's ``judge:``."""
+
+    url: str | None
+    model: str
+    api_key_env: str
+    timeout_s: float
+    retries: int
+    backoff_s: float
+    max_tokens: int
+    budget: int | None
+
+
 class ChatClient:
+    @classmethod
+    def of(cls, cfg: Endpoint, max_in_flight: int, sleep: Callable[[float], None] = time.sleep) -> ChatClient:
+        """A client for ``cfg.url`` (which must be set) with the section's model, key, retries and budget."""
+        if not cfg.url:
+            raise ValueError("no endpoint URL to ask")
+        return cls(
+            cfg.url,
+            cfg.model,
+            cfg.api_key_env,
+            timeout_s=cfg.timeout_s,
+            retries=cfg.retries,
+            backoff_s=cfg.backoff_s,
+            max_tokens=cfg.max_tokens,
+            max_in_flight=max_in_flight,
+            budget=cfg.budget,
+            sleep=sleep,
+        )
+
     def __init__(
         self,
         url: str,

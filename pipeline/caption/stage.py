@@ -52,18 +52,7 @@ class Captioner:
         if not cfg.url:
             raise ValueError("caption.url is not set: no endpoint to ask")
         self.cfg, self.taxonomy, self.cache = cfg, taxonomy, AnswerCache(cache_dir)
-        self.client = ChatClient(
-            cfg.url,
-            cfg.model,
-            cfg.api_key_env,
-            timeout_s=cfg.timeout_s,
-            retries=cfg.retries,
-            backoff_s=cfg.backoff_s,
-            max_tokens=cfg.max_tokens,
-            max_in_flight=cfg.max_concurrency,
-            budget=cfg.budget,
-            sleep=sleep,
-        )
+        self.client = ChatClient.of(cfg, cfg.max_concurrency, sleep)
         self.counts: Counter = (
             Counter()
         )  # captioned, from_cache, fallback, malformed_answers, already_captioned

@@ -60,25 +60,22 @@ def make_index(ledger: Ledger, config: dict, history: list[dict], curation: Cura
         for task, n in s["tasks"].items():
             per_task.setdefault(task, Counter())[s["split"]] += n
     status = Counter(r["status"] for r in ledger.current_rows())
-    return redact_json(  # no credentials (caption URL, a manifest URL) in the index nor the card made from it
-        {
-            "format": FORMAT,
-            "version": __version__,
-            "config_sha": ledger.config_sha,
-            "config": config,
-            "samples": sum(s["samples"] for s in shards),
-            "shards": [
-                {k: s[k] for k in ("name", "split", "samples", "bytes", "sha256", "run", "tasks")}
-                for s in shards
-            ],
-            "splits": {k: dict(v) for k, v in sorted(splits.items())},
-            "per_task": {t: dict(c, total=sum(c.values())) for t, c in sorted(per_task.items())},
-            "sources": {k: status.get(k, 0) for k in ("ok", "rejected", "failed")},
-            "licenses": _licenses(rows),
-            "curation": resolve(curation or Curation(), rows),
-            "history": history,
-        }
-    )
+    return {
+        "format": FORMAT,
+        "version": __version__,
+        "config_sha": ledger.config_sha,
+        "config": redact_json(config),  # no credentials (the caption URL) here nor in the card made from it
+        "samples": sum(s["samples"] for s in shards),
+        "shards": [
+            {k: s[k] for k in ("name", "split", "samples", "bytes", "sha256", "run", "tasks")} for s in shards
+        ],
+        "splits": {k: dict(v) for k, v in sorted(splits.items())},
+        "per_task": {t: dict(c, total=sum(c.values())) for t, c in sorted(per_task.items())},
+        "sources": {k: status.get(k, 0) for k in ("ok", "rejected", "failed")},
+        "licenses": _licenses(rows),
+        "curation": resolve(curation or Curation(), rows),
+        "history": redact_json(history),
+    }
 
 
 def write_index(storage: Storage, index: dict) -> None:

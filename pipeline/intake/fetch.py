@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 
 from pipeline.intake.fingerprint import fingerprint, stat_signature
 from pipeline.intake.remote import is_remote, remote_info
-from pipeline.io.redact import redact_text
 from pipeline.work import Source
 
 
@@ -45,9 +44,8 @@ def prepare(source: Source, known: tuple[str, str] | None, verify_content: bool 
     if is_remote(source.uri):
         try:
             info = source.remote or remote_info(source.read_url)
-        except Exception as e:  # noqa: BLE001 - reported per source, the run goes on
-            why = redact_text(f"{type(e).__name__}: {e}")
-            return Prepared(source, "", "", error=f"remote source unavailable: {why}")
+        except Exception as e:  # noqa: BLE001 - reported per source (SourceResult.of redacts any URL in it)
+            return Prepared(source, "", "", error=f"remote source unavailable: {type(e).__name__}: {e}")
         source = replace(source, remote=info)
         if known and info.signature and known[0] == info.signature and not verify_content:
             return Prepared(source, known[1], info.signature)

@@ -41,33 +41,31 @@ class RunReport:
 
     def write(self, out: Path, header: dict, shards: list[ShardInfo], wall: float) -> dict:
         status = Counter(r["status"] for r in self.rows)
-        report = redact_json(  # the config's caption URL or scheduler, a reason: no credentials written
-            {
-                **header,
-                "duration_s": round(wall, 3),
-                "totals": {
-                    "sources": len(self.rows),
-                    **{k: status.get(k, 0) for k in ("ok", "rejected", "failed")},
-                    "samples": sum(self.per_task.values()),
-                    "shards": len(shards),
-                },
-                "per_task": dict(sorted(self.per_task.items())),
-                "drops": {
-                    "frames": dict(self.drops.most_common()),
-                    "sources": dict(self.rejections.most_common()),
-                },
-                "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
-                "throughput": {
-                    "sources_per_s": round(len(self.rows) / wall, 4) if wall else None,
-                    "video_seconds_per_s": round(self.video_seconds / wall, 3) if wall else None,
-                },
-                "shards": [
-                    {"name": s.name, "samples": s.samples, "bytes": s.bytes, "sha256": s.sha256}
-                    for s in shards
-                ],
-                "sources": sorted(self.rows, key=lambda r: r["entry"]),
-            }
-        )
+        report = {
+            **header,
+            "duration_s": round(wall, 3),
+            "totals": {
+                "sources": len(self.rows),
+                **{k: status.get(k, 0) for k in ("ok", "rejected", "failed")},
+                "samples": sum(self.per_task.values()),
+                "shards": len(shards),
+            },
+            "per_task": dict(sorted(self.per_task.items())),
+            "drops": {
+                "frames": dict(self.drops.most_common()),
+                "sources": dict(self.rejections.most_common()),
+            },
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "throughput": {
+                "sources_per_s": round(len(self.rows) / wall, 4) if wall else None,
+                "video_seconds_per_s": round(self.video_seconds / wall, 3) if wall else None,
+            },
+            "shards": [
+                {"name": s.name, "samples": s.samples, "bytes": s.bytes, "sha256": s.sha256} for s in shards
+            ],
+            "sources": sorted(self.rows, key=lambda r: r["entry"]),
+        }
+        report = redact_json(report)  # no credentials (caption URL, scheduler, a reason) written
         sheets = {}
         for task, items in sorted(self.sheets.items()):
             name = f"contact-{task}.png"
