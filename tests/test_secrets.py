@@ -167,7 +167,21 @@ def test_a_build_uses_the_credentials_and_writes_them_nowhere(tutorials, auth_si
     assert json.loads((out / "report.json").read_text())["refresh"]["skipped"] == 1
     assert {m for m, _ in requests} == {"HEAD"}
 
-    assert secrets_in(out, first.stdout + first.stderr + again.stdout + again.stderr) == []
+    # `makeanything caption` by another model, no retries: the first answer fails and its reason names the endpoint
+    vlm.mode, vlm.times = "500", 1
+    (tmp_path / "cap.yaml").write_text(yaml.safe_dump({"caption": {"retries": 0}}))
+    recaption = run_cli(
+        ["caption", str(out), "--url", caption_url, "--model", "m2", "--config", str(tmp_path / "cap.yaml")]
+    )
+    assert recaption.returncode == 0, recaption.stderr
+    caption_report = json.loads((out / "caption-report.json").read_text())["caption"]
+    assert caption_report["endpoint"].startswith("http://***@127.0.0.1:")
+    assert caption_report["captioned"] == report["totals"]["samples"] - 1
+    (why,) = caption_report["fallbacks"].values()
+    assert "HTTP 500" in why and "http://***@127.0.0.1:" in why
+
+    printed = "".join(p.stdout + p.stderr for p in (first, again, recaption))
+    assert secrets_in(out, printed) == []
     assert any(shown in p.read_text() for p in (out / "ledger").glob("*.json"))
 
 
