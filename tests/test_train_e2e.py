@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import socket
 
 import numpy as np
@@ -177,3 +179,51 @@ def test_ddp_two_gloo_ranks_split_shards_and_stay_in_step(tmp_path):
     assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])
     assert any(v.abs().sum() > 0 for k, v in w[0].items() if ".lora_B." in k)
     assert (tmp_path / "run" / "checkpoints" / "step-00000004" / "rng-rank1.pt").is_file()
+
+
+def test_generate_output_is_what_evaluate_reads(trained, tmp_path):
+    """generate -> evaluate end to end on the tiny model: `evaluate ours=GEN_DIR` scores the generated grid."""
+    from makeanything.cli import main
+
+    run_dir, _, _ = trained
+    gen = tmp_path / "gen"
+    assert (
+        run_cli("generate", str(run_dir), "--task", "painting", "--prompt", "a fox", "--out", str(gen)) == 0
+    )
+    report = tmp_path / "eval"
+    assert main(["evaluate", f"ours={gen}", "--out", str(report), "--no-clip"]) == 0
+    rows = [json.loads(x) for x in (report / "sequences.jsonl").read_text().splitlines()]
+    assert [(r["method"], r["task"], r["prompt"], r["frames"]) for r in rows] == [
+        ("ours", "painting", "a fox", 9)
+    ]
+    assert not (report / "errors.jsonl").exists() or not (report / "errors.jsonl").read_text().strip()
+
+
+def test_export_refuses_an_untrained_task_unless_forced_and_follows_the_umask(trained, tmp_path, capsys):
+    run_dir, _, _ = trained
+    out = tmp_path / "emoji.safetensors"
+    assert run_cli("export-lora", str(run_dir), "--task", "emoji", "--out", str(out)) == 2
+    assert "never trained task 'emoji'" in capsys.readouterr().err and not out.exists()
+    assert run_cli("export-lora", str(run_dir), "--task", "emoji", "--out", str(out), "--force") == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_export_and_generate_check_arguments_before_loading_the_model(trained, tmp_path, capsys):
+    """A copy of the run without its base model: a wrong argument is reported, not a failed load."""
+    run_dir, _, _ = trained
+    bare = tmp_path / "bare"
+    shutil.copytree(run_dir, bare, ignore=shutil.ignore_patterns("base"))
+    assert run_cli("export-lora", str(bare), "--out", str(tmp_path / "x.safetensors")) == 2
+    assert "--task is required" in capsys.readouterr().err
+    gen = ["generate", str(bare), "--prompt", "p", "--out", str(tmp_path / "g")]
+    assert run_cli(*gen, "--head", "99") == 2
+    assert "--head 99: this LoRA has heads 1 to" in capsys.readouterr().err
+    assert run_cli(*gen, "--task", "nope") == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
+    for bad in (["--steps", "0"], ["--head", "0"]):
+        with pytest.raises(SystemExit) as e:
+            run_cli(*gen, *bad)
+        assert e.value.code == 2 and "is not at least 1" in capsys.readouterr().err

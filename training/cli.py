@@ -9,6 +9,17 @@ from pathlib import Path
 from makeanything.exit_codes import EXIT_OK, EXIT_USAGE
 
 
+def positive(text: str) -> int:
+    """argparse type for counts that must be at least 1 (a usage error, exit 2, otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def _train(args: argparse.Namespace) -> int:
     from training.config import Config, ConfigError
     from training.loop import train
@@ -34,7 +45,15 @@ def _export(args: argparse.Namespace) -> int:
     from training.export import export
 
     try:
-        path = export(args.run_dir, args.task, args.out, merge=args.merge, step=args.step, fmt=args.format)
+        path = export(
+            args.run_dir,
+            args.task,
+            args.out,
+            merge=args.merge,
+            step=args.step,
+            fmt=args.format,
+            force=args.force,
+        )
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"makeanything export-lora: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -80,7 +99,7 @@ def _generate(args: argparse.Namespace) -> int:
                 dtype=dtype,
                 head=args.head,
             )
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"makeanything generate: {e}", file=sys.stderr)
         return EXIT_USAGE
     print(f"wrote {len(paths)} files to {args.out}")
@@ -99,7 +118,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--data", nargs="+", help="shards: build folders, tars, globs, {a..b} patterns, https/s3 URLs"
     )
     p.add_argument("--out", help="run directory (default: runs/CONFIG_NAME)")
-    p.add_argument("--steps", type=int, help="override train.steps")
+    p.add_argument("--steps", type=positive, help="override train.steps")
     p.add_argument(
         "--resume", action="store_true", help="continue from the run directory's latest checkpoint"
     )
@@ -114,15 +133,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(every head, lora_ups.<i>, for the authors' inference code: --lora_ups_num, "
         "--lora_up_cur).",
     )
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", metavar="RUN", help="run directory written by `makeanything train`")
     p.add_argument("--task", help="task id (manifests/tasks.yaml); required except with --format authors")
-    p.add_argument("--format", default="diffusers", choices=["diffusers", "kohya", "authors"])
+    p.add_argument(
+        "--format",
+        default="diffusers",
+        choices=["diffusers", "kohya", "authors"],
+        help="file layout (default diffusers; see above)",
+    )
     p.add_argument("--out", required=True, help="FILE.safetensors, or a folder with --merge")
     p.add_argument("--merge", action="store_true", help="write the base model with the LoRA merged in")
     p.add_argument("--step", type=int, help="checkpoint step (default: latest)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write a task the run never trained (its head is still zero: the LoRA changes nothing); "
+        "refused otherwise",
+    )
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("generate", help="generate a step sequence: grid, frames in step order, GIF")
+    p = sub.add_parser(
+        "generate",
+        help="generate a step sequence: grid, frames in step order, GIF",
+        description="Text to sequence from a training run, an exported LoRA file, or a kohya / authors' "
+        "file; or, with --image, a ReCraft run's sequence leading to a finished work. Writes "
+        "OUT/grid.png, OUT/frames/step-NN.png in step order, OUT/steps.gif and "
+        "OUT/sequences.jsonl, which `makeanything evaluate NAME=OUT` reads.",
+    )
     p.add_argument(
         "source",
         help="run directory, exported LoRA .safetensors, or a kohya / authors' file "
@@ -131,16 +168,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", help="task id (default: the LoRA file's task)")
     p.add_argument(
         "--head",
-        type=int,
+        type=positive,
         help="head of an asymmetric LoRA to use (default: the task's); the layout "
         "is the task's that owns this head in the taxonomy",
     )
-    p.add_argument("--prompt")
+    p.add_argument(
+        "--prompt",
+        help="the caption to generate from, used as it is: start it as the training captions do, with the "
+        "layout and process, e.g. '3*3 of 9 sub-images, step-by-step painting process, a lighthouse' "
+        "(nothing is added to it)",
+    )
     p.add_argument("--image", help="ReCraft: the finished work (the final frame) to condition on")
     p.add_argument("--last", help="ReCraft interpolation: the last frame, with --image as the first frame")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=28)
-    p.add_argument("--guidance", type=float, default=3.5)
+    p.add_argument("--out", required=True, help="folder for grid.png, frames/, steps.gif, sequences.jsonl")
+    p.add_argument(
+        "--seed", type=int, default=0, help="noise seed (default 0): the same seed, the same sequence"
+    )
+    p.add_argument("--steps", type=positive, default=28, help="denoising steps (default 28)")
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=3.5,
+        help="Flux guidance scale (default 3.5; the authors train at 1.0)",
+    )
     p.add_argument("--base", help="base model for a LoRA file that does not name one")
     p.set_defaults(func=_generate)

@@ -13,6 +13,8 @@ import torch
 from diffusers import FluxPipeline
 from PIL import Image
 
+from evaluation.inputs import MANIFEST
+from pipeline.io.atomic import write_jsonl
 from pipeline.layout import Layout, split
 from pipeline.taxonomy import Task, Taxonomy
 from training import kohya, lora_files, run
@@ -56,8 +58,14 @@ def sample(
     return out.images[0] if output_type == "pil" else out.images
 
 
-def save_sequence(grid: Image.Image, layout: Layout, out_dir: Path, frame_ms: int = 600) -> list[Path]:
-    """grid.png, frames/step-NN.png in step order, and steps.gif; returns the written paths."""
+def save_sequence(
+    grid: Image.Image, task: Task, prompt: str, out_dir: Path, frame_ms: int = 600
+) -> list[Path]:
+    """grid.png, frames/step-NN.png in step order, steps.gif, and sequences.jsonl: the row that lets
+    `makeanything evaluate NAME=OUT` read the grid in the task's step order; returns the written paths."""
+    layout = task.layout
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"--out {out_dir}: is a file; give a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "frames").mkdir(exist_ok=True)
     paths = [out_dir / "grid.png"]
@@ -68,6 +76,8 @@ def save_sequence(grid: Image.Image, layout: Layout, out_dir: Path, frame_ms: in
         frame.save(paths[-1])
     paths.append(out_dir / "steps.gif")
     frames[0].save(paths[-1], save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    row = {"key": out_dir.resolve().name, "task": task.id, "prompt": prompt, "grid": "grid.png"}
+    paths.append(write_jsonl(out_dir / MANIFEST, [row]))
     return paths
 
 
@@ -80,6 +90,32 @@ def _task(taxonomy: Taxonomy, task_id: str | None, meta_task: str | None) -> Tas
     return taxonomy[task_id]
 
 
+def _choose(
+    taxonomy: Taxonomy,
+    task_id: str | None,
+    meta_task: str | None,
+    head: int | None,
+    heads: int,
+    default: int | None,
+) -> tuple[Task, int]:
+    """(task whose layout the grid takes, head to use) from --task / --head, checked against the LoRA's heads.
+    ``default``: the head when --head is not given (None: the task's own)."""
+    if head is not None and not 1 <= head <= heads:
+        raise ValueError(f"--head {head}: this LoRA has heads 1 to {heads}")
+    if head is not None and task_id is None:
+        try:
+            return taxonomy.by_head(head), head
+        except KeyError:
+            raise ValueError(
+                f"--head {head}: no task of the taxonomy has this head; pass --task for its layout"
+            ) from None
+    task = _task(taxonomy, task_id, meta_task)
+    chosen = head if head is not None else default or task.head
+    if chosen > heads:
+        raise ValueError(f"task {task.id} uses head {chosen} but this LoRA has {heads} heads")
+    return task, chosen
+
+
 def pipeline_for(
     source: Path,
     task_id: str | None,
@@ -90,30 +126,36 @@ def pipeline_for(
 ) -> tuple[FluxPipeline, Flux, Task, int | None]:
     """(pipeline with the task's LoRA active, its Flux, the task, cell size) for a run directory, a peft-style
     LoRA file, or a kohya / authors' file (``head``: which of its heads; default the task's)."""
-    if source.is_dir():
-        flux, lora, info, _ = run.load(source, device, dtype)
+    if source.is_dir():  # every argument is checked before the model loads (seconds to minutes)
+        info = run.RunInfo.read(source)
         if info.recraft_task:
             raise ValueError(f"{source} is a ReCraft run: generate from it with --image")
-        task = _task(info.tasks(), task_id, None)
-        lora.use([head or task.head])
+        task, chosen = _choose(info.tasks(), task_id, None, head, info.heads, None)
+        flux, lora, _, _ = run.load(source, device, dtype)
+        lora.use([chosen])
         return flux.pipeline(), flux, task, info.cell
     if not source.is_file():
         raise FileNotFoundError(f"{source} is neither a run directory nor a LoRA file")
     if kohya.is_kohya_file(source):
-        meta = kohya.file_meta(source)
+        meta, heads = kohya.file_meta(source), kohya.head_count(source)
+        if head is None and task_id is None and meta.get("task") is None:
+            raise ValueError(f"{source}: pass --head N (which of its {heads} heads) or --task")
+        taxonomy = Taxonomy.load(meta.get("taxonomy"))
+        task, chosen = _choose(taxonomy, task_id, meta.get("task"), head, heads, None if heads > 1 else 1)
         flux = load_flux(_base(source, base, meta), dtype=dtype)
         lora = kohya.lora_from_file(flux.transformer, source)
-        taxonomy = Taxonomy.load(meta.get("taxonomy"))
-        if head is None and task_id is None and meta.get("task") is None:
-            raise ValueError(f"{source}: pass --head N (which of its {lora.heads} heads) or --task")
-        task = taxonomy.by_head(head) if head and not task_id else _task(taxonomy, task_id, meta.get("task"))
-        lora.use([head or (task.head if lora.heads > 1 else 1)])
+        lora.use([chosen])
         return flux.pipeline().to(device), flux, task, meta.get("cell")
+    if head is not None:
+        raise ValueError(
+            f"--head is for asymmetric LoRAs (a run directory or an authors' file); {source} has one"
+        )
     _, meta = lora_files.read(source)
+    task = _task(Taxonomy.load(meta.get("taxonomy")), task_id, meta.get("task"))
     flux = load_flux(_base(source, base, meta), dtype=dtype)
     pipe = flux.pipeline().to(device)
     pipe.load_lora_weights(str(source))
-    return pipe, flux, _task(Taxonomy.load(meta.get("taxonomy")), task_id, meta.get("task")), meta.get("cell")
+    return pipe, flux, task, meta.get("cell")
 
 
 def _base(source: Path, base: str | None, meta: dict) -> str:
@@ -137,4 +179,4 @@ def generate(
 ) -> list[Path]:
     pipe, flux, task, cell = pipeline_for(Path(source), task_id, base, device, dtype, head)
     grid = sample(pipe, flux, prompt, grid_size(task.layout, cell), steps, guidance, seed)
-    return save_sequence(grid, task.layout, Path(out_dir))
+    return save_sequence(grid, task, prompt, Path(out_dir))

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
+from training import lora_files
 from training.asymmetric_lora import AsymmetricLora
 from training.bfl_names import BflModule, bfl_modules
 
@@ -221,10 +221,7 @@ def write(
     }
     if fmt == "authors":
         info["lora_ups_num"] = str(lora.heads)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(sd, tmp, metadata=info)
-    tmp.replace(path)
+    lora_files.save_whole(sd, path, info)
     return path
 
 
@@ -232,6 +229,12 @@ def is_kohya_file(path: str | Path) -> bool:
     """Whether a .safetensors file holds kohya-style Flux LoRA keys (``lora_unet_...``)."""
     with safe_open(str(path), "pt") as f:
         return any(k.startswith("lora_unet_") for k in f.keys())
+
+
+def head_count(path: str | Path) -> int:
+    """How many heads a kohya / authors' file holds, from its key names alone (no tensor is read)."""
+    with safe_open(str(path), "pt") as f:
+        return len({m.group(3) for k in f.keys() if (m := KEY.match(k)) and m.group(3) is not None}) or 1
 
 
 def file_meta(path: str | Path) -> dict:

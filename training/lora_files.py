@@ -8,6 +8,7 @@ for peft-style keys) applies exactly the trained delta W = scale * B A.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -27,9 +28,18 @@ def write(lora: Lora, path: Path, meta: dict, dtype: torch.dtype = torch.float32
     for name, (a, b) in lora.items():
         sd[f"{PREFIX}{name}.lora_A.weight"] = a.to(dtype).contiguous()
         sd[f"{PREFIX}{name}.lora_B.weight"] = b.to(dtype).contiguous()
+    save_whole(sd, path, {META_KEY: json.dumps(meta)})
+
+
+def save_whole(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """A safetensors file written under a temporary name, then renamed. Its mode follows the umask like any
+    file the user makes (safetensors itself creates 0600, which other users and containers cannot read)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(sd, tmp, metadata={META_KEY: json.dumps(meta)})
+    save_file(tensors, tmp, metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o666 & ~umask)
     tmp.replace(path)
 
 

@@ -119,6 +119,7 @@ def generate_from_image(
         )
     task = info.tasks()[info.recraft_task]
     given = [Image.open(p).convert("RGB") for p in ([image, last] if last else [image])]
+    prompt = prompt or task.caption()
     grid = run_recraft(
         flux,
         lora,
@@ -126,12 +127,12 @@ def generate_from_image(
         info.cell,
         info.condition,
         given,
-        prompt or task.caption(),
+        prompt,
         seed,
         steps,
         guidance,
     )
-    return save_sequence(grid, task.layout, Path(out))
+    return save_sequence(grid, task, prompt, Path(out))
 
 
 @torch.no_grad()

@@ -93,6 +93,14 @@ def load(
     """A trained run: model with the weights of checkpoint ``step`` (default: the latest)."""
     run_dir = Path(run_dir)
     info = RunInfo.read(run_dir)
+    step, folder = checkpoint_at(run_dir, step)
+    flux, lora = build(info, run_dir, device, dtype, base_dtype=base_dtype)
+    lora.load_state_dict(checkpoint.load_lora(folder))
+    return flux, lora, info, step
+
+
+def checkpoint_at(run_dir: Path, step: int | None) -> tuple[int, Path]:
+    """(step, folder) of checkpoint ``step`` (default: the latest); FileNotFoundError names what exists."""
     found = dict(checkpoint.checkpoints(run_dir))
     if not found:
         raise FileNotFoundError(f"run {run_dir} has no complete checkpoint yet")
@@ -100,6 +108,4 @@ def load(
         step = max(found)
     elif step not in found:
         raise FileNotFoundError(f"run {run_dir} has no checkpoint at step {step} (has {sorted(found)})")
-    flux, lora = build(info, run_dir, device, dtype, base_dtype=base_dtype)
-    lora.load_state_dict(checkpoint.load_lora(found[step]))
-    return flux, lora, info, step
+    return step, found[step]

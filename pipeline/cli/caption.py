@@ -13,20 +13,16 @@ from pipeline.config import BuildConfig
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
+    from pipeline.corpus.existing import NotACorpus
     from pipeline.io.lock import LockBusy
-    from pipeline.run.recaption import NotADataset, caption_corpus
+    from pipeline.run.recaption import caption_corpus
 
     try:
         cfg = caption_overrides(BuildConfig.load(args.config).caption, args)
         if not cfg.url:
             raise ValueError("no endpoint: give --url or caption.url in --config")
-        summary = caption_corpus(args.out, cfg, progress=not args.quiet)
-    except (
-        ValidationError,
-        ValueError,
-        NotADataset,
-        FileNotFoundError,
-    ) as e:  # CurationError is a ValueError
+        summary = caption_corpus(args.corpus, cfg, progress=not args.quiet)
+    except (ValidationError, ValueError, NotACorpus, FileNotFoundError) as e:  # CurationError is a ValueError
         return fail(EXIT_USAGE, str(e), args.json)
     except LockBusy as e:
         return fail(EXIT_LOCKED, str(e), args.json)
@@ -55,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "API key comes from the environment variable caption.api_key_env "
         "(default OPENAI_API_KEY).",
     )
-    c.add_argument("out", help="dataset folder or URL (s3://bucket/prefix) made by `makeanything build`")
+    c.add_argument("corpus", help="corpus folder or URL (s3://bucket/prefix) made by `makeanything build`")
     c.add_argument("--url", dest="caption_url", help="API base URL, e.g. http://localhost:8000/v1")
     c.add_argument("--model", dest="caption_model", help="model name the server knows (default gpt-4o)")
     c.add_argument("--budget", dest="caption_budget", type=int, help="stop asking after this many requests")

@@ -45,19 +45,15 @@ def _check_names(requests: list[tuple[str, str, str]], rows: list[dict], taxonom
 def cmd_curate(args: argparse.Namespace) -> int:
     from pipeline.corpus.card import write_card
     from pipeline.corpus.curation import Curation, CurationError, decide, load, resolve, save
-    from pipeline.corpus.index import live_rows, read_index, write_index
+    from pipeline.corpus.existing import NotACorpus, open_corpus
+    from pipeline.corpus.index import live_rows, write_index
     from pipeline.corpus.ledger import Ledger
     from pipeline.io.lock import LockBusy, OutputLock
-    from pipeline.io.storage import Storage
 
-    storage = Storage(args.corpus)
-    index = read_index(storage)
-    if index is None:
-        return fail(
-            EXIT_USAGE,
-            f"{storage}: no dataset.json (not a corpus, or its first run never completed)",
-            args.json,
-        )
+    try:
+        storage, index = open_corpus(args.corpus)
+    except NotACorpus as e:
+        return fail(EXIT_USAGE, str(e), args.json)
     requests = _requests(args)
     try:
         with OutputLock(storage):
@@ -103,11 +99,12 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
 def cmd_review(args: argparse.Namespace) -> int:
     from pipeline.corpus.curation import CurationError
-    from pipeline.review.site import NotACorpus, write_site
+    from pipeline.corpus.existing import NotACorpus
+    from pipeline.review.site import SiteFolderError, write_site
 
     try:
         stats = write_site(args.corpus, args.out, page_size=args.page_size, thumb_side=args.thumb)
-    except (NotACorpus, CurationError) as e:
+    except (NotACorpus, SiteFolderError, CurationError) as e:
         return fail(EXIT_USAGE, str(e), args.json)
     print(
         json.dumps(stats)

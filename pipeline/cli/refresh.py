@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from makeanything.exit_codes import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
 from pipeline.cli.build import cmd_build
-from pipeline.cli.common import run_args
+from pipeline.cli.common import fail, run_args
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from pipeline.corpus.index import read_index
+    from pipeline.corpus.existing import NotACorpus, open_corpus
     from pipeline.corpus.inspection import curation_counts, describe, verify
-    from pipeline.io.storage import Storage
 
-    storage = Storage(args.out)
-    index = read_index(storage)
-    if index is None:
-        print(
-            f"error: {storage}: no dataset.json (not a dataset, or its first run never completed)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    try:
+        storage, index = open_corpus(args.corpus)
+    except NotACorpus as e:
+        return fail(EXIT_USAGE, str(e), args.json)
     problems = verify(storage, index) if args.verify else None
     if args.json:
         print(
@@ -76,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Summarise DIR/dataset.json; --verify reads every shard and checks it "
         "against the index and ledger (exit 1 on any problem).",
     )
-    i.add_argument("out", help="dataset folder or URL (s3://bucket/prefix)")
+    i.add_argument("corpus", help="corpus folder or URL (s3://bucket/prefix) made by `makeanything build`")
     i.add_argument("--verify", action="store_true", help="read every shard and check it")
     i.add_argument("--json", action="store_true", help="one-line JSON instead of text")
     i.set_defaults(func=cmd_inspect)

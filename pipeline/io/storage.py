@@ -22,11 +22,13 @@ from pipeline.io.redact import redact_url
 class Storage:
     """Names are '/'-separated paths relative to the dataset root (``shards/x.tar``, ``dataset.json``)."""
 
-    def __init__(self, url: str | Path) -> None:
+    def __init__(self, url: str | Path, create: bool = True) -> None:
+        """``create``: make a local root folder that is not there yet (a build's output). Commands that only
+        read a corpus pass False, so a mistyped path is reported, not left behind as an empty folder."""
         self.url = str(url).rstrip("/")
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
         self.local = isinstance(self.fs, LocalFileSystem)
-        if self.local:
+        if self.local and create:
             Path(self.root).mkdir(parents=True, exist_ok=True)
 
     def __str__(self) -> str:

@@ -15,16 +15,15 @@ from importlib import resources
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.corpus.index import read_index
+from pipeline.corpus.existing import open_corpus
 from pipeline.io.atomic import write_text
-from pipeline.io.storage import Storage
 from pipeline.review.collect import SCORES, Reviewed, collect, thumb_writer
 
 ASSETS = ("site.js", "site.css")
 
 
-class NotACorpus(ValueError):
-    """The folder has no dataset.json."""
+class SiteFolderError(ValueError):
+    """``--out`` names something that is not a folder the site can be written to."""
 
 
 def _e(value: object) -> str:
@@ -152,10 +151,10 @@ def _data(task: str, records: list[dict]) -> str:
 def write_site(corpus: str, out: str | Path, page_size: int = 60, thumb_side: int = 256) -> dict:
     """Write (or update) the site for ``corpus`` into ``out``; returns what it did and measured."""
     t0 = time.perf_counter()
-    storage, out = Storage(corpus), Path(out)
-    index = read_index(storage)
-    if index is None:
-        raise NotACorpus(f"{storage}: no dataset.json (not a corpus, or its first run never completed)")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SiteFolderError(f"--out {out}: is a file; give a folder for the site (created if missing)")
+    storage, index = open_corpus(corpus)  # NotACorpus before anything is written
     reviewed = Reviewed(index=index)
     thumbs = out / "thumbs"
     collect(storage, index, thumb_writer(thumbs, thumb_side, reviewed), reviewed)

@@ -26,7 +26,8 @@ from pipeline.caption.stage import Captioner
 from pipeline.config import CaptionConfig
 from pipeline.corpus.card import write_card
 from pipeline.corpus.curation import load as load_curation
-from pipeline.corpus.index import make_index, read_index, write_index
+from pipeline.corpus.existing import open_corpus
+from pipeline.corpus.index import make_index, write_index
 from pipeline.corpus.ledger import Ledger
 from pipeline.corpus.retire import replace_shard, shard_samples
 from pipeline.corpus.shard_commit import remove_orphan_shards
@@ -40,10 +41,6 @@ from pipeline.taxonomy import Taxonomy
 
 CAPTION_LANE = 998  # shard names {split}-r{run}-998-{n}: no lane the committer or a repack uses
 Item = tuple[dict, list[Sample], list[Sample]]  # (ledger shard record, every sample, those to caption)
-
-
-class NotADataset(FileNotFoundError):
-    """The folder has no dataset.json."""
 
 
 class CorpusCaptioner:
@@ -116,12 +113,9 @@ def _write_report(storage: Storage, run: int, report: dict) -> None:
 
 def caption_corpus(out: str | Path, cfg: CaptionConfig, progress: bool = True) -> dict:
     """Caption every sample of the corpus in ``out`` that has no caption by ``cfg.model`` and its prompt;
-    returns the one-line summary. NotADataset, LockBusy and config errors raise before any request."""
+    returns the one-line summary. NotACorpus, LockBusy and config errors raise before any request."""
     t0, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    storage = Storage(out)
-    index = read_index(storage)
-    if index is None:
-        raise NotADataset(f"{storage}: no dataset.json (not a dataset, or its first run never completed)")
+    storage, index = open_corpus(out)
     taxonomy = Taxonomy.load(index["config"].get("taxonomy"))
     captioner = Captioner(cfg, taxonomy, default_cache_dir(cfg, storage))
     with OutputLock(storage):
