@@ -1,5 +1,5 @@
 """Caption-stage benchmark (prints figures, not a test): requests per second through the stage against the
-loopback chat-completions server (tests/vlm_server.py, in its own process) answering after a fixed
+loopback chat-completions server (pipeline/caption/echo_server.py, in its own process) answering after a fixed
 latency, vs. the ideal ``max_concurrency / latency`` (target >= 0.8 of ideal); and the stage's own CPU
 per sample with an instant server (cutting the 9 frames out of the grid, JPEG, base64, JSON, HTTP,
 parsing, the cache).
@@ -59,15 +59,14 @@ def samples(n: int, cell: int = 352) -> list[Sample]:
 def server(latency: float) -> Iterator[str]:
     """The loopback server in its own process (so its work does not share our GIL); yields its URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.vlm_server", "--latency", str(latency)],
-        stdin=subprocess.PIPE,
+        [sys.executable, "-m", "pipeline.caption.echo_server", "--port", "0", "--latency", str(latency)],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         yield proc.stdout.readline().strip()
     finally:
-        proc.stdin.close()
+        proc.terminate()
         proc.wait(timeout=30)
 
 

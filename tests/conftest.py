@@ -16,7 +16,8 @@ import yaml
 from pipeline.demo.synthetic import Script, Truth, make_tutorial
 
 # The refresh/crash/S3/distributed tests share a corpus and a reference build (fixtures there);
-# the caption tests talk to a loopback chat-completions server (tests/vlm_server.py).
+# the caption tests talk to a loopback chat-completions server (pipeline/caption/echo_server.py;
+# the `vlm` fixture in tests/vlm_server.py).
 pytest_plugins = ["tests.refresh_support", "tests.mixed_corpus", "tests.vlm_server"]
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")

@@ -1,4 +1,4 @@
-"""The caption stage against a real chat-completions server on loopback (tests/vlm_server.py): the exact
+"""The caption stage against a real chat-completions server on loopback (pipeline/caption/echo_server.py): the exact
 request and `.txt`, the answer cache, retries on 429/5xx/timeouts, malformed and wrong-length answers,
 the concurrency bound and the request budget."""
 
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline.caption.echo_server import image_tag
 from pipeline.caption.record import template_record
 from pipeline.caption.stage import Captioner
 from pipeline.config import CaptionConfig
@@ -19,7 +20,6 @@ from pipeline.corpus.shards import Sample, encode_jpeg
 from pipeline.layout import Layout, tile
 from pipeline.taxonomy import Taxonomy
 from testkit.samples import made_meta
-from tests.vlm_server import image_tag
 
 TAXONOMY = Taxonomy.load()
 LAYOUT = Layout(rows=3, cols=3, cell=48, separator=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from pydantic import ValidationError
 
@@ -28,6 +29,17 @@ def cmd_caption(args: argparse.Namespace) -> int:
         return fail(EXIT_LOCKED, str(e), args.json)
     except Exception as e:  # noqa: BLE001 - the run itself could not complete
         return fail(EXIT_RUN_FAILED, f"caption failed: {type(e).__name__}: {e}", args.json)
+    failed = summary["fallback"] - summary["not_asked_budget"]
+    if failed and not summary["captioned"]:  # every request failed: the endpoint is wrong or down
+        summary["status"] = "error"
+        msg = (
+            f"no caption request succeeded ({failed} samples kept the template); first reason: "
+            f"{summary['first_fallback_reason']} (all reasons: {summary['out']}/caption-report.md)"
+        )
+        print(f"error: {msg}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({**summary, "exit_code": EXIT_RUN_FAILED, "error": msg}))
+        return EXIT_RUN_FAILED
     if args.json:
         print(json.dumps(summary))
     else:

@@ -183,6 +183,8 @@ def caption_corpus(out: str | Path, cfg: CaptionConfig, progress: bool = True) -
         "out": str(storage),
         "run": run,
         **counts,
+        "not_asked_budget": summary["not_asked_budget"],
+        "first_fallback_reason": next(iter(summary["fallbacks"].values()), None),
         "unreadable_shards": len(job.unreadable),
         "removed_orphan_shards": len(orphans),
         "duration_s": round(time.perf_counter() - t0, 3),
