@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from makeanything.exit_codes import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
+from pipeline.cli.common import positive
 
 log = logging.getLogger("evaluation")
 
@@ -21,28 +22,33 @@ def register(subparsers) -> None:
         "manifests (grids with a declared reading order, frame folders, videos). Name each "
         "method with METHOD=PATH.",
     )
-    p.add_argument("inputs", nargs="+", metavar="[METHOD=]PATH")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="[METHOD=]PATH",
+        help="a shard, a sequences.jsonl, a corpus folder, or a `generate` output folder; METHOD names it",
+    )
+    p.add_argument("--out", required=True, type=Path, help="report folder (report.md, summary.json, rows)")
     p.add_argument("--config", type=Path, help="YAML with any EvalConfig fields; flags override it")
-    p.add_argument("--taxonomy", type=Path)
+    p.add_argument("--taxonomy", type=Path, help="tasks.yaml (default: the bundled taxonomy)")
     p.add_argument("--video-frames", type=int, help="frames sampled from each video (default: the task's)")
     p.add_argument("--clip-model", help="open_clip model name (default ViT-L-14)")
     p.add_argument("--clip-pretrained", help="open_clip tag or local checkpoint path (default openai)")
     p.add_argument("--clip-model-config", type=Path, help="JSON model config to register with open_clip")
     p.add_argument("--no-clip", action="store_true", help="skip CLIP scores (coherence/progress use pixels)")
-    p.add_argument("--device")
+    p.add_argument("--device", help="torch device for CLIP (default: cuda when present, else cpu)")
     p.add_argument("--backbone", choices=["clip", "pixel"], help="features for coherence and progress")
     p.add_argument("--judge-url", help="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
-    p.add_argument("--judge-model")
+    p.add_argument("--judge-model", help="model name the judge's server knows")
     p.add_argument(
         "--judge-key-env", help="environment variable holding the API key (default OPENAI_API_KEY)"
     )
     p.add_argument("--judge-prompts", help="prompt version in evaluation/prompts/ or a YAML path")
     p.add_argument("--judge-cache", type=Path, help="response cache folder (default OUT/judge-cache)")
     p.add_argument("--judge-replay", action="store_true", help="answer only from the judge cache")
-    p.add_argument("--judge-budget", type=int, help="stop asking the judge after this many requests")
-    p.add_argument("--bootstrap", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--judge-budget", type=positive, help="stop asking the judge after this many requests")
+    p.add_argument("--bootstrap", type=positive, help="bootstrap resamples for confidence intervals")
+    p.add_argument("--seed", type=int, help="seed of the bootstrap")
     p.set_defaults(func=main)
 
 
@@ -83,6 +89,7 @@ def overrides(args: argparse.Namespace) -> dict:
 def main(args: argparse.Namespace) -> int:
     from evaluation.clip_model import WeightsUnavailable, load_clip
     from evaluation.config import EvalConfig
+    from evaluation.inputs import parse_spec
     from evaluation.report import write_report
     from evaluation.run import run
     from pipeline.io.redact import redact_text
@@ -94,6 +101,12 @@ def main(args: argparse.Namespace) -> int:
         taxonomy = Taxonomy.load(cfg.taxonomy)
     except (OSError, ValueError, ValidationError) as exc:
         log.error("configuration: %s", redact_text(str(exc)))
+        return EXIT_USAGE
+    if not any(parse_spec(spec)[1].exists() for spec in args.inputs):
+        log.error("no input exists: %s", ", ".join(args.inputs))
+        return EXIT_USAGE
+    if args.out.exists() and not args.out.is_dir():
+        log.error("--out %s: is a file; give a folder for the report", args.out)
         return EXIT_USAGE
     scorer = None
     if cfg.clip.enabled:

@@ -55,7 +55,7 @@ def load_clip(cfg: ClipConfig) -> OpenClipModel:
     """The configured model with real weights, or `WeightsUnavailable` saying why and what to do."""
     import open_clip
 
-    from pipeline.clip.locate import WeightsNotFound, locate
+    from pipeline.clip.locate import HOW_TO, WeightsNotFound, locate
     from pipeline.clip.model import load
     from pipeline.config import ClipConfig as LoaderConfig
 
@@ -69,8 +69,9 @@ def load_clip(cfg: ClipConfig) -> OpenClipModel:
             )
             model = load(spec)  # one model per process, shared with the pipeline's CLIP stage
         except (WeightsNotFound, Exception) as exc:  # open_clip wraps checkpoint failures in several types
+            why = str(exc).replace(HOW_TO, "").strip()  # its advice is the build's (clip.download), not ours
             raise WeightsUnavailable(
-                f"CLIP weights {cfg.model} / {cfg.pretrained!r} are not available here ({exc}). "
+                f"CLIP weights {cfg.model} / {cfg.pretrained!r} are not available here ({why}). "
                 "Pass --clip-pretrained PATH to a local checkpoint (or put the weights in the "
                 "open_clip/Hugging Face cache), or --no-clip to skip CLIP scores; the harness "
                 "never scores with random weights."

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.config import ConfigError, explain, read_yaml_mapping
 
 
 class ClipConfig(BaseModel):
@@ -100,11 +101,13 @@ class EvalConfig(BaseModel):
     @classmethod
     def load(cls, path: str | Path | None, overrides: dict | None = None) -> EvalConfig:
         """A YAML file (optional) with command-line overrides merged on top, section by section."""
-        raw = yaml.safe_load(Path(path).read_text()) if path else {}
-        raw = raw or {}
+        raw = read_yaml_mapping(path) if path else {}
         for key, value in (overrides or {}).items():
             if isinstance(value, dict):
                 raw[key] = {**(raw.get(key) or {}), **value}
             else:
                 raw[key] = value
-        return cls(**raw)
+        try:
+            return cls(**raw)
+        except ValidationError as e:
+            raise ConfigError("\n".join(explain(e, str(path or "command line"), cls))) from None

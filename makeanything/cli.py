@@ -27,7 +27,8 @@ def parser() -> argparse.ArgumentParser:
         "folders, train models on the shards, and evaluate generated sequences.",
         epilog="Exit codes: 0 run completed (per-source failures are in the report), "
         "1 the run itself could not complete (inspect --verify: a problem found), "
-        "2 usage or manifest/config error, 3 another job holds the output's lock.",
+        "2 usage or manifest/config error, 3 another job holds the output's lock, "
+        "4 --strict: a source of this run failed or is missing.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

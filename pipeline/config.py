@@ -2,13 +2,81 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import typing
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file, the key path as typed and the problem."""
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The model class that holds the keys at ``loc`` (through optional sections and lists), or None."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        found = None
+        for t in (field.annotation, *typing.get_args(field.annotation)):
+            for inner in (t, *typing.get_args(t)):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    found = inner
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _key_path(loc: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
+
+
+def explain(err: ValidationError, where: str, model: type[BaseModel], prefix: tuple = ()) -> list[str]:
+    """One line per problem, ``WHERE: key.path: what is wrong``, unknown keys first (a typo such as ``taks:``
+    also makes ``task`` missing: the typo is the news) with the closest known key where one is close.
+    ``prefix``: where ``model`` sits in the file (a manifest entry: ``("sources", 3)``)."""
+    lines = []
+    errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    for e in errors:
+        loc = tuple(e["loc"])
+        if e["type"] == "extra_forbidden":
+            holder = _model_at(model, loc[:-1])
+            known = list(holder.model_fields) if holder else []
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            hint = (
+                f" (did you mean {close[0]!r}?)"
+                if close
+                else f" (known: {', '.join(known)})"
+                if known
+                else ""
+            )
+            lines.append(f"{where}: {_key_path(prefix + loc)}: unknown key{hint}")
+        else:
+            lines.append(f"{where}: {_key_path(prefix + loc)}: {e['msg'].removeprefix('Value error, ')}")
+    return lines
+
+
+def read_yaml_mapping(path: str | Path) -> dict:
+    """A config file's top-level mapping (empty file: {}); ConfigError names the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
 
 
 class _Section(BaseModel):
@@ -362,10 +430,13 @@ class BuildConfig(_Section):
 
     @classmethod
     def load(cls, path: str | Path | None) -> BuildConfig:
+        """Defaults when ``path`` is None; ConfigError naming the file and every bad key otherwise."""
         if path is None:
             return cls()
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        return cls.model_validate(raw)
+        try:
+            return cls.model_validate(read_yaml_mapping(path))
+        except ValidationError as e:
+            raise ConfigError("\n".join(explain(e, str(path), cls))) from None
 
     def sha(self) -> str:
         """Hash of everything that changes which samples are made (not where it runs, nor their VLM captions)."""

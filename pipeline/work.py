@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
@@ -10,6 +11,20 @@ import numpy as np
 from PIL import Image
 
 from pipeline.taxonomy import Task
+
+# Reasons of sources that are not there (kinds, see reason_kind): one policy for all of them (README: a
+# missing source is rejected with this reason and listed on the terminal, the run goes on; --strict: exit 4)
+MISSING_KINDS = ("file not found", "folder not found", "folder holds no images", "no files match")
+
+
+def reason_kind(reason: str) -> str:
+    """A reason without its particulars (the text before the first ':', numbers as N), so reports can count
+    'no making process found in 7 shot(s)' and '... in 2 shot(s)' as one kind."""
+    return re.sub(r"\d+(\.\d+)?", "N", reason.split(":")[0]).strip()
+
+
+def is_missing(reason: str) -> bool:
+    return reason_kind(reason) in MISSING_KINDS
 
 
 class Reject(Exception):
@@ -47,7 +62,7 @@ class Source:
     remote: RemoteInfo | None = None  # a remote object's size and signature, from its listing or HEAD
     data: bytes = b""  # svg: the item's bytes when it is an archive member (read once, on the driver)
     span: tuple[int, int] | None = None  # strokes: the item's [start, end) bytes in the ndjson file
-    problem: str = ""  # svg/strokes: why the item cannot be read (e.g. the rest of a truncated archive)
+    problem: str = ""  # why it cannot be read (an svg archive's truncated rest, a folder with no images...)
     # A remote source's URL with the credentials that ``uri`` shows redacted (pipeline.io.redact): read
     # from, never written nor shown; '' when the URL holds none.
     secret_url: str = field(default="", repr=False)

@@ -7,17 +7,7 @@ import sys
 from pathlib import Path
 
 from makeanything.exit_codes import EXIT_OK, EXIT_USAGE
-
-
-def positive(text: str) -> int:
-    """argparse type for counts that must be at least 1 (a usage error, exit 2, otherwise)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-    return value
+from pipeline.cli.common import positive
 
 
 def _train(args: argparse.Namespace) -> int:

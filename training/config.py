@@ -8,6 +8,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipeline.config import ConfigError, explain, read_yaml_mapping
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -216,23 +218,11 @@ class Config(_Strict):
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config {path} does not exist")
+        """ConfigError naming the file, every bad key path as typed, and the closest known key."""
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config {path} is not valid YAML: {e}") from e
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config {path} must be a mapping, got {type(raw).__name__}")
-        try:
-            return cls.model_validate(raw)
+            return cls.model_validate(read_yaml_mapping(path))
         except ValidationError as e:
-            raise ConfigError(f"config {path} is invalid:\n{e}") from e
+            raise ConfigError("\n".join(explain(e, str(path), cls))) from None
 
     def dump(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-
-class ConfigError(ValueError):
-    """A config or command-line value that cannot be used; the message names it."""

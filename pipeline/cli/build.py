@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from makeanything.exit_codes import EXIT_LOCKED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE
+from makeanything.exit_codes import EXIT_LOCKED, EXIT_OK, EXIT_RUN_FAILED, EXIT_STRICT, EXIT_USAGE
 from pipeline.cli.common import caption_overrides, fail, run_args
 from pipeline.clip import ClipUnavailable
-from pipeline.config import BuildConfig
+from pipeline.config import BuildConfig, ConfigError
 from pipeline.corpus.curation import CurationError
 from pipeline.intake.manifest import ManifestError
+from pipeline.work import is_missing
 
 
 def _config(args: argparse.Namespace) -> BuildConfig:
@@ -37,8 +39,13 @@ def _summary(s: dict) -> None:
     )
 
 
+def _missing(report: dict) -> list[dict]:
+    """This run's sources that are not there (README: missing sources), in manifest order."""
+    return [r for r in report["sources"] if r["status"] != "ok" and is_missing(r["reason"])]
+
+
 def cmd_build(args: argparse.Namespace) -> int:
-    """`build` and `refresh` (the same job; refresh adds --retry-failed, --rebuild and --json)."""
+    """`build`, `demo` and `refresh` (the same job; refresh adds --retry-failed and --rebuild)."""
     from pipeline.io.lock import LockBusy
     from pipeline.run.driver import ConfigChanged, build
 
@@ -56,8 +63,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
     except (
         ManifestError,
+        ConfigError,
         ValidationError,
         FileNotFoundError,
+        NotADirectoryError,
         ClipUnavailable,
         ConfigChanged,
         CurationError,
@@ -67,16 +76,31 @@ def cmd_build(args: argparse.Namespace) -> int:
         return fail(EXIT_LOCKED, str(e), as_json)
     except Exception as e:  # noqa: BLE001 - the run itself could not complete
         return fail(EXIT_RUN_FAILED, f"build failed: {type(e).__name__}: {e}", as_json)
+    missing = _missing(result.report)
+    for r in missing:
+        print(f"missing source (manifest entry {r['entry']}): {r['reason']}", file=sys.stderr)
+    strict = getattr(args, "strict", False) and (missing or result.summary["failed"])
+    summary = {**result.summary, "missing": len(missing)}
+    if strict:
+        summary["status"] = "strict"
     if as_json:
-        print(json.dumps(result.summary))
+        print(json.dumps(summary))
     else:
-        _summary(result.summary)
+        _summary(summary)
+    if strict:
+        print(
+            f"--strict: {summary['failed']} failed and {len(missing)} missing source(s) in this run (exit 4)",
+            file=sys.stderr,
+        )
+        return EXIT_STRICT
     return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.demo.bundle import write_demo
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        return fail(EXIT_USAGE, f"--out {args.out}: is a file, not a folder", args.json)
     manifest = write_demo(Path(args.out) / "demo-sources")
     print(f"demo sources and manifest written to {manifest.parent}")
     args.manifest = str(manifest)

@@ -20,6 +20,17 @@ def fail(code: int, msg: str, as_json: bool = False) -> int:
     return code
 
 
+def positive(text: str) -> int:
+    """argparse type for counts that must be at least 1: anything else is a usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def caption_overrides(caption: CaptionConfig, args: argparse.Namespace) -> CaptionConfig:
     """The config's caption section with the command line's --caption-* (or caption's --url ...) on top."""
     given = {
@@ -31,14 +42,14 @@ def caption_overrides(caption: CaptionConfig, args: argparse.Namespace) -> Capti
 
 
 def run_args(p: argparse.ArgumentParser) -> None:
-    """The options every command that runs a build takes (build, demo, refresh)."""
+    """The options every command that runs a build takes (build, demo, refresh): the same in all three."""
     p.add_argument(
         "--out",
         required=not p.prog.endswith("demo"),
         default="demo-out",
         help="output folder: shards/, report.json, report.md, contact sheets",
     )
-    p.add_argument("--workers", type=int, help="local Dask worker processes (default 2)")
+    p.add_argument("--workers", type=positive, help="local Dask worker processes (default 2)")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
     p.add_argument("--config", help="build config YAML (see docs/CONFIG.md); defaults otherwise")
     p.add_argument(
@@ -47,7 +58,14 @@ def run_args(p: argparse.ArgumentParser) -> None:
         help="stop (exit 2) before any work when the CLIP model cannot be loaded, "
         "instead of falling back to pixel-based selection",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no CLIP notice")
+    p.add_argument("--json", action="store_true", help="print a one-line JSON summary on stdout (for cron)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 4 when a source of this run failed or is missing (a path, folder or glob that is not "
+        "there), for cron jobs; without it such sources are listed on stderr and in the report, exit 0",
+    )
     p.add_argument(
         "--verify-content",
         action="store_true",
@@ -61,4 +79,4 @@ def run_args(p: argparse.ArgumentParser) -> None:
         "(key from the environment variable caption.api_key_env, default OPENAI_API_KEY)",
     )
     g.add_argument("--caption-model", help="model name the server knows (default: caption.model, gpt-4o)")
-    g.add_argument("--caption-budget", type=int, help="stop asking after this many requests")
+    g.add_argument("--caption-budget", type=int, help="stop asking after this many requests (0: ask none)")

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from makeanything.exit_codes import EXIT_LOCKED, EXIT_OK, EXIT_USAGE
-from pipeline.cli.common import fail
+from pipeline.cli.common import fail, positive
 from pipeline.taxonomy import Taxonomy
 
 
@@ -128,8 +128,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("corpus", help="corpus folder or URL (s3://bucket/prefix)")
     r.add_argument("--out", required=True, help="site folder (created; updated in place by later runs)")
-    r.add_argument("--page-size", type=int, default=60, help="sequences per page (default 60)")
-    r.add_argument("--thumb", type=int, default=256, help="thumbnail long side in pixels (default 256)")
+    r.add_argument("--page-size", type=positive, default=60, help="sequences per page (default 60)")
+    r.add_argument("--thumb", type=positive, default=256, help="thumbnail long side in pixels (default 256)")
     r.add_argument("--json", action="store_true", help="one-line JSON summary on stdout")
     r.set_defaults(func=cmd_review)
 

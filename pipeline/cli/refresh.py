@@ -62,7 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the config changed: reprocess every listed source under it; the old config's "
         "shards are retired when the run completes",
     )
-    r.add_argument("--json", action="store_true", help="print a one-line JSON summary on stdout (for cron)")
     r.set_defaults(func=cmd_build)
     i = sub.add_parser(
         "inspect",

@@ -6,6 +6,7 @@ Importing this module is cheap (no torch); open_clip is imported only when a pla
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,16 @@ class ClipPlan:
     @property
     def ready(self) -> bool:
         return self.spec is not None
+
+    @property
+    def notice(self) -> str:
+        """The terminal's one line (the report keeps ``message`` whole): why it is off, not how to fix it."""
+        if self.ready:
+            return self.message
+        why = re.split(r";\s|\.\s", self.message.removeprefix("CLIP stage skipped: "), maxsplit=1)[0]
+        return (
+            f"CLIP stage skipped ({why}): pixel-based selection; how to add weights: report.md, docs/CLIP.md"
+        )
 
 
 def _ready_spec(cfg: ClipConfig) -> ClipSpec:

@@ -41,6 +41,8 @@ def location(source: Source) -> str:
 def prepare(source: Source, known: tuple[str, str] | None, verify_content: bool = False) -> Prepared:
     """On a driver thread or a worker. ``known``: the ledger's (signature, sha256) for this location.
     Reads the content only when the signature is new or changed, or with ``verify_content``."""
+    if source.problem and source.kind in ("video", "images"):  # not there: the probe rejects it with why
+        return Prepared(source, "", "")
     if is_remote(source.uri):
         try:
             info = source.remote or remote_info(source.read_url)

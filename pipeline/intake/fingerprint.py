@@ -22,6 +22,8 @@ def fingerprint(source: Source) -> str:
                 f.seek(source.span[0])
                 return hashlib.sha256(f.read(source.span[1] - source.span[0])).hexdigest()
         if source.kind == "images":
+            if not source.images:
+                return ""  # nothing there: not the content of every other empty folder
             h = hashlib.sha256()
             for p in source.images:
                 h.update(Path(p).name.encode() + b"\0" + file_sha256(p).encode())

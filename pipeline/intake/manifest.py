@@ -1,4 +1,7 @@
-"""Manifest: the YAML list of sources with task labels. Validation names the entry and field, before any work."""
+"""Manifest: the YAML list of sources with task labels. Validation names the entry and field, before any work.
+
+A source that is not there (a path, a folder with no images, a glob that matches nothing) is not a manifest
+error: it becomes a source that the probe rejects with its reason, so the run goes on with the rest."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from urllib.parse import urlparse
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from pipeline.config import explain
 from pipeline.drawings.collect import Origin, stroke_sources, svg_sources
 from pipeline.intake.remote import expand_glob, is_remote
 from pipeline.io.redact import redact_text, redact_url
@@ -96,9 +100,7 @@ def load_manifest(path: str | Path, taxonomy: Taxonomy) -> list[Source]:
         try:
             e = Entry(**item)
         except ValidationError as err:
-            first = err.errors()[0]
-            field = ".".join(str(x) for x in first["loc"]) or "entry"
-            raise _fail(manifest, i, field, first["msg"]) from None
+            raise ManifestError(explain(err, str(manifest), Entry, ("sources", i))[0]) from None
         if e.task not in taxonomy:
             raise _fail(
                 manifest, i, "task", f"unknown task {e.task!r} (known: {', '.join(sorted(taxonomy.tasks))})"
@@ -135,14 +137,19 @@ def _resolve(manifest: Path, base: Path, i: int, e: Entry, taxonomy: Taxonomy) -
         except Exception as err:  # noqa: BLE001 - unreachable store, no credentials...: a manifest error
             raise _fail(manifest, i, "glob", f"cannot list {e.glob!r}: {type(err).__name__}: {err}") from None
         if not listed:
-            raise _fail(manifest, i, "glob", f"{e.glob!r} matches no objects")
+            return [
+                Source(uri=e.glob, path=e.glob, kind="video", problem=f"no files match: {e.glob}", **common)
+            ]
         if e.id and len(listed) > 1:
             raise _fail(manifest, i, "id", "an id names one source; this glob matches several")
         return [_remote(url, id=e.id, remote=info, **common) for url, info in listed]
     if e.glob:
         matches = sorted(globlib.glob(str(base / e.glob), recursive=True))
         if not matches:
-            raise _fail(manifest, i, "glob", f"{e.glob!r} matches no files")
+            pattern = str(base / e.glob)
+            return [
+                Source(uri=e.glob, path=pattern, kind="video", problem=f"no files match: {pattern}", **common)
+            ]
         if e.id and len(matches) > 1:
             raise _fail(manifest, i, "id", "an id names one source; this glob matches several")
         inside = str(base).rstrip("/") + "/"  # string prefix: Path arithmetic per match is slow at 100,000
@@ -153,13 +160,27 @@ def _resolve(manifest: Path, base: Path, i: int, e: Entry, taxonomy: Taxonomy) -
             for m in matches
         ]
     folder = base / e.dir  # type: ignore[operator]
-    if not folder.is_dir():
-        raise _fail(manifest, i, "dir", f"{e.dir!r} is not a folder")
-    images = tuple(sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS))
-    if not images:
-        raise _fail(manifest, i, "dir", f"{e.dir!r} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
+    images = (
+        tuple(sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS))
+        if folder.is_dir()
+        else ()
+    )
+    problem = (
+        f"folder not found: {folder}"
+        if not folder.is_dir()
+        else ""
+        if images
+        else f"folder holds no images: {folder} (looked for {', '.join(sorted(IMAGE_EXTS))})"
+    )
     return [
         Source(
-            uri=e.dir, path=str(folder), kind="images", images=images, id=e.id, ordered=e.ordered, **common
+            uri=e.dir,
+            path=str(folder),
+            kind="images",
+            images=images,
+            id=e.id,
+            ordered=e.ordered,
+            problem=problem,
+            **common,
         )
     ]  # type: ignore[arg-type]

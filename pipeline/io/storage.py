@@ -29,6 +29,8 @@ class Storage:
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
         self.local = isinstance(self.fs, LocalFileSystem)
         if self.local and create:
+            if Path(self.root).exists() and not Path(self.root).is_dir():
+                raise NotADirectoryError(f"{url}: is a file, not a folder")
             Path(self.root).mkdir(parents=True, exist_ok=True)
 
     def __str__(self) -> str:

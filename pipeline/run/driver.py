@@ -281,7 +281,8 @@ def build(
                 ahead = list(itertools.islice(todo, config.cluster.workers + 1))
                 if ahead:
                     clip = clip or plan_clip(config.clip)
-                    print(clip.message, file=sys.stderr)
+                    if progress:  # once per run, one line; --quiet: the report has it
+                        print(clip.notice, file=sys.stderr)
                     threads = {False: 1, True: config.cluster.decode_threads}
                     stages = {
                         (kind, last): build_stages(config, clip.spec, kind, threads[last])

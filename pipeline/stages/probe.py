@@ -14,12 +14,14 @@ class Probe:
 
     def __call__(self, work: Work) -> Work:
         src = work.source
+        if src.problem:  # known at intake (a folder with no images, a glob that matches nothing)
+            raise Reject(src.problem)
         if src.kind == "images":
             work.probe = {"kind": "images", "frame_count": len(src.images)}
             return work
         path = src.path
         if not os.path.exists(path):
-            raise Reject(f"file not found: {path}")
+            raise Reject(f"file not found: {path}")  # a MISSING_KINDS reason
         if os.path.getsize(path) == 0:
             raise Reject(f"empty file (0 bytes): {path}")
         try:
