@@ -208,6 +208,15 @@ def test_export_refuses_an_untrained_task_unless_forced_and_follows_the_umask(tr
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+    capsys.readouterr()
+    merged = tmp_path / "merged"
+    assert run_cli("export-lora", str(run_dir), "--task", "painting", "--out", str(merged), "--merge") == 0
+    assert run_cli("generate", str(merged / "x"), "--prompt", "p", "--out", str(tmp_path / "g")) == 2
+    assert run_cli("generate", str(out), "--prompt", "p", "--out", str(tmp_path / "g"), "--steps", "1") == 0
+    err = capsys.readouterr().err
+    assert (
+        "Writing model shards" not in err and "Loading weights" not in err and "Loading pipeline" not in err
+    )
 
 
 def test_export_and_generate_check_arguments_before_loading_the_model(trained, tmp_path, capsys):

@@ -10,10 +10,21 @@ from makeanything.exit_codes import EXIT_OK, EXIT_USAGE
 from pipeline.cli.common import positive
 
 
+def _no_loader_bars() -> None:
+    """transformers' and diffusers' per-file bars ("Loading weights", "Writing model shards", pipeline
+    components) say nothing a user can act on here: train, export and generate print their own progress."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
 def _train(args: argparse.Namespace) -> int:
     from training.config import Config, ConfigError
     from training.loop import train
 
+    _no_loader_bars()
     try:
         cfg = Config.load(args.config)
         if args.data:
@@ -34,6 +45,7 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from training.export import export
 
+    _no_loader_bars()
     try:
         path = export(
             args.run_dir,
@@ -54,6 +66,7 @@ def _export(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     import torch
 
+    _no_loader_bars()
     try:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
