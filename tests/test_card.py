@@ -67,3 +67,25 @@ def test_load_dataset_through_the_card_gives_dataset_json_split_sizes(mixed_corp
     assert row["json"]["key"] == row["__key__"] and row["txt"] == row["json"]["caption"]["text"]
     stream = load_dataset(str(mixed_corpus.out), streaming=True)
     assert {k: sum(1 for _ in v) for k, v in stream.items()} == {k: len(v) for k, v in ds.items()}
+
+
+def test_card_says_that_load_dataset_does_not_apply_curation_and_why_there_is_no_validation_split(
+    mixed_corpus,
+):
+    import copy
+
+    from pipeline.corpus.card import render
+    from pipeline.taxonomy import Taxonomy
+
+    index = copy.deepcopy(mixed_corpus.index)
+    assert "curation.yaml` excludes" not in render(index, Taxonomy.load())  # nothing excluded: nothing said
+    assert "No validation split" not in render(index, Taxonomy.load())
+    keys = ["a_1", "b_2"]
+    index["curation"]["excluded"] = {"drop": keys[:1], "hold-out": keys[1:]}
+    del index["splits"]["val"]
+    body = render(index, Taxonomy.load())
+    assert "including the 2 that `curation.yaml` excludes" in body
+    assert (
+        "No validation split" in body
+        and f"`shards.val_fraction` = {index['config']['shards']['val_fraction']}" in body
+    )

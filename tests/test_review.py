@@ -126,6 +126,8 @@ def test_index_and_task_pages_render_filter_and_page_offline(site, browser):
         f"step_{i:02d}.png" for i in range(1, 10)
     ]
     assert "excluded" in card.get_attribute("class")
+    # a folder taken as given has no scores: no filter that could match nothing, no row of dashes
+    assert not browser.find_element(By.ID, "f-score").is_displayed() and "–" not in card.text
     assert "drop: a band of the photo is missing (ann," in card.find_element(By.CLASS_NAME, "verdict").text
     shot(browser, "review-task-painting.png")
 
@@ -157,6 +159,14 @@ def test_index_and_task_pages_render_filter_and_page_offline(site, browser):
     browser.find_element(By.ID, "f-excluded").click()
     assert count() == "3 of 4 sequences"
     shot(browser, "review-all.png")
+
+    browser.get((folder / "task-emoji.html").as_uri())
+    WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#cards .card"))
+    offered = [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#f-score option")]
+    assert "elements" in offered and "gain" not in offered  # a drawing's scores, not the footage ones
+    Select(browser.find_element(By.ID, "f-score")).select_by_value("elements")
+    browser.find_element(By.ID, "f-min").send_keys("1")
+    assert browser.find_element(By.ID, "count").text == "1 of 1 sequences"
 
     browser.get((folder / "rejected.html").as_uri())
     assert "no making process found" in browser.find_element(By.ID, "rejected").text

@@ -135,6 +135,33 @@ def _curation(index: dict) -> list[str]:
     return lines + _table(["selector", "action", "samples", "reason", "by", "at"], rows)
 
 
+def _unfiltered(index: dict) -> list[str]:
+    """Said where the card tells how to load: `load_dataset` reads the shards, which still hold what curation
+    excludes (shards are never rewritten for a decision), so its rows are more than the curated dataset's."""
+    excluded = ((index.get("curation") or {}).get("excluded")) or {}
+    n = len({k for keys in excluded.values() for k in keys})
+    if not n:
+        return []
+    return [
+        f"`load_dataset` returns every sample in the shards, including the {n} that `curation.yaml` "
+        "excludes: filter them out as shown under Curation below.",
+        "",
+    ]
+
+
+def _no_validation(index: dict) -> list[str]:
+    """A small corpus can end up with no validation split (sources are split by hash): say so, and why."""
+    if index["splits"].get("val", {}).get("samples"):
+        return []
+    fraction = (index.get("config") or {}).get("shards", {}).get("val_fraction", 0.05)
+    return [
+        "",
+        f"No validation split: sources go to it by a hash of their content, a fraction `shards.val_fraction` "
+        f"= {fraction} of them, and none of this corpus's {index['sources'].get('ok', 0)} sources with "
+        "sequences fell into it. More sources (or a larger fraction, with `refresh --rebuild`) give one.",
+    ]
+
+
 def render(index: dict, taxonomy: Taxonomy) -> str:
     """The card's text: YAML header, then what the corpus is, counts, layouts, captions, schema, build, sources."""
     total, n_tasks = index["samples"], len(index["per_task"])
@@ -178,12 +205,14 @@ def render(index: dict, taxonomy: Taxonomy) -> str:
         'ds = load_dataset("path/to/this/folder", streaming=True)',
         "```",
         "",
+        *_unfiltered(index),
         "Every sample is three WebDataset members sharing a key: `KEY.jpg` (the grid), `KEY.txt` (the caption), "
         "`KEY.json` (the record below).",
         "",
         "## Splits",
         "",
         *_table(["split", "files", "shards", "samples", "size"], split_rows),
+        *_no_validation(index),
         "",
         "## Tasks and layouts",
         "",

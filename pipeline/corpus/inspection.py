@@ -38,7 +38,12 @@ def describe(storage: Storage, index: dict) -> str:
         f"{storage}: {index['samples']} samples in {len(index['shards'])} shards "
         f"({sum(s['bytes'] for s in index['shards']) / 1e6:.1f} MB), config {index['config_sha'][:12]}",
         "splits: "
-        + ", ".join(f"{k} {v['samples']} samples / {v['shards']} shards" for k, v in index["splits"].items()),
+        + ", ".join(f"{k} {v['samples']} samples / {v['shards']} shards" for k, v in index["splits"].items())
+        + (
+            ""
+            if index["splits"].get("val")
+            else " (no validation split: no source fell into shards.val_fraction)"
+        ),
         "sources: " + ", ".join(f"{k} {v}" for k, v in index["sources"].items()),
         "curation: " + curation_counts(index, text=True),
         "",

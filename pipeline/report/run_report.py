@@ -12,6 +12,7 @@ from pipeline.corpus.source_result import SourceResult
 from pipeline.io.atomic import write_png, write_text
 from pipeline.io.redact import redact_json
 from pipeline.report.contact_sheet import contact_sheet
+from pipeline.work import reason_kind
 
 
 class RunReport:
@@ -32,7 +33,7 @@ class RunReport:
         self.drops.update(res.drops)
         self.stage_seconds.update(res.seconds)
         if res.status != "ok":
-            self.rejections[f"{res.status}: {res.reason.split(':')[0]}"] += 1
+            self.rejections[f"{res.status}: {reason_kind(res.reason)}"] += 1
         self.video_seconds += res.probe.get("duration") or 0.0
         for s in res.samples:
             self.per_task[res.task] += 1
@@ -106,6 +107,10 @@ def _markdown(r: dict, sheets: dict[str, str]) -> str:
         for s in r["sources"]
         if s["status"] != "ok"
     ]
+    noted = [s for s in r["sources"] if s["status"] == "ok" and s["notes"]]
+    if noted:  # e.g. a folder's steps that no sequence uses, unreadable images
+        lines += ["", "## Notes on sources with sequences", "", "| entry | source | note |", "|---|---|---|"]
+        lines += [f"| {s['entry']} | `{s['uri']}` | {n} |" for s in noted for n in s["notes"]]
     lines += caption_lines(r.get("caption"))
     lines += ["", "## Time per stage (s, summed over workers)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in r["stage_seconds"].items()]

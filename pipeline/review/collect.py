@@ -24,7 +24,15 @@ SCORES = {
     "area": ("process", "area"),
     "step_change": ("process", "step_change"),
     "clip": (None, "clip"),
+    "elements": ("process", "elements"),  # drawings: drawable elements, and those that added something
+    "visible_additions": ("process", "visible_additions"),
 }
+
+
+def present_scores(records: list[dict]) -> list[str]:
+    """The score names at least one of ``records`` has, in SCORES order: a page offers only those (a folder
+    taken as given has none, a drawing only its element counts), so its score filter can match something."""
+    return [name for name in SCORES if any(r["sc"].get(name) is not None for r in records)]
 
 
 @dataclass

@@ -17,7 +17,8 @@ from pathlib import Path
 from pipeline import __version__
 from pipeline.corpus.existing import open_corpus
 from pipeline.io.atomic import write_text
-from pipeline.review.collect import SCORES, Reviewed, collect, thumb_writer
+from pipeline.review.collect import Reviewed, collect, present_scores, thumb_writer
+from pipeline.work import reason_kind
 
 ASSETS = ("site.js", "site.css")
 
@@ -73,7 +74,7 @@ def _index(r: Reviewed) -> str:
     drops = [[_e(reason), str(n)] for reason, n in r.frame_drops.most_common()]
     reasons: dict[str, int] = {}
     for row in r.rejected:
-        head = row["reason"].split(":")[0]
+        head = reason_kind(row["reason"])
         reasons[head] = reasons.get(head, 0) + 1
     rejected = [[_e(reason), str(n)] for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])]
     decisions = [
@@ -122,17 +123,18 @@ def _rejected(r: Reviewed) -> str:
     return _page("Rejected sources", body, ["assets/site.js"])
 
 
-def _sequences(title: str, tasks: list[str], page_size: int) -> str:
-    config = {"tasks": tasks, "pageSize": page_size, "scores": list(SCORES)}
+def _sequences(title: str, tasks: list[str], page_size: int, scores: list[str]) -> str:
+    """A page of sequences; ``scores``: the names its records have (no score filter when there are none)."""
+    config = {"tasks": tasks, "pageSize": page_size, "scores": scores}
     body = (
         f"<h1>{_e(title)}</h1><form id=filters onsubmit='return false'>"
         "<label>task <select id=f-task><option value=''>all</option></select></label>"
         "<label>source <input id=f-source type=search placeholder='id or URI contains'></label>"
         "<label>split <select id=f-split><option value=''>all</option><option>train</option>"
         "<option>val</option></select></label>"
-        "<label>score <select id=f-score></select></label>"
+        "<span id=f-scores><label>score <select id=f-score></select></label>"
         "<label>from <input id=f-min type=number step=any></label>"
-        "<label>to <input id=f-max type=number step=any></label>"
+        "<label>to <input id=f-max type=number step=any></label></span>"
         "<label><input id=f-excluded type=checkbox checked> show excluded</label></form>"
         "<p id=count></p><div class=pager></div><div id=cards></div><div class=pager></div>"
         f"<script>window.MA_PAGE = {json.dumps(config)};</script>"
@@ -169,8 +171,10 @@ def write_site(corpus: str, out: str | Path, page_size: int = 60, thumb_side: in
     tasks = sorted(reviewed.records)
     for task in tasks:
         write_text(out / "data" / f"task-{task}.js", _data(task, reviewed.records[task]))
-        write_text(out / task_page(task), _sequences(f"Task {task}", [task], page_size))
-    write_text(out / "all.html", _sequences("All sequences", tasks, page_size))
+        scores = present_scores(reviewed.records[task])
+        write_text(out / task_page(task), _sequences(f"Task {task}", [task], page_size, scores))
+    every = [rec for recs in reviewed.records.values() for rec in recs]
+    write_text(out / "all.html", _sequences("All sequences", tasks, page_size, present_scores(every)))
     write_text(out / "rejected.html", _rejected(reviewed))
     write_text(out / "index.html", _index(reviewed))
     return {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import replace
+from pathlib import Path
 
 from pipeline import __version__
 from pipeline.caption.record import template_record
@@ -87,6 +88,11 @@ def run_source(source: Source, sha256: str, stages: list[Stage], config: BuildCo
     except Exception as e:  # noqa: BLE001 - one bad source must not stop the run
         res.status, res.reason = "failed", f"{type(e).__name__}: {e}"
         res.notes.append(traceback.format_exc(limit=8))
+    if source.kind == "images" and work.sequences:
+        used = {f.file for seq in work.sequences for f in seq.frames}
+        unused = [Path(p).name for p in source.images if Path(p).name not in used]
+        if unused:  # README: a folder's steps that are not in any sequence are named, with the drops' reasons
+            work.notes.append(f"steps not used ({len(unused)} of {len(source.images)}): {', '.join(unused)}")
     res.drops, res.notes, res.probe = work.drops, res.notes + work.notes, work.probe
     if res.samples:
         res.shots_png = shot_strip(work)

@@ -133,7 +133,7 @@ class Select:
         self.cfg = cfg
         self.tol = pixel_tolerance
 
-    def states(self, seg: Segment, diff: Differences, drops: Counter) -> list[int]:
+    def states(self, seg: Segment, diff: Differences, drops: Counter, kind: str = "video") -> list[int]:
         """Collapse runs of frames that look like the run's first into one state, represented by its most
         typical frame (closest to the run's median view: not the start of a fade or a passing shadow).
         Indices into ``seg.frames``; ``diff`` compares them.
@@ -148,13 +148,21 @@ class Select:
                 runs.append([j])
         out = []
         for n, run in enumerate(runs):
-            drops["same state as another frame (a hold)"] += len(run) - 1
+            drops[self.same_state(kind)] += len(run) - 1
             if n == len(runs) - 1 or len(run) < 3 or not diff.usable:  # the finished work: its very end
                 out.append(run[-1])
                 continue
             typical = nan_median(np.stack([seg.frames[j].view for j in run]))
             out.append(run[int(np.argmin(diff.against(typical, np.array(run))))])
         return self._without_passing(out, diff, drops)
+
+    def same_state(self, kind: str) -> str:
+        """The drop reason of a frame that joins the state before it, with the measure that decided it (a
+        folder step can change many pixels and still be under it once aligned and normalised)."""
+        under = f"under {self.cfg.min_distinct / 2:.0%} of the work region visibly differs (select.min_distinct / 2)"
+        if kind == "images":
+            return f"step image too close to the one before: {under}"
+        return f"same state as the frame before (a hold): {under}"
 
     @staticmethod
     def _without_passing(states: list[int], diff: Differences, drops: Counter) -> list[int]:
@@ -222,7 +230,11 @@ class Select:
         states there are; the holds and passing states dropped are counted only when n were chosen."""
         drops: Counter = Counter()
         diff = Differences(seg.frames, seg.region, self.tol)
-        idx = self.states(seg, diff, drops) if work.source.ordered else list(range(len(seg.frames)))
+        idx = (
+            self.states(seg, diff, drops, work.source.kind)
+            if work.source.ordered
+            else list(range(len(seg.frames)))
+        )
         frames = [seg.frames[i] for i in idx]
         distinct = diff.subset(idx).matrix() >= self.cfg.min_distinct
         progress = [f.scores[key] for f in frames]

@@ -33,6 +33,7 @@
   options(f.task, page.tasks);
   if (page.tasks.length < 2) f.task.closest("label").hidden = true;
   options(f.score, page.scores);
+  if (page.scores.length === 0) $("f-scores").hidden = true;  // nothing here has a score to filter on
   let current = 0;
 
   function matches(r) {
@@ -50,9 +51,9 @@
 
   function card(r) {
     const scores = el("dl", {class: "scores"});
-    for (const name of page.scores) {
+    for (const name of page.scores) {  // only the scores this sequence has
       const v = r.sc[name];
-      scores.append(el("dt", {}, name), el("dd", {}, v === null || v === undefined ? "–" : String(v)));
+      if (v !== null && v !== undefined) scores.append(el("dt", {}, name), el("dd", {}, String(v)));
     }
     const steps = el("ol", {class: "steps"});
     r.st.forEach((s) => steps.append(el("li", {}, s)));
