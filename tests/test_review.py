@@ -160,13 +160,14 @@ def test_index_and_task_pages_render_filter_and_page_offline(site, browser):
     assert count() == "3 of 4 sequences"
     shot(browser, "review-all.png")
 
-    browser.get((folder / "task-emoji.html").as_uri())
+    browser.get((folder / "task-portrait.html").as_uri())  # a video: its process scores are offered
     WebDriverWait(browser, 20).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#cards .card"))
     offered = [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#f-score option")]
-    assert "elements" in offered and "gain" not in offered  # a drawing's scores, not the footage ones
-    Select(browser.find_element(By.ID, "f-score")).select_by_value("elements")
-    browser.find_element(By.ID, "f-min").send_keys("1")
-    assert browser.find_element(By.ID, "count").text == "1 of 1 sequences"
+    assert (
+        "gain" in offered
+        and "elements" not in offered
+        and "–" not in browser.find_element(By.ID, "cards").text
+    )
 
     browser.get((folder / "rejected.html").as_uri())
     assert "no making process found" in browser.find_element(By.ID, "rejected").text
@@ -174,6 +175,18 @@ def test_index_and_task_pages_render_filter_and_page_offline(site, browser):
     assert urls and all(u.startswith("file://") for u in urls), [
         u for u in urls if not u.startswith("file://")
     ]
+
+
+def test_a_page_offers_the_scores_its_sequences_have():
+    """A drawing has only its element counts, a folder taken as given none: the filter lists what exists."""
+    from pipeline.review.collect import present_scores
+
+    drawing = {"sc": {"gain": None, "clip": None, "elements": 7, "visible_additions": 6}}
+    folder = {"sc": {"gain": None, "clip": None, "elements": None}}
+    video = {"sc": {"gain": 0.8, "clip": 31.0, "elements": None}}
+    assert present_scores([drawing, folder]) == ["elements", "visible_additions"]
+    assert present_scores([folder]) == []
+    assert present_scores([video, drawing]) == ["gain", "clip", "elements", "visible_additions"]
 
 
 def test_a_later_run_reuses_thumbnails(site, capsys):
