@@ -109,7 +109,7 @@ def generate_from_image(
     guidance: float = 1.0,
 ) -> list[Path]:
     """Grid, frames and GIF of the steps leading to ``image`` (or between ``image`` and ``last``)."""
-    flux, lora, info, _ = run.load(source, device, dtype)
+    info = run.RunInfo.read(Path(source))  # arguments checked before the model loads
     if not info.recraft_task:
         raise ValueError(f"{source} is not a ReCraft run (train one with `model: recraft`)")
     if (info.condition == "interpolate") != (last is not None):
@@ -119,6 +119,7 @@ def generate_from_image(
         )
     task = info.tasks()[info.recraft_task]
     given = [Image.open(p).convert("RGB") for p in ([image, last] if last else [image])]
+    flux, lora, _, _ = run.load(source, device, dtype)
     prompt = prompt or task.caption()
     grid = run_recraft(
         flux,
