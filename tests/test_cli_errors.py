@@ -102,18 +102,24 @@ def test_missing_sources_are_listed_the_run_goes_on_and_strict_exits_4(here, cap
     (here / "steps").mkdir()
     from PIL import Image
 
-    for i in range(4):  # a real step folder: the run goes on with it
-        Image.new("RGB", (64, 64), (255 - 60 * i,) * 3).save(here / "steps" / f"{i}.png")
+    for i in range(6):  # a real step folder, a drawing filled in band by band: the run goes on with it
+        img = Image.new("RGB", (128, 128), "white")
+        img.paste((20, 20, 20), (8, 8, 120, 8 + 19 * (i + 1)))
+        img.save(here / "steps" / f"{i}.png")
     (here / "m.yaml").write_text(
         "sources:\n"
         "  - {path: gone.mp4, task: painting}\n"
         "  - {dir: empty, task: painting}\n"
         "  - {dir: nowhere, task: painting}\n"
         "  - {glob: 'clips/*.mp4', task: painting}\n"
-        "  - {dir: steps, task: painting}\n"
+        "  - {dir: steps, task: emoji}\n"
     )
-    assert main(["build", "m.yaml", "--out", "out", "--quiet", "--json"]) == 0
+    assert main(["build", "m.yaml", "--out", "out", "--json"]) == 0
     out, err = capsys.readouterr()
+    clip_lines = [ln for ln in err.splitlines() if "CLIP stage" in ln]  # one short line, once per run
+    assert len(clip_lines) == 1 and len(clip_lines[0]) < 250 and "clip.download" not in clip_lines[0], (
+        clip_lines
+    )
     for entry, said in (
         (0, "file not found"),
         (1, "folder holds no images"),
@@ -122,8 +128,14 @@ def test_missing_sources_are_listed_the_run_goes_on_and_strict_exits_4(here, cap
     ):
         assert f"missing source (manifest entry {entry}): {said}" in err, err
     summary = json.loads(out)
-    assert summary["missing"] == 4 and summary["rejected"] >= 4 and summary["status"] == "ok"
+    assert summary["missing"] == 4 and summary["rejected"] == 4 and summary["ok"] == 1, summary
+    report = json.loads((here / "out" / "report.json").read_text())
+    folder = next(r for r in report["sources"] if r["uri"] == "steps")
+    assert any(n.startswith("steps not used (2 of 6): ") for n in folder["notes"]), folder["notes"]
+    assert "steps not used (2 of 6)" in (here / "out" / "report.md").read_text()
     assert "Traceback" not in err
     (here / "gone.mp4").write_bytes(b"")  # still not a video, but no longer missing
     assert main(["build", "m.yaml", "--out", "out2", "--quiet", "--strict"]) == 4
-    assert "--strict: 0 failed and 3 missing source(s) in this run (exit 4)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--strict: 0 failed and 3 missing source(s) in this run (exit 4)" in err
+    assert "CLIP stage" not in err  # --quiet: the report has it
