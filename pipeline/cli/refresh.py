@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     i = sub.add_parser(
         "inspect",
         help="per-task counts, shards, sizes and runs of a built corpus",
-        description="Summarise DIR/dataset.json; --verify reads every shard and checks it "
+        description="Summarise CORPUS/dataset.json; --verify reads every shard and checks it "
         "against the index and ledger (exit 1 on any problem).",
     )
     i.add_argument("corpus", help="corpus folder or URL (s3://bucket/prefix) made by `makeanything build`")
