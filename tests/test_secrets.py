@@ -167,13 +167,14 @@ def test_a_build_uses_the_credentials_and_writes_them_nowhere(tutorials, auth_si
     assert json.loads((out / "report.json").read_text())["refresh"]["skipped"] == 1
     assert {m for m, _ in requests} == {"HEAD"}
 
-    # `makeanything caption` by another model, no retries: the first answer fails and its reason names the endpoint
+    # `makeanything caption` by another model, no retries: the one answer fails, its reason names the endpoint,
+    # and with no request answered the command says so and exits 1
     vlm.mode, vlm.times = "500", 1
     (tmp_path / "cap.yaml").write_text(yaml.safe_dump({"caption": {"retries": 0}}))
     recaption = run_cli(
         ["caption", str(out), "--url", caption_url, "--model", "m2", "--config", str(tmp_path / "cap.yaml")]
     )
-    assert recaption.returncode == 0, recaption.stderr
+    assert recaption.returncode == 1 and "no caption request succeeded" in recaption.stderr
     caption_report = json.loads((out / "caption-report.json").read_text())["caption"]
     assert caption_report["endpoint"].startswith("http://***@127.0.0.1:")
     assert caption_report["captioned"] == report["totals"]["samples"] - 1
