@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "pipeline.cli.refresh",
     "pipeline.cli.corpus",
     "pipeline.cli.caption",
+    "pipeline.cli.vacuum",
     "training.cli",
     "evaluation.cli",
 ]

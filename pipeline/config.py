@@ -413,6 +413,23 @@ class CacheConfig(_Section):
     )
 
 
+class SnapshotConfig(_Section):
+    """How long the shard files of replaced snapshots stay for readers that pinned them (docs/REFRESH.md,
+    "Snapshots and vacuum"). Not part of the config hash (it does not change the samples)."""
+
+    retention_days: float = Field(
+        7.0,
+        ge=0,
+        description="a snapshot's files stay this long after a newer snapshot replaced it "
+        "(as Delta Lake's VACUUM); 0: only the latest snapshot's files are kept",
+    )
+    vacuum: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: every build, refresh and caption run ends with a vacuum under this "
+        "retention; off: only `makeanything vacuum CORPUS` deletes retired files",
+    )
+
+
 class BuildConfig(_Section):
     taxonomy: str | None = Field(None, description="tasks.yaml path; default: the bundled taxonomy")
     cache: CacheConfig = CacheConfig()
@@ -427,6 +444,7 @@ class BuildConfig(_Section):
     caption: CaptionConfig = CaptionConfig()
     shards: ShardConfig = ShardConfig()
     cluster: ClusterConfig = ClusterConfig()
+    snapshots: SnapshotConfig = SnapshotConfig()
 
     @classmethod
     def load(cls, path: str | Path | None) -> BuildConfig:
@@ -440,5 +458,5 @@ class BuildConfig(_Section):
 
     def sha(self) -> str:
         """Hash of everything that changes which samples are made (not where it runs, nor their VLM captions)."""
-        data = self.model_dump(exclude={"cluster", "cache", "caption"})
+        data = self.model_dump(exclude={"cluster", "cache", "caption", "snapshots"})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

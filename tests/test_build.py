@@ -99,7 +99,7 @@ def test_bad_input_is_recorded_with_its_reason(built, uri, status, reason):
 def test_same_video_listed_twice_is_processed_once(built):
     _, report = built
     rows = [r for r in report["sources"] if r["uri"] == "astronaut.mp4"]
-    assert [r["status"] for r in rows] == ["ok", "rejected"]
+    assert [r["status"] for r in rows] == ["ok", "duplicate"]
     assert "duplicate of sources[0]" in rows[1]["reason"]
 
 

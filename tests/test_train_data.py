@@ -121,7 +121,10 @@ def test_ranks_read_disjoint_shards_and_batches_never_mix_sizes(tmp_path):
     write_shards(tmp_path, ["painting", "clay-toys"], per_task=4, per_shard=2)
     urls = expand_shards([str(tmp_path)])
     assert len(urls) == 4
-    orders = [list(zip(range(4), stream(urls, rank=r, world=2).shard_order(0, 1))) for r in range(2)]
+    orders = [
+        [(i, u) for i, (u, _) in zip(range(4), stream(urls, rank=r, world=2).shard_order(0, 1))]
+        for r in range(2)
+    ]
     first_epoch = [{u for _, u in o[:2]} for o in orders]
     assert first_epoch[0].isdisjoint(first_epoch[1]) and first_epoch[0] | first_epoch[1] == set(urls)
     it = iter(stream(urls, rank=0, world=2))

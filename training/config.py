@@ -53,6 +53,19 @@ class DataConfig(_Strict):
         "sample key and content; filled before training, "
         "then the VAE stays off the GPU",
     )
+    follow: bool = Field(
+        default=True,
+        description="a corpus in data.shards is read as one snapshot, pinned at the start; true: each "
+        "epoch after the first moves to the corpus's newest snapshot; false: the whole run stays on the "
+        "pinned one (as long as the corpus's retention keeps its files)",
+    )
+    max_missing: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="share of a snapshot's shards that may vanish (vacuumed too early, deleted "
+        "remotely) before the run stops; each vanished shard is skipped with a warning and counted",
+    )
     caption: Literal["rich", "template"] = Field(
         default="rich",
         description="rich: KEY.txt, the VLM's hierarchical caption where the sample has one; "

@@ -12,8 +12,9 @@ import io
 import json
 import random
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import fsspec
@@ -26,6 +27,7 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from pipeline.caption.record import template_of
 from pipeline.corpus.curation import Exclusions
+from pipeline.corpus.snapshots import Pinned, is_corpus, pin
 from pipeline.layout import Layout
 from pipeline.taxonomy import Taxonomy
 
@@ -40,12 +42,42 @@ class DataError(ValueError):
     """A shard spec or sample that cannot be used; the message names it."""
 
 
-def expand_shards(specs: list[str]) -> list[str]:
-    """Shard URLs from build folders, tar paths, globs, brace patterns and remote URLs, in a stable order."""
+@dataclass(frozen=True)
+class ShardSet:
+    """The shard URLs of ``data.shards``, with the snapshot each corpus among them resolved to: a corpus
+    (a folder or URL holding dataset.json) is read as one snapshot, never as whatever tars sit in it."""
+
+    specs: tuple[str, ...]
+    urls: tuple[str, ...]
+    pins: tuple[Pinned, ...] = ()
+
+    @property
+    def label(self) -> int | str | None:
+        """The snapshot a sample came from: its number (one corpus), root@number each (several), None
+        (loose tars)."""
+        if len(self.pins) == 1:
+            return self.pins[0].snapshot
+        return ",".join(f"{p.root}@{p.snapshot}" for p in self.pins) or None
+
+    def newest(self) -> ShardSet:
+        """The same specs resolved again: corpora move to their latest snapshot."""
+        return resolve_shards(list(self.specs)) if self.pins else self
+
+    def describe(self) -> list[str]:
+        return [p.describe() for p in self.pins]
+
+
+def resolve_shards(specs: list[str]) -> ShardSet:
+    """Shard URLs from build folders, tar paths, globs, brace patterns and remote URLs, in a stable order;
+    a corpus is pinned to its latest snapshot (pipeline.corpus.snapshots)."""
     out: list[str] = []
+    pins: list[Pinned] = []
     for spec in specs:
         for url in expand_urls(spec):
-            if "://" in url and not url.startswith("file://"):
+            if not any(c in url for c in "*?[") and is_corpus(url.removeprefix("file://")):
+                pins.append(pin(url.removeprefix("file://")))
+                found = pins[-1].urls()
+            elif "://" in url and not url.startswith("file://"):
                 proto = url.split("://", 1)[0]
                 if any(c in url for c in "*?["):
                     fs = fsspec.filesystem(proto)
@@ -66,12 +98,42 @@ def expand_shards(specs: list[str]) -> list[str]:
             out.extend(found)
     if not out:
         raise DataError("no shards given (data.shards in the config or --data)")
-    return out
+    return ShardSet(tuple(specs), tuple(out), tuple(pins))
+
+
+def expand_shards(specs: list[str]) -> list[str]:
+    """The shard URLs of ``resolve_shards`` (corpora at their latest snapshot)."""
+    return list(resolve_shards(specs).urls)
 
 
 def open_shard(url: str):
     """A readable binary stream for a local path or any fsspec URL (https, s3, ...)."""
     return fsspec.open(url, "rb").open()
+
+
+@dataclass
+class Vanished:
+    """Shards of a pinned snapshot that are gone (vacuumed too early, deleted remotely): each is skipped with
+    a warning and counted; once more than ``max_share`` of the snapshot is gone, the run stops (DataError)
+    rather than train on what is left."""
+
+    max_share: float
+    urls: set[str] = field(default_factory=set)
+
+    def add(self, url: str, snapshot: ShardSet) -> None:
+        self.urls.add(url)
+        gone = len(self.urls & set(snapshot.urls))
+        print(
+            f"warning: shard {url} of snapshot {snapshot.label} has vanished (vacuumed or deleted): "
+            f"skipped ({gone} of its {len(snapshot.urls)} shards gone)",
+            file=sys.stderr,
+        )
+        if gone > self.max_share * len(snapshot.urls):
+            raise DataError(
+                f"{gone} of the {len(snapshot.urls)} shards of snapshot {snapshot.label} have vanished, "
+                f"more than data.max_missing ({self.max_share:.0%}): was the corpus vacuumed with a "
+                "retention shorter than this run? (makeanything vacuum --retention)"
+            )
 
 
 @dataclass(frozen=True)
@@ -182,7 +244,13 @@ def decode(raw: dict, resolve: HeadResolver, cell: int | None, token: int) -> di
 
 
 def collate(samples: list[dict]) -> dict:
+    """A batch; with its samples' latest epoch, that epoch's snapshot (None: loose tars, or not from a
+    ShardStream) and how many shards had vanished so far."""
+    newest = max(samples, key=lambda s: s.get("epoch", 0))
     return {
+        "snapshot": newest.get("snapshot"),
+        "epoch": newest.get("epoch", 0),
+        "vanished": max(s.get("vanished", 0) for s in samples),
         "key": [s["key"] for s in samples],
         "caption": [s["caption"] for s in samples],
         "image": torch.stack([s["image"] for s in samples]),
@@ -200,12 +268,14 @@ class ShardStream(IterableDataset):
     """Endless batches for one rank: shards split by rank and worker (or resampled), shuffled, bucketed by size.
 
     Every random choice is seeded from (seed, epoch, rank, worker), so the stream is reproducible and a
-    resumed run can skip exactly the batches it already consumed.
+    resumed run can skip exactly the batches it already consumed. A corpus among the shards is read as the
+    snapshot it was pinned to; with ``follow``, each epoch after the first starts on the corpus's newest
+    snapshot (a refresh that retired shards meanwhile never breaks the epoch being read).
     """
 
     def __init__(
         self,
-        urls: list[str],
+        shards: ShardSet | list[str],
         resolve: HeadResolver,
         *,
         batch_size: int,
@@ -218,30 +288,39 @@ class ShardStream(IterableDataset):
         workers: int = 0,
         resampled: bool = False,
         only_head: int | None = None,
+        follow: bool = True,
+        max_missing: float = 0.1,
     ) -> None:
         super().__init__()
+        if not isinstance(shards, ShardSet):
+            shards = ShardSet(tuple(shards), tuple(shards))
         parts = world * max(workers, 1)
-        if not resampled and len(urls) < parts:
+        if not resampled and len(shards.urls) < parts:
             raise DataError(
-                f"{len(urls)} shard(s) cannot be split between {world} rank(s) x "
+                f"{len(shards.urls)} shard(s) cannot be split between {world} rank(s) x "
                 f"{max(workers, 1)} worker(s): write more shards or set data.resampled: true"
             )
-        self.urls, self.resolve, self.batch_size = urls, resolve, batch_size
+        self.shards, self.follow, self.max_missing = shards, follow, max_missing
+        self.resolve, self.batch_size = resolve, batch_size
         self.shuffle_buffer, self.cell, self.token, self.seed = shuffle_buffer, cell, token, seed
         self.rank, self.world, self.resampled, self.only_head = rank, world, resampled, only_head
 
-    def shard_order(self, worker: int, workers: int) -> Iterator[str]:
-        """This rank's and worker's endless sequence of shard URLs."""
+    def shard_order(self, worker: int, workers: int) -> Iterator[tuple[str, dict]]:
+        """This rank's and worker's endless sequence of (shard URL, what its samples are tagged with)."""
         part, parts = self.rank * workers + worker, self.world * workers
-        epoch = 0
+        shards, epoch, vanished = self.shards, 0, Vanished(self.max_missing)
         while True:
+            if epoch and self.follow:
+                shards = shards.newest()
+            urls = list(shards.urls)
             if self.resampled:
                 rng = random.Random(_seed(self.seed, epoch, part))
-                yield from (rng.choice(self.urls) for _ in range(len(self.urls)))
+                order = [rng.choice(urls) for _ in range(len(urls))]
             else:  # same permutation on every rank, then disjoint slices
-                order = list(self.urls)
-                random.Random(_seed(self.seed, epoch)).shuffle(order)
-                yield from order[part::parts]
+                random.Random(_seed(self.seed, epoch)).shuffle(urls)
+                order = urls[part::parts]
+            for url in order:
+                yield url, {"snapshot": shards.label, "epoch": epoch, "vanished": (vanished, shards)}
             epoch += 1
 
     def samples(self, worker: int, workers: int) -> Iterator[dict]:
@@ -267,18 +346,41 @@ class ShardStream(IterableDataset):
                 bucket.clear()
 
 
+def _shard_raw(url: str, tags: dict) -> Iterator[dict]:
+    """The raw samples of one shard; a vanished one is skipped and counted when its snapshot is known
+    (``tags["vanished"]``), else it is an error naming it."""
+    try:
+        stream = open_shard(url)
+    except FileNotFoundError:
+        if "vanished" not in tags:
+            raise DataError(f"shard {url} does not exist") from None
+        tags["vanished"][0].add(url, tags["vanished"][1])
+        return
+    yield from group_by_keys(tar_file_expander([{"url": url, "stream": stream}]), suffixes=DECODED)
+
+
 def decoded(
-    urls, resolve: HeadResolver, cell: int | None, token: int, only_head: int | None = None
+    urls: Iterable[str | tuple[str, dict]],
+    resolve: HeadResolver,
+    cell: int | None,
+    token: int,
+    only_head: int | None = None,
 ) -> Iterator[dict]:
-    """Decoded samples of the shards in order (optionally only one task head's)."""
-    shards = ({"url": u, "stream": open_shard(u)} for u in urls)
+    """Decoded samples of the shards in order (optionally only one task head's). ``urls``: shard URLs, or
+    (URL, tags) pairs from ShardStream.shard_order: each sample then says its snapshot and epoch."""
     skip = Exclusions(Exclusions.TRAINING)  # curation: dropped and held-out samples (dataset.json)
-    for raw in group_by_keys(tar_file_expander(shards), suffixes=DECODED):
-        if skip(raw["__key__"], raw.get("__url__", "")):
-            continue
-        sample = decode(raw, resolve, cell, token)
-        if only_head is None or sample["head"] == only_head:
-            yield sample
+    for item in urls:
+        url, tags = (item, {}) if isinstance(item, str) else item
+        for raw in _shard_raw(url, tags):
+            if skip(raw["__key__"], raw.get("__url__", "")):
+                continue
+            sample = decode(raw, resolve, cell, token)
+            if only_head is None or sample["head"] == only_head:
+                if tags:
+                    sample.update(
+                        snapshot=tags["snapshot"], epoch=tags["epoch"], vanished=len(tags["vanished"][0].urls)
+                    )
+                yield sample
 
 
 def read_samples(

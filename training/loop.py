@@ -25,7 +25,7 @@ from pipeline.taxonomy import Taxonomy
 from training import checkpoint, kohya, run
 from training import flow_matching as fm
 from training.config import Config, ConfigError
-from training.data import HeadResolver, ShardStream, decoded, expand_shards, read_samples
+from training.data import HeadResolver, ShardStream, decoded, expand_shards, read_samples, resolve_shards
 from training.denoiser import Denoiser
 from training.flux_model import build_tiny, image_ids, pack, save_base
 from training.generate import grid_size, sample
@@ -244,9 +244,17 @@ class Trainer:
                 torch.cuda.empty_cache()
 
     def loader(self) -> DataLoader:
+        """Batches from data.shards; a corpus among them is pinned to its latest snapshot now (printed and
+        recorded in run.json), then followed to newer ones at epoch boundaries unless data.follow is off."""
         c = self.cfg.data
+        shards = resolve_shards(c.shards)
+        if self.is_main and shards.pins:
+            for line in shards.describe():
+                print(f"data: {line}" + ("" if c.follow else " (pinned: data.follow is off)"))
+            run.record_data(self.run_dir, {"step": self.step, "snapshot": shards.label, "epoch": 0})
+        self.snapshot = shards.label
         stream = ShardStream(
-            expand_shards(c.shards),
+            shards,
             self.resolve,
             batch_size=c.batch_size,
             shuffle_buffer=c.shuffle_buffer,
@@ -258,6 +266,8 @@ class Trainer:
             workers=c.workers,
             resampled=c.resampled,
             only_head=self.only_head,
+            follow=c.follow,
+            max_missing=c.max_missing,
         )
         return DataLoader(stream, batch_size=None, num_workers=c.workers, persistent_workers=c.workers > 0)
 
@@ -405,6 +415,25 @@ class Trainer:
             )
         self.d.barrier()
 
+    # --- the data's snapshot ---------------------------------------------------------------------------
+    def _data_fields(self, batches: list[dict]) -> dict:
+        """What the loss log says about the data of a step: its snapshot and epoch (and shards that vanished)."""
+        if self.snapshot is None:
+            return {}
+        out = {"snapshot": self.snapshot, "epoch": max(b["epoch"] for b in batches)}
+        vanished = max(b["vanished"] for b in batches)
+        return {**out, "vanished_shards": vanished} if vanished else out
+
+    def _note_snapshot(self, batches: list[dict]) -> None:
+        """The stream moved to a newer snapshot (at an epoch boundary): say so and record it in run.json."""
+        last = max(batches, key=lambda b: b["epoch"])
+        if last["snapshot"] is None or last["snapshot"] == self.snapshot:
+            return
+        self.snapshot, epoch = last["snapshot"], last["epoch"]
+        if self.is_main:
+            print(f"data: moved to snapshot {self.snapshot} at epoch {epoch} (step {self.step + 1})")
+            run.record_data(self.run_dir, {"step": self.step + 1, "snapshot": self.snapshot, "epoch": epoch})
+
     # --- the loop ------------------------------------------------------------------------------------
     def fit(self, until: int | None = None) -> list[dict]:
         """Train to ``until`` (default ``train.steps``); returns this process's records (with its batch keys)."""
@@ -436,6 +465,7 @@ class Trainer:
                 self.offload.require(heads)
                 self.offload.prefetch(self.step_heads(upcoming))
             total, keys = 0.0, []
+            self._note_snapshot(micro_batches)
             for micro, batch in enumerate(micro_batches):
                 last = micro == t.grad_accum - 1
                 with self.model.no_sync() if self.d.world > 1 and not last else nullcontext():
@@ -459,6 +489,7 @@ class Trainer:
                 "lr": lr,
                 "samples_per_s": len(keys) * self.d.world / (time.perf_counter() - t0),
                 "keys": keys,
+                **self._data_fields(micro_batches),
             }
             if t.val_every and self.step % t.val_every == 0:
                 rec["val_loss"] = self.val_loss(keep=self.step_heads(upcoming))

@@ -6,6 +6,7 @@ from what the trainer built.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -54,6 +55,17 @@ class RunInfo(BaseModel):
 
     def tasks(self) -> Taxonomy:
         return Taxonomy.load(self.taxonomy)
+
+
+def record_data(run_dir: Path, entry: dict) -> None:
+    """Add to run.json's ``data`` list the corpus snapshot a run started on or moved to (with the step and
+    epoch), so a training run names the exact data it saw; RunInfo ignores the key."""
+    f = Path(run_dir) / RUN_FILE
+    data = json.loads(f.read_text()) if f.is_file() else {}
+    data.setdefault("data", []).append(entry)
+    tmp = f.with_name(f".{RUN_FILE}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(f)
 
 
 def build(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 from makeanything.exit_codes import EXIT_LOCKED, EXIT_OK, EXIT_USAGE
 from pipeline.cli.common import fail, positive
@@ -43,10 +44,11 @@ def _check_names(requests: list[tuple[str, str, str]], rows: list[dict], taxonom
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
+    from pipeline.corpus import snapshots
     from pipeline.corpus.card import write_card
     from pipeline.corpus.curation import Curation, CurationError, decide, load, resolve, save
     from pipeline.corpus.existing import NotACorpus, open_corpus
-    from pipeline.corpus.index import live_rows, write_index
+    from pipeline.corpus.index import live_rows
     from pipeline.corpus.ledger import Ledger
     from pipeline.io.lock import LockBusy, OutputLock
 
@@ -54,7 +56,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
         storage, index = open_corpus(args.corpus)
     except NotACorpus as e:
         return fail(EXIT_USAGE, str(e), args.json)
-    requests = _requests(args)
+    requests, started = _requests(args), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     try:
         with OutputLock(storage):
             curation = load(storage)
@@ -74,8 +76,21 @@ def cmd_curate(args: argparse.Namespace) -> int:
             curation = Curation(decisions=kept + new)
             save(storage, curation)
             index["curation"] = resolve(curation, rows)
+            # a curate run commits like any other: its own number, history entry, report and snapshot
+            run, ex = snapshots.next_run(storage, ledger, index), index["curation"]["excluded"]
+            counts = {
+                "decisions": len(curation.decisions),
+                "dropped": len(ex["drop"]),
+                "held_out": len(ex["hold-out"]),
+            }
+            storage.write(
+                f"reports/run-{run:04d}/curate-report.json", json.dumps({"run": run, **counts}).encode()
+            )
+            index["history"] = index.get("history", []) + [
+                snapshots.history_entry(run, "curate", index["config_sha"], started, 0.0, counts=counts)
+            ]
             write_card(storage, index, taxonomy)
-            write_index(storage, index)
+            index = snapshots.publish(storage, index, run, "curate")
     except (CurationError, UsageError) as e:
         return fail(EXIT_USAGE, str(e), args.json)
     except LockBusy as e:

@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 
 from PIL import Image
 
+from pipeline.corpus import snapshots
 from pipeline.corpus.index import split_of
 from pipeline.corpus.ledger import Ledger
 from pipeline.corpus.schema import MEMBERS, SchemaError, conform
@@ -54,7 +55,7 @@ def describe(storage: Storage, index: dict) -> str:
         for t, c in index["per_task"].items()
     ]
     lines += ["", "runs:"] + [
-        f"  run {h['run']:3d}  {h['started']}  {h['duration_s']:8.1f}s  "
+        f"  run {h['run']:3d}  {h.get('command', 'build'):8s} {h['started']}  {h['duration_s']:8.1f}s  "
         + ", ".join(f"{k} {v}" for k, v in h["counts"].items())
         for h in index["history"]
     ]
@@ -147,10 +148,17 @@ def verify(storage: Storage, index: dict) -> list[str]:
     problems += [
         f"shards/{n}: recorded in the ledger but not in dataset.json" for n in sorted(live - indexed)
     ]
+    on_storage = set(storage.list("shards"))
+    retained: set[str] = set()  # files of older snapshots, kept for their readers until a vacuum
+    for run in snapshots.runs(storage):
+        listed = {s["name"] for s in snapshots.read(storage, run)["shards"]}
+        problems += [
+            f"{snapshots.path(run)}: lists shards/{n}, which is missing" for n in sorted(listed - on_storage)
+        ]
+        retained |= listed
     problems += [
-        f"shards/{n}: on storage but not in dataset.json (left by an interrupted run, or not ours)"
-        for n in storage.list("shards")
-        if n not in indexed
+        f"shards/{n}: on storage but not in dataset.json nor any snapshot (left by an interrupted run, or not ours)"
+        for n in sorted(on_storage - indexed - retained)
     ]
     problems += [f".staging/{n}: temporary file left behind" for n in storage.list(".staging")]
     seen: dict[str, str] = {}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipeline.corpus.ledger import Ledger
 from pipeline.corpus.schema import conform
-from pipeline.corpus.shards import Publish, Sample, ShardWriter
+from pipeline.corpus.shards import Publish, Sample, ShardWriter, shard_prefix
 from pipeline.io.storage import Storage
 
 REPACK_LANE = 999  # shard names {split}-r{run}-999-{n}: never a lane the committer uses in the same run
@@ -54,7 +54,7 @@ def replace_shard(
     tar in place (default: into ``shards/``)."""
     writer = ShardWriter(
         staging,
-        prefix=f"{old['split']}-r{run:04d}-{lane:03d}",
+        prefix=shard_prefix(old["split"], run, lane),
         samples_per_shard=len(samples),
         start_index=n,
         publish=publish or (lambda tmp, new: storage.put(tmp, f"shards/{new}")),
@@ -62,17 +62,7 @@ def replace_shard(
     info = writer.write_group(samples)
     assert info is not None  # samples_per_shard == len(samples): the group fills the shard
     tasks = Counter(s.meta["task"]["id"] for s in samples)
-    shard = {
-        "name": info.name,
-        "split": old["split"],
-        "run": run,
-        "samples": info.samples,
-        "bytes": info.bytes,
-        "sha256": info.sha256,
-        "keys": info.keys,
-        "tasks": dict(tasks),
-        "config_sha": old["config_sha"],
-    }
+    shard = info.record(old["split"], run, tasks, old["config_sha"])
     keep = set(info.keys)
     rows = [
         {**r, "shard": info.name}

@@ -6,24 +6,20 @@ shard and its sources. Sources without samples (rejected, failed) need no shard 
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 
 from pipeline.config import BuildConfig
 from pipeline.corpus.index import split_of
-from pipeline.corpus.ledger import FOLDER as LEDGER
 from pipeline.corpus.ledger import Ledger
-from pipeline.corpus.shards import ShardInfo, ShardWriter
+from pipeline.corpus.shards import ShardInfo, ShardWriter, shard_prefix
 from pipeline.corpus.source_result import SourceResult
 from pipeline.io.failpoint import failpoint
 from pipeline.io.storage import Storage
 
-OUR_SHARD = re.compile(r"^(train|val)-r\d{4}-\d{3}-\d{6}\.tar$")
-
 
 class ShardCommitter:
-    """Shard names ``{split}-r{run:04d}-{lane:03d}-{n:06d}.tar`` never collide across runs; ``train_lanes``
+    """Shard names (pipeline.corpus.shards.shard_prefix) never collide across runs; ``train_lanes``
     train shards are filled side by side (sources dealt round-robin) so a run can reach ``min_shards``."""
 
     def __init__(
@@ -72,7 +68,7 @@ class ShardCommitter:
         if lane not in self.writers:
             self.writers[lane] = ShardWriter(
                 self.staging,
-                prefix=f"{lane[0]}-r{self.run:04d}-{lane[1]:03d}",
+                prefix=shard_prefix(lane[0], self.run, lane[1]),
                 samples_per_shard=self.per_shard,
                 publish=self._publish,
             )
@@ -81,20 +77,7 @@ class ShardCommitter:
     def _shard_done(self, lane: tuple[str, int], info: ShardInfo) -> None:
         split, rows = lane[0], [{**r, "shard": info.name} for r in self.pending.pop(lane)]
         tasks = Counter(r["task"] for r in rows for _ in r["keys"])
-        self._commit(
-            rows,
-            {
-                "name": info.name,
-                "split": split,
-                "run": self.run,
-                "samples": info.samples,
-                "bytes": info.bytes,
-                "sha256": info.sha256,
-                "keys": info.keys,
-                "tasks": dict(tasks),
-                "config_sha": self.config_sha,
-            },
-        )
+        self._commit(rows, info.record(split, self.run, tasks, self.config_sha))
 
     def add(self, res: SourceResult, loc: str = "", stat: str = "") -> None:
         """``loc``, ``stat``: where the source was read and its metadata signature (see pipeline.intake.fetch)."""
@@ -119,15 +102,3 @@ class ShardCommitter:
                 self._shard_done(lane, writer.finished[-1])
             done += writer.finished
         return done
-
-
-def remove_orphan_shards(storage: Storage, ledger: Ledger) -> list[str]:
-    """Delete shards a crashed run published but never recorded (their sources are redone, same keys), and
-    the temporary file of a ledger record it was writing when killed (the record never existed)."""
-    orphans = [n for n in storage.list("shards") if OUR_SHARD.match(n) and n not in ledger.shards]
-    for name in orphans:
-        storage.remove(f"shards/{name}")
-    for name in storage.list(LEDGER):
-        if name.startswith(".") and name.endswith(".tmp"):
-            storage.remove(f"{LEDGER}/{name}")
-    return orphans

@@ -18,6 +18,14 @@ from pipeline.io.digest import file_sha256
 from pipeline.io.failpoint import failpoint
 
 KEY_OK = re.compile(r"^[A-Za-z0-9_-]+$")
+# The one shard naming scheme: {split}-r{run:04d}-{lane:03d}-{n:06d}.tar. Names never collide across runs
+# (the run number) nor within one (the lane: train lanes side by side, a repack's, a caption run's).
+OUR_SHARD = re.compile(r"^(train|val)-r\d{4}-\d{3}-\d{6}\.tar$")
+
+
+def shard_prefix(split: str, run: int, lane: int) -> str:
+    """The name of a run's shards up to their number (ShardWriter adds ``-{n:06d}.tar``)."""
+    return f"{split}-r{run:04d}-{lane:03d}"
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,20 @@ class ShardInfo:
     bytes: int
     sha256: str
     keys: list[str] = field(default_factory=list)
+
+    def record(self, split: str, run: int, tasks: dict[str, int], config_sha: str) -> dict:
+        """The ledger's record of this shard (``Ledger.shards``), made here only, whoever wrote the shard."""
+        return {
+            "name": self.name,
+            "split": split,
+            "run": run,
+            "samples": self.samples,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "keys": self.keys,
+            "tasks": dict(tasks),
+            "config_sha": config_sha,
+        }
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -11,7 +11,9 @@ from pipeline.corpus.shards import Sample
 from pipeline.io.redact import redact_text
 from pipeline.work import Source
 
-Status = Literal["ok", "rejected", "failed"]
+# duplicate: the same content as a source listed before it in this run; never a ledger row (the ledger
+# remembers only its signature), so the build report, inspect and the review site count rejections alike
+Status = Literal["ok", "rejected", "failed", "duplicate"]
 
 
 @dataclass

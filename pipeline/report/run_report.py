@@ -48,6 +48,7 @@ class RunReport:
             "totals": {
                 "sources": len(self.rows),
                 **{k: status.get(k, 0) for k in ("ok", "rejected", "failed")},
+                "duplicates": status.get("duplicate", 0),
                 "samples": sum(self.per_task.values()),
                 "shards": len(shards),
             },
@@ -82,7 +83,8 @@ def _markdown(r: dict, sheets: dict[str, str]) -> str:
     lines = [
         "# Build report",
         "",
-        f"{t['sources']} sources: {t['ok']} ok, {t['rejected']} rejected, {t['failed']} failed; "
+        f"{t['sources']} sources: {t['ok']} ok, {t['rejected']} rejected, {t['failed']} failed, "
+        f"{t.get('duplicates', 0)} duplicates (processed once); "
         f"{t['samples']} sequences in {t['shards']} shards; {r['duration_s']:.1f} s.",
         "",
         f"{r.get('clip', '')}",
@@ -142,3 +144,38 @@ def caption_lines(c: dict | None) -> list[str]:
         lines += ["", "| sample | why it kept the template caption |", "|---|---|"]
         lines += [f"| `{k}` | {v} |" for k, v in c["fallbacks"].items()]
     return lines
+
+
+def corpus_report(index: dict, latest: str, run: int) -> str:
+    """The root ``report.md``: what the corpus holds now (from dataset.json), every run with a link to its
+    own report, then the latest run's report (headings one level down, links into ``reports/run-NNNN/``),
+    so a run that changed nothing does not make the corpus look empty."""
+    folder = f"reports/run-{run:04d}"
+    splits = sorted({k for c in index["per_task"].values() for k in c} - {"total"})
+    lines = [
+        "# Corpus",
+        "",
+        f"{index['samples']} sequences in {len(index['shards'])} shards (snapshot {index.get('snapshot')}, "
+        f"config {index['config_sha'][:12]}); sources: "
+        + ", ".join(f"{v} {k}" for k, v in index["sources"].items())
+        + ".",
+        "",
+        "| task | " + " | ".join(splits) + " | total |",
+        "|---" * (len(splits) + 2) + "|",
+    ]
+    lines += [
+        f"| {t} | " + " | ".join(str(c.get(s, 0)) for s in splits) + f" | {c['total']} |"
+        for t, c in index["per_task"].items()
+    ]
+    lines += ["", "## Runs", "", "| run | command | started | counts |", "|---|---|---|---|"]
+    lines += [
+        f"| [{h['run']}](reports/run-{h['run']:04d}/) | {h.get('command', 'build')} | {h['started']} | "
+        + ", ".join(f"{k} {v}" for k, v in h.get("counts", {}).items())
+        + " |"
+        for h in index.get("history", [])
+    ]
+    lines += ["", f"## Latest run: {run} ([{folder}/]({folder}/))", ""]
+    for line in latest.splitlines():
+        line = "##" + line if line.startswith("#") else line
+        lines.append(line.replace("](contact-", f"]({folder}/contact-"))
+    return "\n".join(lines) + "\n"

@@ -24,21 +24,22 @@ from pipeline.caption.cache import default_cache_dir
 from pipeline.caption.stage import Captioner
 from pipeline.clip import plan_clip
 from pipeline.config import BuildConfig
+from pipeline.corpus import snapshots
 from pipeline.corpus.card import write_card
 from pipeline.corpus.curation import Curation
 from pipeline.corpus.curation import load as load_curation
-from pipeline.corpus.index import make_index, read_index, write_index
+from pipeline.corpus.index import make_index, read_index
 from pipeline.corpus.ledger import Ledger
 from pipeline.corpus.retire import repack_stale
-from pipeline.corpus.shard_commit import ShardCommitter, remove_orphan_shards
+from pipeline.corpus.shard_commit import ShardCommitter
 from pipeline.corpus.source_result import SourceResult
+from pipeline.corpus.vacuum import after_run, remove_orphan_shards
 from pipeline.intake.fetch import Prepared
 from pipeline.intake.manifest import load_manifest
 from pipeline.intake.scratch import ScratchCache
-from pipeline.io.failpoint import failpoint
 from pipeline.io.lock import OutputLock
 from pipeline.io.storage import Storage
-from pipeline.report.run_report import RunReport
+from pipeline.report.run_report import RunReport, corpus_report
 from pipeline.run.cluster import dask_client, mark_last
 from pipeline.run.plan import Plan, duplicate, prepared
 from pipeline.run.worker import run_fetched
@@ -81,11 +82,10 @@ def _curated(
             )
 
 
-def _retire_old_config(storage: Storage, ledger: Ledger, run: int, config_sha: str) -> list[str]:
-    """After a --rebuild under a new config is indexed, delete the shards of the old one."""
+def _retire_old_config(ledger: Ledger, run: int, config_sha: str) -> list[str]:
+    """After a --rebuild under a new config is indexed, retire the shards of the old one (their files stay
+    for the readers of older snapshots until a vacuum deletes them)."""
     old = sorted(n for n, s in ledger.shards.items() if s["config_sha"] != config_sha)
-    for name in old:
-        storage.remove(f"shards/{name}")
     if old:
         ledger.commit(run, config_sha, retired=old)
     return old
@@ -201,14 +201,16 @@ def _commit_all(
 
 def _write_report(
     storage: Storage, report: RunReport, header: dict, shards: list, wall: float, run: int
-) -> dict:
-    """The run's report, contact sheets included, in ``reports/run-NNNN/`` (kept) and at the root (the latest)."""
+) -> tuple[dict, str]:
+    """The run's report, contact sheets included, in ``reports/run-NNNN/`` (kept) and at the root (the latest;
+    the root report.md is rewritten once the index says what the corpus holds). Returns report.json's data
+    and the run's report.md."""
     with tempfile.TemporaryDirectory(prefix="makeanything-report-") as tmp:
         data = report.write(Path(tmp), header, shards, wall)
         names = sorted(p.name for p in Path(tmp).iterdir())
         storage.upload_folder(Path(tmp), names, prefix=f"reports/run-{run:04d}")
-        storage.upload_folder(Path(tmp), names)
-    return data
+        storage.upload_folder(Path(tmp), [n for n in names if n != "report.md"])
+        return data, (Path(tmp) / "report.md").read_text()
 
 
 def build(
@@ -253,7 +255,8 @@ def build(
                 f"(the old config's shards are retired when that run completes)"
             )
         orphans = remove_orphan_shards(storage, ledger)
-        run = ledger.last_run + 1
+        previous = read_index(storage)
+        run = snapshots.next_run(storage, ledger, previous)
         staging = storage.staging()
         report = RunReport()
         captioner = (
@@ -322,38 +325,39 @@ def build(
                 "retired_stale_shards": stale,
             },
         }
-        data = _write_report(storage, report, header, shards, time.perf_counter() - t0, run)
+        data, run_md = _write_report(storage, report, header, shards, time.perf_counter() - t0, run)
         t = data["totals"]
         counts = {
             "sources": len(sources),
             "processed": results.processed - results.unchanged,
             "skipped": skipped,
-            **{k: t[k] for k in ("ok", "rejected", "failed")},
+            **{k: t[k] for k in ("ok", "rejected", "failed", "duplicates")},
             "new_samples": t["samples"],
             "shards": len(shards),
         }
-        previous = read_index(storage) or {}
-        history = previous.get("history", []) + [
-            {
-                "run": run,
-                "version": __version__,
-                "config_sha": config_sha,
-                "started": started,
-                "duration_s": data["duration_s"],
-                "manifest": str(manifest),
-                "counts": counts,
-            }
+        command = "refresh" if previous else "build"
+        history = (previous or {}).get("history", []) + [
+            snapshots.history_entry(
+                run,
+                command,
+                config_sha,
+                started,
+                data["duration_s"],
+                manifest=str(manifest),
+                counts=counts,
+            )
         ]
         index = make_index(
             ledger, config.model_dump(mode="json", exclude={"cluster", "cache"}), history, curation
         )
         write_card(storage, index, taxonomy)
-        failpoint("before-index")
-        write_index(storage, index)
-        for name in stale:  # no longer listed: the samples of changed sources are gone with them
-            storage.remove(f"shards/{name}")
-        retired = _retire_old_config(storage, ledger, run, config_sha)
+        # the stale shards are no longer listed: the samples of changed sources are gone with them (their
+        # files stay for readers of older snapshots until a vacuum deletes them)
+        index = snapshots.publish(storage, index, run, command)
+        storage.write("report.md", corpus_report(index, run_md, run).encode())
+        retired = _retire_old_config(ledger, run, config_sha)
         ledger.compact()
+        vacuumed = after_run(storage, ledger, config.snapshots)
     summary = {
         "status": "ok",
         "out": str(storage),
@@ -362,6 +366,7 @@ def build(
         "total_samples": index["samples"],
         "removed_orphan_shards": len(orphans),
         "retired_shards": len(retired) + len(stale),
+        "vacuumed_shards": len(vacuumed.files) if vacuumed else 0,
         "duration_s": round(time.perf_counter() - t0, 3),
     }
     return BuildResult(report=data, out=Path(out) if storage.local else storage.url, summary=summary)

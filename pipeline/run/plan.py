@@ -25,7 +25,7 @@ def duplicate(src: Source, sha: str, first: Source) -> SourceResult:
     return SourceResult.of(
         src,
         sha,
-        "rejected",
+        "duplicate",
         f"duplicate of sources[{first.entry}] ({first.uri}): same content, processed once",
     )
 
@@ -101,6 +101,10 @@ class Plan:
             return False
         ident = p.sha256 or p.loc  # the first listing of each file (by location and by content) is kept
         if ident in self.seen:
+            if not p.hashed and p.sha256:  # known by its signature: an earlier run reported it
+                self.skipped += 1  # unchanged since: not news for a cron job
+                self.on_skip()
+                return False
             self.dropped(duplicate(src, p.sha256, self.seen[ident]))
             if p.hashed and p.stat and p.sha256:  # read now: remember its signature, not to read it again
                 self._seen_dups.append({"loc": p.loc, "stat": p.stat, "sha256": p.sha256})

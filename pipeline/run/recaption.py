@@ -3,9 +3,10 @@
 Shards are never edited in place. Each shard holding samples without a caption by this model and prompt
 is written anew (same samples and keys, new captions) as a new shard; one ledger record names the new
 shard and retires the old one, so the dataset switches from one to the other atomically. ``dataset.json``
-is written last, then the retired files are deleted. A crash leaves either an unrecorded new shard or a
-retired old one; both are deleted at the next start (pipeline.corpus.shard_commit.remove_orphan_shards), and a rerun
-captions what is left, from the answer cache where the VLM already answered: every sample ends up in the
+is written last (pipeline.corpus.snapshots.publish); the retired files stay for readers of older snapshots
+until a vacuum deletes them. A crash leaves either an unrecorded new shard, deleted at the next start
+(pipeline.corpus.vacuum.remove_orphan_shards), or a retired old one that the published snapshot still lists,
+and a rerun captions what is left, from the answer cache where the VLM already answered: every sample ends up in the
 dataset once, captioned once.
 """
 
@@ -23,20 +24,21 @@ from tqdm import tqdm
 from pipeline import __version__
 from pipeline.caption.cache import default_cache_dir
 from pipeline.caption.stage import Captioner
-from pipeline.config import CaptionConfig
+from pipeline.config import CaptionConfig, SnapshotConfig
+from pipeline.corpus import snapshots
 from pipeline.corpus.card import write_card
 from pipeline.corpus.curation import load as load_curation
 from pipeline.corpus.existing import open_corpus
-from pipeline.corpus.index import make_index, write_index
+from pipeline.corpus.index import make_index
 from pipeline.corpus.ledger import Ledger
 from pipeline.corpus.retire import replace_shard, shard_samples
-from pipeline.corpus.shard_commit import remove_orphan_shards
 from pipeline.corpus.shards import Sample
+from pipeline.corpus.vacuum import after_run, remove_orphan_shards
 from pipeline.io.atomic import write_json, write_text
 from pipeline.io.failpoint import failpoint
 from pipeline.io.lock import OutputLock
 from pipeline.io.storage import Storage
-from pipeline.report.run_report import caption_lines
+from pipeline.report.run_report import caption_lines, corpus_report
 from pipeline.taxonomy import Taxonomy
 
 CAPTION_LANE = 998  # shard names {split}-r{run}-998-{n}: no lane the committer or a repack uses
@@ -95,8 +97,9 @@ class CorpusCaptioner:
         self.rewritten.append((shard["name"], new))
 
 
-def _write_report(storage: Storage, run: int, report: dict) -> None:
-    """``caption-report.json`` / ``.md`` in ``reports/run-NNNN/`` and, as the latest, at the root."""
+def _write_report(storage: Storage, run: int, report: dict) -> str:
+    """``caption-report.json`` / ``.md`` in ``reports/run-NNNN/`` and, as the latest, at the root; returns
+    the markdown."""
     with tempfile.TemporaryDirectory(prefix="makeanything-caption-") as tmp:
         write_json(Path(tmp) / "caption-report.json", report)
         md = [
@@ -109,6 +112,7 @@ def _write_report(storage: Storage, run: int, report: dict) -> None:
         names = ["caption-report.json", "caption-report.md"]
         storage.upload_folder(Path(tmp), names, prefix=f"reports/run-{run:04d}")
         storage.upload_folder(Path(tmp), names)
+    return "\n".join(md) + "\n"
 
 
 def caption_corpus(out: str | Path, cfg: CaptionConfig, progress: bool = True) -> dict:
@@ -122,7 +126,7 @@ def caption_corpus(out: str | Path, cfg: CaptionConfig, progress: bool = True) -
         curation = load_curation(storage)  # CurationError (exit 2) before any request
         ledger = Ledger.load(storage)
         orphans = remove_orphan_shards(storage, ledger)
-        run = ledger.last_run + 1
+        run = snapshots.next_run(storage, ledger, index)
         staging = storage.staging()
         job = CorpusCaptioner(storage, ledger, captioner, run, staging)
         shards = ledger.live_shards()
@@ -154,25 +158,18 @@ def caption_corpus(out: str | Path, cfg: CaptionConfig, progress: bool = True) -
             "unreadable": job.unreadable,
             "removed_orphan_shards": orphans,
         }
-        _write_report(storage, run, report)
+        run_md = _write_report(storage, run, report)
         history = index.get("history", []) + [
-            {
-                "run": run,
-                "version": __version__,
-                "command": "caption",
-                "config_sha": ledger.config_sha,
-                "started": started,
-                "duration_s": report["duration_s"],
-                "counts": counts,
-            }
+            snapshots.history_entry(
+                run, "caption", ledger.config_sha, started, report["duration_s"], counts=counts
+            )
         ]
         new_index = make_index(ledger, index["config"], history, curation)
         write_card(storage, new_index, taxonomy)  # it lists the shards too
-        failpoint("before-index")
-        write_index(storage, new_index)
-        for old, _ in job.rewritten:
-            storage.remove(f"shards/{old}")
+        new_index = snapshots.publish(storage, new_index, run, "caption")
+        storage.write("report.md", corpus_report(new_index, run_md, run).encode())
         ledger.compact()
+        after_run(storage, ledger, SnapshotConfig.model_validate(index["config"].get("snapshots", {})))
     if job.unreadable:
         print(
             f"{len(job.unreadable)} shards could not be read: see {storage}/caption-report.md",
