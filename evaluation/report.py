@@ -308,7 +308,10 @@ def strip_sheet(by_method: dict[str, Image.Image]) -> Image.Image:
 
 
 def write_report(result: RunResult, out: Path, taxonomy: Taxonomy, run_info: dict, n: int, seed: int) -> Path:
-    """Write everything under `out`; returns the Markdown report's path."""
+    """Write everything under `out`; returns the Markdown report's path. The run info names the snapshot
+    each corpus input was read at."""
+    if result.snapshots:
+        run_info = {**run_info, "snapshots": result.snapshots}
     write_jsonl(out / "sequences.jsonl", result.records)
     write_jsonl(out / "errors.jsonl", result.errors)
     write_jsonl(out / "judge-pairs.jsonl", result.pairs)

@@ -31,6 +31,9 @@ class RunResult:
     records: list[dict] = field(default_factory=list)  # one per evaluated sequence (the JSONL rows)
     errors: list[dict] = field(default_factory=list)  # inputs or sequences that could not be evaluated
     pairs: list[dict] = field(default_factory=list)  # side-by-side judge comparisons
+    snapshots: dict[str, int | None] = field(
+        default_factory=dict
+    )  # corpus input -> the snapshot it was read at
     strips: dict[tuple[str, str], dict[str, Image.Image]] = field(
         default_factory=dict
     )  # (task, prompt) -> method -> strip
@@ -134,7 +137,7 @@ def run(
     judge = Judge(cfg.judge, cfg.judge.cache_dir or out / "judge-cache") if cfg.judge.enabled else None
     result = RunResult()
     judge_images: dict[tuple[str, str], dict[str, Path]] = {}  # kept on disk, not in memory
-    for item in load_inputs(specs, taxonomy, cfg.video_frames):
+    for item in load_inputs(specs, taxonomy, cfg.video_frames, result.snapshots):
         if isinstance(item, InputError):
             log.warning("skipping %s: %s", item.source, item.problem)
             result.errors.append(item.describe())

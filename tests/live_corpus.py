@@ -15,6 +15,7 @@ import skimage.data
 import yaml
 from PIL import Image
 
+from pipeline.io.storage import Storage
 from tests.mixed_corpus import write_steps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,13 +84,16 @@ def cli(*argv: str, env: dict | None = None, check: bool = True) -> subprocess.C
     return proc
 
 
-def missing_files(out: Path) -> list[str]:
+def missing_files(out: Path | str) -> list[str]:
     """Every shard a snapshot on storage (or dataset.json) lists that is not there: must stay []."""
-    problems = []
-    have = {p.name for p in (out / "shards").glob("*.tar")}
-    lists = {p.name: json.loads(p.read_text())["shards"] for p in sorted((out / "snapshots").glob("*.json"))}
-    if (out / "dataset.json").is_file():
-        lists["dataset.json"] = json.loads((out / "dataset.json").read_text())["shards"]
-    for where, shards in lists.items():
-        problems += [f"{where}: shards/{s['name']} missing" for s in shards if s["name"] not in have]
-    return problems
+    storage = Storage(out)
+    have = set(storage.list("shards"))
+    lists = {n: json.loads(storage.read(f"snapshots/{n}"))["shards"] for n in storage.list("snapshots")}
+    if storage.exists("dataset.json"):
+        lists["dataset.json"] = json.loads(storage.read("dataset.json"))["shards"]
+    return [
+        f"{w}: shards/{s['name']} missing"
+        for w, shards in lists.items()
+        for s in shards
+        if s["name"] not in have
+    ]

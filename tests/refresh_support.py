@@ -23,23 +23,39 @@ from pipeline.demo.synthetic import _talking_head, make_tutorial, write_video
 from tests.conftest import SHORT, SMALL
 
 BIN = Path(sys.executable).parent
-# One single-threaded worker thread: a killed driver takes its workers with it, and starts fast.
-FAST = {"cluster": {"workers": 1, "processes": False}, "shards": {"samples_per_shard": 1}}
+# One single-threaded worker thread: a killed driver takes its workers with it, and starts fast. Retention 0:
+# each run ends with a vacuum that deletes what it retired (the kept-for-readers case: tests/test_vacuum.py).
+FAST = {
+    "cluster": {"workers": 1, "processes": False},
+    "shards": {"samples_per_shard": 1},
+    "snapshots": {"retention_days": 0},
+}
 
 
-def _png_bomb(path: Path) -> None:
-    """A PNG whose header claims 20000x10000 pixels: Pillow refuses it (DecompressionBombError), an
-    unexpected exception in the decode stage, i.e. a *failed* source rather than a rejected one."""
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    ihdr = struct.pack(">IIBBBBB", 20000, 10000, 8, 2, 0, 0, 0)
+def png_bomb(path: Path, width: int = 40000, height: int = 40000) -> None:
+    """A PNG whose header claims width x height pixels: Pillow refuses to open it (DecompressionBombError);
+    the decode stage skips such an image like a corrupt one."""
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def _png_failing(path: Path) -> None:
+    """A PNG whose ICC profile inflates past Pillow's text-chunk limit: Pillow raises ValueError, which the
+    decode stage does not expect, i.e. a *failed* source rather than a rejected one (for --retry-failed)."""
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
+        + _chunk(b"iCCP", b"p\0\0" + zlib.compress(b"\0" * (2**20 + 10), 9))
+        + _chunk(b"IDAT", zlib.compress(b"\0" * 200))
+        + _chunk(b"IEND", b"")
     )
 
 
@@ -54,7 +70,7 @@ def corpus(tutorials, tmp_path_factory) -> Path:
     make_tutorial(d / "extra.mp4", skimage.data.coffee(), size=SMALL, script=SHORT, seed=11)
     (d / "bomb").mkdir()
     for i in range(3):
-        _png_bomb(d / "bomb" / f"step_{i}.png")
+        _png_failing(d / "bomb" / f"step_{i}.png")
     base = [
         {"path": "astronaut.mp4", "task": "portrait", "id": "astro"},
         {"path": "coffee.mp4", "task": "oil-painting", "id": "coffee"},

@@ -66,8 +66,14 @@ def corpus3(tutorials, tmp_path):
         )
     )
     config = tmp_path / "c.yaml"  # one shard for everything: a changed source shares it with the others
-    config.write_text(
-        yaml.safe_dump({"cluster": {"workers": 1, "processes": False}, "shards": {"samples_per_shard": 50}})
+    config.write_text(  # retention 0: a run deletes the shards it retired at its end
+        yaml.safe_dump(
+            {
+                "cluster": {"workers": 1, "processes": False},
+                "shards": {"samples_per_shard": 50},
+                "snapshots": {"retention_days": 0},
+            }
+        )
     )
     return src, manifest, config
 

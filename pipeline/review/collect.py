@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 import tarfile
 from collections import Counter
 from collections.abc import Callable
@@ -43,6 +44,7 @@ class Reviewed:
     frame_drops: Counter = field(default_factory=Counter)
     thumbs_written: int = 0
     thumbs_reused: int = 0
+    vanished: list[str] = field(default_factory=list)  # shards dataset.json listed, gone since (vacuumed)
 
 
 def _decisions(index: dict) -> Curation:
@@ -121,8 +123,18 @@ def collect(
     storage: Storage, index: dict, thumb: Callable[[str, bytes], str], reviewed: Reviewed
 ) -> Reviewed:
     curation = _decisions(index)
-    for shard in index["shards"]:
-        for key, m in _members(storage.read(f"shards/{shard['name']}")).items():
+    for shard in index["shards"]:  # the snapshot dataset.json named when the site was started
+        try:
+            data = storage.read(f"shards/{shard['name']}")
+        except FileNotFoundError:
+            reviewed.vanished.append(shard["name"])
+            print(
+                f"warning: shards/{shard['name']} of snapshot {index.get('snapshot')} has vanished "
+                "(vacuumed or deleted): skipped",
+                file=sys.stderr,
+            )
+            continue
+        for key, m in _members(data).items():
             meta = json.loads(m["json"])
             task, src = meta["task"]["id"], meta["source"]
             verdict = curation.verdict(key, task, source_names(key, task, src["sha256"], src["uri"]))

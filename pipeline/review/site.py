@@ -182,6 +182,8 @@ def write_site(corpus: str, out: str | Path, page_size: int = 60, thumb_side: in
         "sequences": sum(len(v) for v in reviewed.records.values()),
         "tasks": len(tasks),
         "rejected": len(reviewed.rejected),
+        "snapshot": index.get("snapshot"),
+        "vanished_shards": len(reviewed.vanished),
         "thumbs_written": reviewed.thumbs_written,
         "thumbs_reused": reviewed.thumbs_reused,
         "thumbs_removed": len(stale),
