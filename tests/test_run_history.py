@@ -35,7 +35,7 @@ def test_each_run_has_its_number_and_report_and_counts_agree(tmp_path, vlm, caps
     out = str(tmp_path / "out")
     args = ["--out", out, "--config", str(write_config(tmp_path)), "--quiet"]
 
-    built = _json(capsys, "build", str(manifest), *args)
+    built = _json(capsys, "refresh", str(manifest), *args)  # on an empty output: a build (no --json yet)
     assert (built["run"], built["ok"], built["rejected"], built["duplicates"]) == (1, 1, 1, 1)
     noop = [_json(capsys, "refresh", str(manifest), *args) for _ in range(2)]
     assert [s["run"] for s in noop] == [2, 3]
