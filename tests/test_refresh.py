@@ -115,7 +115,7 @@ def test_failed_sources_are_retried_only_with_retry_failed(first, tmp_path):
     assert rc == 0 and (s["processed"], s["failed"]) == (1, 1)
     report = json.loads((out / "report.json").read_text())
     assert [r["uri"] for r in report["sources"]] == ["bomb"]
-    assert "DecompressionBombError" in report["sources"][0]["reason"]
+    assert "Decompressed data too large" in report["sources"][0]["reason"]
 
 
 def test_changed_config_needs_rebuild_then_retires_old_shards(first, tmp_path):

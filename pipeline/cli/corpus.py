@@ -84,7 +84,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
                 "held_out": len(ex["hold-out"]),
             }
             storage.write(
-                f"reports/run-{run:04d}/curate-report.json", json.dumps({"run": run, **counts}).encode()
+                f"{snapshots.reports(run)}/curate-report.json", json.dumps({"run": run, **counts}).encode()
             )
             index["history"] = index.get("history", []) + [
                 snapshots.history_entry(run, "curate", index["config_sha"], started, 0.0, counts=counts)

@@ -35,6 +35,11 @@ def path(run: int) -> str:
     return f"{FOLDER}/{run:06d}.json"
 
 
+def reports(run: int) -> str:
+    """The folder of a run's own report (``reports/run-NNNN``), whatever command it was."""
+    return f"reports/run-{run:04d}"
+
+
 def runs(storage: Storage) -> list[int]:
     """Numbers of the snapshots on storage, oldest first."""
     return sorted(int(n[:-5]) for n in storage.list(FOLDER) if n.endswith(".json") and n[:-5].isdigit())

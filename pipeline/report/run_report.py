@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from pipeline.corpus.shards import ShardInfo
+from pipeline.corpus.snapshots import reports
 from pipeline.corpus.source_result import SourceResult
 from pipeline.io.atomic import write_png, write_text
 from pipeline.io.redact import redact_json
@@ -150,7 +151,7 @@ def corpus_report(index: dict, latest: str, run: int) -> str:
     """The root ``report.md``: what the corpus holds now (from dataset.json), every run with a link to its
     own report, then the latest run's report (headings one level down, links into ``reports/run-NNNN/``),
     so a run that changed nothing does not make the corpus look empty."""
-    folder = f"reports/run-{run:04d}"
+    folder = reports(run)
     splits = sorted({k for c in index["per_task"].values() for k in c} - {"total"})
     lines = [
         "# Corpus",
@@ -169,7 +170,7 @@ def corpus_report(index: dict, latest: str, run: int) -> str:
     ]
     lines += ["", "## Runs", "", "| run | command | started | counts |", "|---|---|---|---|"]
     lines += [
-        f"| [{h['run']}](reports/run-{h['run']:04d}/) | {h.get('command', 'build')} | {h['started']} | "
+        f"| [{h['run']}]({reports(h['run'])}/) | {h.get('command', 'build')} | {h['started']} | "
         + ", ".join(f"{k} {v}" for k, v in h.get("counts", {}).items())
         + " |"
         for h in index.get("history", [])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from pipeline.corpus import snapshots
 from pipeline.corpus.curation import Curation, Decision, source_names
 from pipeline.corpus.ledger import Ledger
 from pipeline.io.storage import Storage
@@ -152,7 +153,7 @@ def collect(
     )
     for run in (h["run"] for h in index["history"] if h["config_sha"] == index["config_sha"]):
         try:
-            report = json.loads(storage.read(f"reports/run-{run:04d}/report.json"))
+            report = json.loads(storage.read(f"{snapshots.reports(run)}/report.json"))
         except FileNotFoundError:  # a corpus from before per-run reports: its runs' drops are unknown
             continue
         reviewed.frame_drops.update(report["drops"]["frames"])

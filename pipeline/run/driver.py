@@ -208,7 +208,7 @@ def _write_report(
     with tempfile.TemporaryDirectory(prefix="makeanything-report-") as tmp:
         data = report.write(Path(tmp), header, shards, wall)
         names = sorted(p.name for p in Path(tmp).iterdir())
-        storage.upload_folder(Path(tmp), names, prefix=f"reports/run-{run:04d}")
+        storage.upload_folder(Path(tmp), names, prefix=snapshots.reports(run))
         storage.upload_folder(Path(tmp), [n for n in names if n != "report.md"])
         return data, (Path(tmp) / "report.md").read_text()
 

@@ -110,7 +110,7 @@ def _write_report(storage: Storage, run: int, report: dict) -> str:
         md += [f"\nUnreadable shard `{k}`: {v}" for k, v in report["unreadable"].items()]
         write_text(Path(tmp) / "caption-report.md", "\n".join(md) + "\n")
         names = ["caption-report.json", "caption-report.md"]
-        storage.upload_folder(Path(tmp), names, prefix=f"reports/run-{run:04d}")
+        storage.upload_folder(Path(tmp), names, prefix=snapshots.reports(run))
         storage.upload_folder(Path(tmp), names)
     return "\n".join(md) + "\n"
 
