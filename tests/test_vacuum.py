@@ -23,6 +23,7 @@ from pipeline.io.storage import Storage
 from tests.live_corpus import cli, make_sources, missing_files, touch_step
 from tests.test_s3_refresh import s3  # noqa: F401 (fixture: moto's S3 server on loopback)
 from tests.vlm_server import vlm  # noqa: F401 (fixture: a chat-completions server on loopback)
+from training.data import HeadResolver, ShardStream, resolve_shards
 
 
 def _refresh(manifest: Path, out: str, config: Path) -> None:
@@ -143,6 +144,14 @@ def test_every_snapshot_keeps_its_files_through_random_sessions(tmp_path, vlm, s
     _random_session(str(tmp_path / "out"), tmp_path, vlm.url, seed, steps=7)
 
 
-def test_the_same_on_s3(s3, tmp_path, vlm):  # noqa: F811
-    done = _random_session("s3://corpus-bucket/live", tmp_path, vlm.url, seed=3, steps=5)
-    assert done
+def test_the_same_on_s3_and_the_trainer_reads_its_snapshot(s3, tmp_path, vlm):  # noqa: F811
+    out = "s3://corpus-bucket/live"
+    _random_session(out, tmp_path, vlm.url, seed=3, steps=5)
+    shards, index = resolve_shards([out]), read_index(Storage(out))
+    assert shards.label == index["snapshot"] and len(shards.urls) == len(index["shards"])
+    assert all(u.startswith(f"{out}/shards/") for u in shards.urls)
+    stream = ShardStream(
+        shards, HeadResolver(None, {}), batch_size=1, shuffle_buffer=1, cell=16, token=2, seed=0
+    )
+    batch = next(iter(stream))
+    assert batch["snapshot"] == index["snapshot"] and batch["vanished"] == 0
