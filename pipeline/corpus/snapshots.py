@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import fsspec
 
+from pipeline import __version__
 from pipeline.corpus.index import NAME as INDEX
 from pipeline.corpus.index import write_index
 from pipeline.corpus.ledger import Ledger
@@ -77,8 +78,6 @@ def publish(storage: Storage, index: dict, run: int, command: str) -> dict:
 
 def history_entry(run: int, command: str, config_sha: str, started: str, duration_s: float, **more) -> dict:
     """One ``history`` entry of dataset.json (``inspect`` lists them): the same fields for every command."""
-    from pipeline import __version__
-
     return {
         "run": run,
         "version": __version__,

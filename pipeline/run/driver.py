@@ -351,10 +351,10 @@ def build(
             ledger, config.model_dump(mode="json", exclude={"cluster", "cache"}), history, curation
         )
         write_card(storage, index, taxonomy)
+        storage.write("report.md", corpus_report({**index, "snapshot": run}, run_md, run).encode())
         # the stale shards are no longer listed: the samples of changed sources are gone with them (their
         # files stay for readers of older snapshots until a vacuum deletes them)
         index = snapshots.publish(storage, index, run, command)
-        storage.write("report.md", corpus_report(index, run_md, run).encode())
         retired = _retire_old_config(ledger, run, config_sha)
         ledger.compact()
         vacuumed = after_run(storage, ledger, config.snapshots)

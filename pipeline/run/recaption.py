@@ -166,8 +166,8 @@ def caption_corpus(out: str | Path, cfg: CaptionConfig, progress: bool = True) -
         ]
         new_index = make_index(ledger, index["config"], history, curation)
         write_card(storage, new_index, taxonomy)  # it lists the shards too
+        storage.write("report.md", corpus_report({**new_index, "snapshot": run}, run_md, run).encode())
         new_index = snapshots.publish(storage, new_index, run, "caption")
-        storage.write("report.md", corpus_report(new_index, run_md, run).encode())
         ledger.compact()
         after_run(storage, ledger, SnapshotConfig.model_validate(index["config"].get("snapshots", {})))
     if job.unreadable:

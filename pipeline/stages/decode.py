@@ -168,11 +168,7 @@ class Decode:
             try:
                 with Image.open(path) as im:
                     img = ImageOps.exif_transpose(im).convert("RGB")
-            except (
-                UnidentifiedImageError,
-                OSError,
-                Image.DecompressionBombError,
-            ) as e:  # a bomb: one bad file
+            except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:  # one bad file
                 work.drops["unreadable image"] += 1
                 work.notes.append(f"{Path(path).name}: unreadable image ({e})")
                 continue
