@@ -22,7 +22,7 @@ from pipeline.corpus.curation import Curation, decide, save
 from pipeline.corpus.index import make_index, split_of, write_index
 from pipeline.corpus.ledger import Ledger
 from pipeline.corpus.schema import conform
-from pipeline.corpus.shards import Sample, ShardWriter, encode_jpeg
+from pipeline.corpus.shards import Sample, ShardWriter, encode_jpeg, shard_prefix
 from pipeline.io.storage import Storage
 from pipeline.layout import Layout, tile
 from pipeline.review.site import write_site
@@ -57,7 +57,7 @@ def write_corpus(out: Path, n: int, cell: int, seed: int = 0) -> dict:
     taxonomy, storage = Taxonomy.load(), Storage(out)
     ledger, config_sha = Ledger.load(storage), "bench"
     writers = {
-        s: ShardWriter(out / "shards", prefix=f"{s}-r0001-000", samples_per_shard=100)
+        s: ShardWriter(out / "shards", prefix=shard_prefix(s, 1, 0), samples_per_shard=100)
         for s in ("train", "val")
     }
     pending: dict[str, list[dict]] = {"train": [], "val": []}
@@ -71,19 +71,7 @@ def write_corpus(out: Path, n: int, cell: int, seed: int = 0) -> dict:
             1,
             config_sha,
             rows=rows,
-            shards=[
-                {
-                    "name": info.name,
-                    "split": split,
-                    "run": 1,
-                    "samples": info.samples,
-                    "bytes": info.bytes,
-                    "sha256": info.sha256,
-                    "keys": info.keys,
-                    "tasks": tasks,
-                    "config_sha": config_sha,
-                }
-            ],
+            shards=[info.record(split, 1, tasks, config_sha)],
         )
         pending[split] = []
 
