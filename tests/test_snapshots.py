@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evaluation.inputs import load_inputs
+from evaluation.sequence import InputError
 from makeanything.cli import main
+from pipeline.review.site import write_site
+from pipeline.taxonomy import Taxonomy
 from tests.live_corpus import ROOT, cli, make_sources, missing_files, touch_step, write_config
 from training.data import DataError, HeadResolver, ShardStream, resolve_shards
 
@@ -123,3 +127,19 @@ def test_more_than_max_missing_gone_stops_with_a_message_naming_the_snapshot(liv
     )
     with pytest.raises(DataError, match=r"2 of the 3 shards of snapshot 1 have vanished, more than"):
         list(zip(range(10), stream))
+
+
+def test_evaluate_and_review_read_the_pinned_snapshot_and_skip_a_vanished_shard(live, tmp_path, capsys):
+    out, _, _ = live
+    gone = sorted((out / "shards").glob("*.tar"))[0]
+    gone.unlink()  # deleted remotely, or vacuumed too early
+    pins: dict = {}
+    items = list(load_inputs([f"ours={out}"], Taxonomy.load(), pins=pins))
+    errors = [i for i in items if isinstance(i, InputError)]
+    assert pins == {str(out): 1} and len(items) == 3
+    assert [(e.source, e.problem) for e in errors] == [
+        (str(gone), "vanished from snapshot 1 (vacuumed or deleted)")
+    ]
+    stats = write_site(str(out), tmp_path / "site")
+    assert (stats["snapshot"], stats["vanished_shards"], stats["sequences"]) == (1, 1, 2)
+    assert f"shards/{gone.name} of snapshot 1 has vanished" in capsys.readouterr().err
