@@ -4,6 +4,8 @@ Random weights make cosines meaningless, so these tests check the machinery, nev
 """
 
 import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 import torch
 
 from pipeline.clip import ClipUnavailable, plan_clip
+from pipeline.clip.locate import locate
 from pipeline.clip.model import ClipModel, ClipSpec, load
 from pipeline.config import ClipConfig
 from testkit.tiny_clip import register_tiny, write_random_model
@@ -70,6 +73,32 @@ def test_missing_weights_skip_says_which_model_where_and_how(tmp_path):
         "pixel-based",
     ):
         assert part in plan.message, part
+
+
+def test_no_weights_is_found_out_without_importing_torch(tmp_path):
+    """The default config on a machine without the weights: the plan looks at files only (a torch import
+    costs seconds per run)."""
+    code = (
+        "import sys; from pipeline.clip import plan_clip; from pipeline.config import ClipConfig; "
+        "plan = plan_clip(ClipConfig()); "
+        "print(plan.ready, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'open_clip')))"
+    )
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "PYTHONPATH": str(Path(__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[0] == "False []", out.stdout + out.stderr
+
+
+def test_weights_in_the_hub_cache_are_found(tmp_path):
+    """A tag's weights left by an earlier download, in the hub cache's layout (models--org--name)."""
+    repo = tmp_path / "models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    weights = repo / "snapshots" / "abc123" / "open_clip_model.safetensors"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"not read by locate")
+    assert locate(ClipConfig(cache_dir=str(tmp_path))).checkpoint == str(weights)
+    plan = plan_clip(ClipConfig(cache_dir=str(tmp_path)))  # found, then refused when loaded: not weights
+    assert not plan.ready and "could not be loaded" in plan.message
 
 
 def test_require_turns_the_skip_into_an_error(tmp_path):

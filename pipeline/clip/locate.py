@@ -1,6 +1,8 @@
 """Where the configured CLIP weights are on this machine: a checkpoint file, a local-dir folder, or a cache.
 
-Needs open_clip (and torch); pipeline.clip.resolve imports it only when a plan is made.
+Looks at files only: open_clip's tables come from pipeline.clip.tags and the package (with torch) is imported
+only to download (clip.download) or to check an architecture registered at run time, so that a machine
+without the weights learns it in milliseconds. ImportError when open_clip is not installed.
 """
 
 from __future__ import annotations
@@ -8,17 +10,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import open_clip
-from huggingface_hub import constants as hf_constants
-from huggingface_hub import try_to_load_from_cache
-from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
-from open_clip.factory import parse_model_name
-from open_clip.pretrained import download_pretrained, get_pretrained_cfg, list_pretrained_tags_by_model
-
-from pipeline.clip.model import ClipSpec
+from pipeline.clip import tags
+from pipeline.clip.spec import ClipSpec
 from pipeline.config import ClipConfig
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+HF_WEIGHTS_NAME, HF_SAFE_WEIGHTS_NAME = (
+    "open_clip_pytorch_model.bin",
+    "open_clip_model.safetensors",
+)  # open_clip's
+SCHEMAS = ("hf-hub", "local-dir")  # open_clip's model-name prefixes
 HOW_TO = (
     "To provide it: set clip.download: true on a machine with internet access (fills the cache "
     "once), or clip.pretrained: /path/to/checkpoint, or clip.model: local-dir:FOLDER "
@@ -30,8 +31,14 @@ class WeightsNotFound(Exception):
     """The configured weights are not on this machine; the message says where it looked and what to do."""
 
 
+def _parse_model_name(model: str) -> tuple[str | None, str]:
+    """(schema, rest) of 'hf-hub:org/repo' / 'local-dir:FOLDER', (None, model) for an architecture name."""
+    schema, sep, rest = model.partition(":")
+    return (schema, rest) if sep and schema in SCHEMAS else (None, model)
+
+
 def locate(cfg: ClipConfig) -> ClipSpec:
-    schema, ident = parse_model_name(cfg.model)
+    schema, ident = _parse_model_name(cfg.model)
     if schema == "local-dir":
         return ClipSpec(f"local-dir:{_check_folder(Path(ident))}", None, cfg.device)
     if schema == "hf-hub":
@@ -39,23 +46,25 @@ def locate(cfg: ClipConfig) -> ClipSpec:
             f"clip.model {cfg.model!r}: the pipeline does not fetch hub repos; download it once "
             f"(`huggingface-cli download {ident} --local-dir DIR`) and set clip.model: local-dir:DIR."
         )
-    if cfg.model not in open_clip.list_models():
+    if not tags.has_architecture(cfg.model) and not _registered(cfg.model):
         raise WeightsNotFound(
             f"open_clip has no architecture {cfg.model!r} (see open_clip.list_models(), "
             "or use clip.model: local-dir:FOLDER)."
         )
     if os.path.isfile(cfg.pretrained):
         return ClipSpec(cfg.model, os.path.abspath(cfg.pretrained), cfg.device)
-    tag = get_pretrained_cfg(cfg.model, cfg.pretrained)
+    tag = tags.pretrained_cfg(cfg.model, cfg.pretrained)
     if not tag:
-        tags = ", ".join(list_pretrained_tags_by_model(cfg.model))
+        known = ", ".join(tags.tags_of(cfg.model))
         raise WeightsNotFound(
             f"clip.pretrained {cfg.pretrained!r} is neither an existing checkpoint file "
-            f"nor a pretrained tag of {cfg.model} (tags: {tags})."
+            f"nor a pretrained tag of {cfg.model} (tags: {known})."
         )
     found, looked = _cached(tag, cfg.cache_dir)
     if found is None and cfg.download:
         try:
+            from open_clip.pretrained import download_pretrained
+
             found = download_pretrained(tag, cache_dir=cfg.cache_dir)
         except Exception as e:
             raise WeightsNotFound(f"downloading {cfg.model} / {cfg.pretrained} failed: {e}. {HOW_TO}") from e
@@ -65,6 +74,14 @@ def locate(cfg: ClipConfig) -> ClipSpec:
             f"{'; '.join(looked)}. {HOW_TO}"
         )
     return ClipSpec(cfg.model, found, cfg.device)
+
+
+def _registered(model: str) -> bool:
+    """Whether ``model`` is an architecture registered in this process (open_clip.add_model_config); imports
+    open_clip, so it is asked only about names open_clip does not ship."""
+    import open_clip
+
+    return model in open_clip.list_models()
 
 
 def _check_folder(folder: Path) -> Path:
@@ -92,13 +109,21 @@ def _cached(tag: dict, cache_dir: str | None) -> tuple[str | None, list[str]]:
     """The tag's weights file if a previous download left it in a cache, and every place looked at."""
     looked: list[str] = []
     if tag.get("hf_hub"):
+        from huggingface_hub import constants
+
+        hub = cache_dir or constants.HF_HUB_CACHE
         repo, filename = os.path.split(tag["hf_hub"])  # 'org/repo/' means the default file name
         names = _weight_names(filename or HF_WEIGHTS_NAME)
-        for name in names:
-            hit = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
-            if isinstance(hit, str):
-                return hit, looked
-        looked.append(f"{cache_dir or hf_constants.HF_HUB_CACHE} (hub repo {repo}: {' or '.join(names)})")
+        # The hub cache keeps a repo under models--org--name: without that folder nothing of it is cached,
+        # and the lookup (which imports huggingface_hub's download machinery) is not needed.
+        if os.path.isdir(os.path.join(hub, "models--" + repo.replace("/", "--"))):
+            from huggingface_hub import try_to_load_from_cache
+
+            for name in names:
+                hit = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
+                if isinstance(hit, str):
+                    return hit, looked
+        looked.append(f"{hub} (hub repo {repo}: {' or '.join(names)})")
     if tag.get("url"):
         target = os.path.join(cache_dir or os.path.expanduser("~/.cache/clip"), os.path.basename(tag["url"]))
         if os.path.isfile(target):

@@ -22,19 +22,7 @@ from open_clip.transform import MaybeConvertMode, PreprocessCfg, image_transform
 from PIL import Image
 from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTensor
 
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """Everything needed to load the model offline; small and picklable so stages ship it, not the model."""
-
-    model: str  # open_clip architecture name, or local-dir:FOLDER
-    checkpoint: (
-        str | None
-    )  # weights file for an architecture name; None for local-dir (weights in the folder)
-    device: str = "auto"  # auto: CUDA when this process sees a GPU
-
-    def describe(self) -> str:
-        return f"{self.model} ({self.checkpoint})" if self.checkpoint else self.model
+from pipeline.clip.spec import ClipSpec
 
 
 def _split_eval_transform(model: torch.nn.Module) -> tuple[Compose, tuple, tuple]:

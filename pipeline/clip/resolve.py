@@ -1,7 +1,9 @@
 """Before any work starts: find the configured CLIP weights on this machine, or say plainly why not.
 
 Workers never download: the plan hands them a local file or folder, checked by loading it once here.
-Importing this module is cheap (no torch); open_clip is imported only when a plan is made.
+Importing this module is cheap (no torch). The files are looked for first (pipeline.clip.locate, no torch):
+torch and open_clip are imported only to load weights that exist, so a machine without them learns it
+in milliseconds instead of the seconds an import of torch takes.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING
 from pipeline.config import ClipConfig
 
 if TYPE_CHECKING:
-    from pipeline.clip.model import ClipSpec
+    from pipeline.clip.spec import ClipSpec
 
 
 class ClipUnavailable(Exception):
@@ -50,16 +52,16 @@ def _ready_spec(cfg: ClipConfig) -> ClipSpec:
     """Locate the weights and load them once on the CPU; any failure raises with the reason."""
     if not cfg.enabled:
         raise _Skip("it is turned off (clip.enabled: false).")
+    from pipeline.clip.locate import WeightsNotFound, locate
+
     try:
-        from pipeline.clip.locate import WeightsNotFound, locate
+        spec = locate(cfg)
         from pipeline.clip.model import ClipModel
     except ImportError as e:
         raise _Skip(
             f"open_clip_torch / torch are not installed ({e}); "
             "install them with pip install 'makeanything[ml]'."
         ) from e
-    try:
-        spec = locate(cfg)
     except WeightsNotFound as e:
         raise _Skip(str(e)) from e
     try:
