@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
-from pipeline.demo.synthetic import Script, Truth, tutorial_frames
+from pipeline.demo.synthetic import Script, Truth, tutorial_frames, write_video
 
 FPS = 30
 SIZE = (1280, 720)
@@ -49,22 +48,6 @@ def _shaken(
             yield cv2.add(img, cv2.merge([grain.astype(np.int16)] * 3), dtype=cv2.CV_8U)
 
 
-def encode_export(path: str | Path, frames: Iterator[np.ndarray], fps: int, size: tuple[int, int]) -> None:
-    """libx264 as exports use it: CRF 19, High profile, B-frames, keyframes at cuts and every 6 s."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    with av.open(str(tmp), "w", format="mp4") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
-        s.options = {"crf": "19", "preset": "veryfast", "profile": "high", "x264-params": f"keyint={6 * fps}"}
-        for f in frames:
-            for pkt in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
-    tmp.replace(path)
-
-
 def make_filmed(
     path: str | Path,
     photo: np.ndarray,
@@ -77,5 +60,6 @@ def make_filmed(
     frame numbers count frames at RENDER_FPS (times are the video's)."""
     frames, truth = tutorial_frames(photo, size, RENDER_FPS, script, seed)
     repeat = fps // RENDER_FPS
-    encode_export(path, _shaken(frames, np.random.default_rng(1000 + seed), size, repeat), fps, size)
+    shaken = _shaken(frames, np.random.default_rng(1000 + seed), size, repeat)
+    write_video(path, shaken, fps, size, crf=19, x264={"profile": "high", "x264-params": f"keyint={6 * fps}"})
     return truth

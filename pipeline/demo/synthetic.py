@@ -169,14 +169,22 @@ def tutorial_frames(
     return gen(), truth
 
 
-def write_video(path: str | Path, frames, fps: int, size: tuple[int, int], crf: int = 23) -> None:
-    """Encode RGB frames as H.264 in MP4 (written under a temporary name, renamed when complete)."""
+def write_video(
+    path: str | Path,
+    frames,
+    fps: int,
+    size: tuple[int, int],
+    crf: int = 23,
+    x264: dict[str, str] | None = None,
+) -> None:
+    """Encode RGB frames as H.264 in MP4 (written under a temporary name, renamed when complete); ``x264``:
+    more libx264 options (profile, x264-params)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
     with av.open(str(tmp), "w", format="mp4") as c:
         s = c.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
-        s.options = {"crf": str(crf), "preset": "veryfast"}
+        s.options = {"crf": str(crf), "preset": "veryfast", **(x264 or {})}
         for f in frames:
             for pkt in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 c.mux(pkt)
