@@ -15,10 +15,6 @@ from pipeline.clip.spec import ClipSpec
 from pipeline.config import ClipConfig
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-HF_WEIGHTS_NAME, HF_SAFE_WEIGHTS_NAME = (
-    "open_clip_pytorch_model.bin",
-    "open_clip_model.safetensors",
-)  # open_clip's
 SCHEMAS = ("hf-hub", "local-dir")  # open_clip's model-name prefixes
 HOW_TO = (
     "To provide it: set clip.download: true on a machine with internet access (fills the cache "
@@ -99,8 +95,9 @@ def _check_folder(folder: Path) -> Path:
 
 def _weight_names(filename: str) -> list[str]:
     """The names open_clip tries on the hub for one weights file, safetensors first."""
-    if filename == HF_WEIGHTS_NAME:
-        return [HF_SAFE_WEIGHTS_NAME, filename]
+    default, safe = tags.hub_weight_names()
+    if filename == default:
+        return [safe, filename]
     stem, suffix = os.path.splitext(filename)
     return [stem + ".safetensors", filename] if suffix in (".bin", ".pth") else [filename]
 
@@ -113,7 +110,7 @@ def _cached(tag: dict, cache_dir: str | None) -> tuple[str | None, list[str]]:
 
         hub = cache_dir or constants.HF_HUB_CACHE
         repo, filename = os.path.split(tag["hf_hub"])  # 'org/repo/' means the default file name
-        names = _weight_names(filename or HF_WEIGHTS_NAME)
+        names = _weight_names(filename or tags.hub_weight_names()[0])
         # The hub cache keeps a repo under models--org--name: without that folder nothing of it is cached,
         # and the lookup (which imports huggingface_hub's download machinery) is not needed.
         if os.path.isdir(os.path.join(hub, "models--" + repo.replace("/", "--"))):

@@ -72,3 +72,9 @@ def pretrained_cfg(model: str, tag: str) -> dict:
 def tags_of(model: str) -> list[str]:
     """The pretrained tags open_clip lists for ``model``."""
     return _pretrained().list_pretrained_tags_by_model(model)
+
+
+def hub_weight_names() -> tuple[str, str]:
+    """open_clip's file names for a hub repo's weights: (the default, its safetensors form)."""
+    pretrained = _pretrained()
+    return pretrained.HF_WEIGHTS_NAME, pretrained.HF_SAFE_WEIGHTS_NAME
