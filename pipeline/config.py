@@ -284,6 +284,24 @@ class VectorConfig(_Section):
         1e5, gt=0, description="a declared width or height above this (px) is rejected as giant"
     )
     max_seconds: float = Field(20.0, gt=0, description="an item still rendering after this long is rejected")
+    skip: tuple[str, ...] = Field(
+        ("#kvg:StrokeNumbers_*",),
+        description="annotations never drawn, in every SVG: `#id` (glob), `.class` or an element name "
+        "(a manifest entry's `skip:` adds to these); the default leaves out KanjiVG's stroke numbers",
+    )
+    ground_coverage: float = Field(
+        0.97,
+        gt=0,
+        le=1,
+        description="a first element covering at least this share of the drawing's canvas is its "
+        "ground: shown in every step, never a step of its own",
+    )
+    split_pieces: int = Field(
+        3,
+        ge=1,
+        description="partial strokes: a drawing with too few visible additions for N steps has its "
+        "stroked lines drawn along their length in about this many pieces per step in all",
+    )
 
 
 class CaptionConfig(_Section):

@@ -63,6 +63,8 @@ class Source:
     data: bytes = b""  # svg: the item's bytes when it is an archive member (read once, on the driver)
     span: tuple[int, int] | None = None  # strokes: the item's [start, end) bytes in the ndjson file
     problem: str = ""  # why it cannot be read (an svg archive's truncated rest, a folder with no images...)
+    svg_skip: tuple[str, ...] = ()  # svg: the entry's `skip:` selectors (annotations never drawn)
+    svg_order: Literal["paint", "outline-first"] = "paint"  # svg: the entry's `order:` of revealing
     # A remote source's URL with the credentials that ``uri`` shows redacted (pipeline.io.redact): read
     # from, never written nor shown; '' when the URL holds none.
     secret_url: str = field(default="", repr=False)

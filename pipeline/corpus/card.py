@@ -5,6 +5,8 @@ refresh and curation change. Its YAML header's ``configs`` and ``dataset_info.fe
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from pipeline.corpus.curation import SELECTORS
@@ -14,6 +16,9 @@ from pipeline.taxonomy import Taxonomy
 
 NAME = "README.md"
 SPLITS = {"train": "train", "val": "validation"}  # dataset.json split -> Hugging Face split name
+SHARE_ALIKE = re.compile(
+    r"(?:-SA\b|ShareAlike|Share-Alike|Share Alike|\bGPL|\bAGPL|\bLGPL|\bODbL)", re.IGNORECASE
+)
 SIZE_BUCKETS = [
     (1_000, "n<1K"),
     (10_000, "1K<n<10K"),
@@ -33,6 +38,26 @@ def _license(index: dict) -> str:
     if not given or given == {""}:
         return "unknown"
     return given.pop() if len(given) == 1 and "" not in given else "other"
+
+
+def share_alike(licenses: list[dict]) -> list[str]:
+    """Lines carrying share-alike licenses (CC BY-SA, GPL...) into the card with their attribution: the
+    sequences are adaptations of those works, so they go out under the same license."""
+    rows = [x for x in licenses if SHARE_ALIKE.search(x["license"] or "")]
+    if not rows:
+        return []
+    return [
+        "### Share-alike",
+        "",
+        "Sequences drawn from these sources are adaptations of works under a share-alike license: share "
+        "them (and what you make from them) under the same license, crediting the original as below.",
+        "",
+        *(
+            f"- {x['samples']} samples under {x['license']}: {x['attribution'] or 'attribution not given'}"
+            for x in rows
+        ),
+        "",
+    ]
 
 
 def header(index: dict) -> dict:
@@ -248,10 +273,12 @@ def render(index: dict, taxonomy: Taxonomy) -> str:
         "",
         "## Sources: licenses and attributions",
         "",
-        "As the manifests gave them. Respect each source's license when you use its sequences.",
+        "As the manifests or the source packages gave them. Respect each source's license when you use its "
+        "sequences.",
         "",
         *_table(["license", "attribution", "sources", "samples"], licenses),
         "",
+        *share_alike(index.get("licenses", [])),
     ]
     return "\n".join(lines)
 

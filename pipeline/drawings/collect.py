@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fnmatch
 import glob as globlib
-import json
 import re
 import tarfile
 import zipfile
@@ -21,11 +20,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from pipeline.drawings.catalog import META_FILES, Catalog, read_catalog
 from pipeline.drawings.emoji_names import subject_from_name
 from pipeline.taxonomy import Task
 from pipeline.work import Source
 
-ARCHIVES = (".tgz", ".tar.gz", ".tar", ".zip")
+ARCHIVES = (".tgz", ".tar.gz", ".tar", ".zip", ".whl")  # a wheel is a zip (PyPI packages such as kanjivg)
 GUARD_BYTES = 64 << 20  # archive members larger than this are never decompressed into memory (bombs)
 
 
@@ -38,6 +38,8 @@ class Origin:
     subject: str | None
     license: str | None
     attribution: str | None
+    skip: tuple[str, ...] = ()  # the entry's annotation selectors
+    order: str = "paint"  # the entry's reveal order
 
 
 def _is_svg(name: str) -> bool:
@@ -48,8 +50,19 @@ def _uri(path: Path, base: Path) -> str:
     return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
 
 
-def _item(o: Origin, uri: str, path: str, name: str, kind: str = "svg", **extra: object) -> Source:
-    subject = o.subject or (subject_from_name(PurePosixPath(name).stem) if kind == "svg" else None)
+def _item(
+    o: Origin,
+    uri: str,
+    path: str,
+    name: str,
+    kind: str = "svg",
+    catalog: Catalog | None = None,
+    **extra: object,
+) -> Source:
+    stem = PurePosixPath(name).stem
+    subject = o.subject or (
+        ((catalog and catalog.subject(stem)) or subject_from_name(stem)) if kind == "svg" else None
+    )
     return Source(
         uri=uri,
         path=path,
@@ -57,34 +70,29 @@ def _item(o: Origin, uri: str, path: str, name: str, kind: str = "svg", **extra:
         kind=kind,
         entry=o.entry,
         subject=subject,  # type: ignore[arg-type]
-        license=o.license,
-        attribution=o.attribution,
+        license=o.license or (catalog and catalog.license),
+        attribution=o.attribution or (catalog and catalog.attribution),
+        svg_skip=o.skip,
+        svg_order=o.order,  # type: ignore[arg-type]
         **extra,
     )  # type: ignore[arg-type]
 
 
-def package_metadata(meta: bytes | None) -> tuple[str | None, str | None]:
-    """(license, attribution) from an npm ``package.json``: its license, and name@version by author."""
-    if not meta:
-        return None, None
-    try:
-        pkg = json.loads(meta)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None, None
-    if not isinstance(pkg, dict):
-        return None, None
-    lic = pkg.get("license")
-    lic = lic.get("type") if isinstance(lic, dict) else lic
-    author = pkg.get("author")
-    author = author.get("name") if isinstance(author, dict) else author
-    who = "@".join(str(pkg[k]) for k in ("name", "version") if pkg.get(k))
-    attribution = ", ".join(str(x) for x in (who, author) if x) or None
-    return (str(lic) if lic else None), attribution
+def matcher(members: str | None) -> Callable[[str], bool]:
+    """Whether a member or file path is chosen: by its name (``1f6*.svg``), or, for a pattern with a
+    ``/``, by as many trailing path components as the pattern has (``color/svg/1F60*.svg`` chooses
+    ``package/color/svg/1F600.svg`` and not ``package/src/.../1F600.svg``)."""
+    if not members:
+        return lambda name: True
+    depth = len(PurePosixPath(members).parts)
+    return lambda name: fnmatch.fnmatch(
+        "/".join(PurePosixPath(name.replace("\\", "/")).parts[-depth:]), members
+    )
 
 
 def _entries(archive: Path) -> Iterator[tuple[str, int, Callable[[], bytes]]]:
     """(name, unpacked size, reader) of every file in a zip or tar archive, in archive order."""
-    if archive.name.lower().endswith(".zip"):
+    if archive.name.lower().endswith((".zip", ".whl")):
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
                 if not info.is_dir():
@@ -97,11 +105,13 @@ def _entries(archive: Path) -> Iterator[tuple[str, int, Callable[[], bytes]]]:
 
 
 def _members(archive: Path) -> Iterator[tuple[str, bytes | None, str]]:
-    """(name, bytes, problem) for each SVG member, then ('package.json', bytes, '') for the shallowest one."""
-    meta: tuple[int, bytes] | None = None
+    """(name, bytes, problem) for each SVG member, then (base name, bytes, '') for the shallowest member
+    of each metadata file the catalog reads (package.json, METADATA, icons.json, openmoji.json)."""
+    meta: dict[str, tuple[int, bytes]] = {}
     n = 0
     try:
         for name, size, read in _entries(archive):
+            base = PurePosixPath(name).name
             if _is_svg(name):
                 n += 1
                 yield (
@@ -109,39 +119,44 @@ def _members(archive: Path) -> Iterator[tuple[str, bytes | None, str]]:
                     if size > GUARD_BYTES
                     else (name, read(), "")
                 )
-            elif PurePosixPath(name).name == "package.json" and size <= GUARD_BYTES:
+            elif base in META_FILES and size <= GUARD_BYTES:
                 depth = len(PurePosixPath(name).parts)
-                if meta is None or depth < meta[0]:
-                    meta = (depth, read())
+                if base not in meta or depth < meta[base][0]:
+                    meta[base] = (depth, read())
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
         yield "", None, f"unreadable archive after {n} SVG members: {type(e).__name__}: {e}"
-    if meta:
-        yield "package.json", meta[1], ""
+    for base, (_, data) in meta.items():
+        yield base, data, ""
+
+
+def _folder_catalog(folder: Path) -> Catalog:
+    """The catalog from the shallowest metadata files in a folder (an unpacked package)."""
+    found: dict[str, Path] = {}
+    for p in sorted(folder.rglob("*"), key=lambda p: len(p.parts)):
+        if p.name in META_FILES and p.name not in found and p.is_file() and p.stat().st_size <= GUARD_BYTES:
+            found[p.name] = p
+    return read_catalog({k: p.read_bytes() for k, p in found.items()})
 
 
 def svg_sources(base: Path, spec: str, members: str | None, origin: Origin) -> list[Source]:
     """Items of an ``svg:`` entry; raises ValueError (the manifest names the entry) when it names nothing."""
     path = base / spec
-    match = (
-        (lambda name: fnmatch.fnmatch(PurePosixPath(name).name, members)) if members else (lambda name: True)
-    )
+    match = matcher(members)
     if path.name.lower().endswith(ARCHIVES) and path.is_file():
-        items, meta = [], None
+        items, meta = [], {}
         for name, data, problem in _members(path):
-            if name == "package.json" and not problem:
-                meta = data
+            if name in META_FILES and not problem:
+                meta[name] = data or b""
             elif not name or match(name):
                 items.append((name, data, problem))
-        lic, att = package_metadata(meta)
-        origin = Origin(
-            origin.task, origin.entry, origin.subject, origin.license or lic, origin.attribution or att
-        )
+        catalog = read_catalog(meta)
         out = [
             _item(
                 origin,
                 f"{spec}#{name or '(rest of archive)'}",
                 str(path),
                 name,
+                catalog=catalog,
                 data=data or b"",
                 problem=problem,
             )
@@ -150,14 +165,14 @@ def svg_sources(base: Path, spec: str, members: str | None, origin: Origin) -> l
         if not out:
             raise ValueError(f"{spec!r} holds no SVG members" + (f" matching {members!r}" if members else ""))
         return out
+    catalog = None
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _is_svg(p.name) and match(p.name))
-        lic, att = package_metadata(
-            (path / "package.json").read_bytes() if (path / "package.json").is_file() else None
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and _is_svg(p.name) and match(p.relative_to(path).as_posix())
         )
-        origin = Origin(
-            origin.task, origin.entry, origin.subject, origin.license or lic, origin.attribution or att
-        )
+        catalog = _folder_catalog(path)
     elif re.search(r"[*?\[]", spec):
         files = sorted(
             Path(m) for m in globlib.glob(str(path), recursive=True) if Path(m).is_file() and match(m)
@@ -166,7 +181,7 @@ def svg_sources(base: Path, spec: str, members: str | None, origin: Origin) -> l
         files = [path]  # one file: a missing or unreadable one is reported as that item's rejection
     if not files:
         raise ValueError(f"{spec!r} matches no SVG files" + (f" named {members!r}" if members else ""))
-    return [_item(origin, _uri(f, base), str(f), f.name) for f in files]
+    return [_item(origin, _uri(f, base), str(f), f.name, catalog=catalog) for f in files]
 
 
 def stroke_sources(base: Path, spec: str, origin: Origin) -> list[Source]:

@@ -8,6 +8,12 @@ plain ``<g>`` once; hiding a unit renames its wrapper to ``<defs>``, so ids, gra
 ``use`` targets inside it stay resolvable and nothing else in the document moves. A compound path (one
 ``d`` holding several subpaths, e.g. both eyes) is drawn subpath by subpath: its unit k shows the path
 data up to the end of subpath k (a prefix, so relative coordinates stay right).
+
+Units are revealed in paint order, or line work first (``outline-first``): what shows is a set of units,
+and the document keeps its paint order, so a colour fill revealed after its outline still lies under it.
+Annotations (``skip`` selectors, hidden elements) never become units. A stroke-only part can be split into
+pieces drawn along its length (``stroke-dasharray`` up to a length; a compound path becomes one absolute
+path per subpath, since dash patterns restart at every subpath), for drawings with too few parts.
 """
 
 from __future__ import annotations
@@ -16,8 +22,12 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
+import numpy as np
+
 from pipeline.config import VectorConfig
+from pipeline.drawings.paths import BadPath, shape_length, subpaths
 from pipeline.drawings.safe_xml import UnsafeXml, parse
+from pipeline.drawings.style import Selector, Style, guide, hidden, label
 from pipeline.work import Reject
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -39,6 +49,7 @@ DRAWABLE = {
     "switch",
 }
 CONTAINERS = {"g", "a", "svg"}
+SPLITTABLE = {"path", "line", "polyline", "polygon", "rect", "circle", "ellipse"}
 G, DEFS = f"{{{SVG_NS}}}g", f"{{{SVG_NS}}}defs"
 HREFS = ("href", f"{{{XLINK_NS}}}href")
 SUBPATH = re.compile(r"[Mm]")
@@ -64,12 +75,24 @@ def _length(value: str | None) -> float | None:
 
 
 @dataclass
-class Unit:
-    """One drawable unit: its wrapper, and for a subpath of a compound path, the path and where it ends."""
+class Part:
+    """An element that paints, wrapped once: its style, and its subpaths when it is drawn part by part."""
 
     wrapper: ET.Element
-    path: ET.Element | None = None
+    element: ET.Element
+    style: Style
+    pieces: list[tuple[ET.Element, float]] | None = None  # (wrapper, stroke length) per subpath once split
+
+
+@dataclass
+class Unit:
+    """One addition: a part shown whole, up to the end of one subpath (``end``), or along its outline up to
+    ``length`` of subpath ``sub`` (partial strokes)."""
+
+    part: int
     end: int = 0
+    sub: int = 0
+    length: float | None = None
 
 
 def _subpath_ends(d: str) -> list[int]:
@@ -79,9 +102,15 @@ def _subpath_ends(d: str) -> list[int]:
 
 
 class SvgDrawing:
-    """A parsed, checked SVG. Raises Reject with the reason for input that must not or cannot be drawn."""
+    """A parsed, checked SVG. Raises Reject with the reason for input that must not or cannot be drawn.
 
-    def __init__(self, data: bytes, cfg: VectorConfig) -> None:
+    ``skip``: selectors of annotations never drawn; ``order``: ``paint`` (document order) or
+    ``outline-first`` (line work, then colour).
+    """
+
+    def __init__(
+        self, data: bytes, cfg: VectorConfig, skip: tuple[str, ...] = (), order: str = "paint"
+    ) -> None:
         try:
             root = parse(data)
         except UnsafeXml as e:
@@ -98,40 +127,152 @@ class SvgDrawing:
         _refuse_external(root)
         self.width, self.height = _geometry(root, cfg.max_size)
         self.root = root
-        self.text = any(_local(e.tag) == "text" for e in root.iter() if isinstance(e.tag, str))
-        self.units: list[Unit] = []  # in paint order
+        self.parts: list[Part] = []  # in paint order
+        self.units: list[Unit] = []  # in the order they are revealed
         self._full_d: dict[ET.Element, str] = {}
-        self._wrap(root)
+        self.skipped: list[ET.Element] = []  # annotations left out
+        sheet = any(_local(e.tag) == "style" for e in root.iter() if isinstance(e.tag, str))
+        self._wrap(root, Style(resolved=not sheet).child(root), Selector(list(skip)))
         if not self.units:
             raise Reject("no drawable elements: nothing in the document paints")
+        left_out = {id(e) for s in self.skipped for e in s.iter()}
+        self.text = any(
+            _local(e.tag) == "text" and id(e) not in left_out for e in root.iter() if isinstance(e.tag, str)
+        )
+        if order == "outline-first":  # stable: line work in paint order, then the rest in paint order
+            self.units.sort(key=lambda u: not self.line_work(u.part))
 
-    def _wrap(self, parent: ET.Element) -> None:
+    def line_work(self, part: int) -> bool:
+        p = self.parts[part]
+        return p.style.stroke_only or p.style.line_group
+
+    def _wrap(self, parent: ET.Element, style: Style, skip: Selector) -> None:
         for i, child in enumerate(list(parent)):
             name = _local(child.tag) if isinstance(child.tag, str) else None
-            if name in CONTAINERS:
-                self._wrap(child)
-            elif name in DRAWABLE:
-                wrapper = ET.Element(G)
+            if name not in CONTAINERS and name not in DRAWABLE:
+                continue
+            if skip.matches(child, name):  # an annotation: kept resolvable, never drawn
+                holder = ET.Element(DEFS)
                 parent.remove(child)
-                parent.insert(i, wrapper)
-                wrapper.append(child)
-                ends = _subpath_ends(child.get("d", "")) if name == "path" else []
-                if len(ends) > 1:
-                    self._full_d[child] = child.get("d", "")
-                    self.units.extend(Unit(wrapper, child, end) for end in ends)
-                else:
-                    self.units.append(Unit(wrapper))
+                parent.insert(i, holder)
+                holder.append(child)
+                self.skipped.append(child)
+                continue
+            if hidden(child):
+                continue
+            inner = style.child(child)
+            if name in CONTAINERS:
+                if guide(child):
+                    raise Reject(
+                        f"construction guides in the drawing: <{name} {label(child)!r}> (an editor's source "
+                        f"copy? build the finished files, or name it in `skip:` to leave it out)"
+                    )
+                self._wrap(child, inner, skip)
+                continue
+            if inner.visibility != "visible":
+                continue
+            wrapper = ET.Element(G)
+            parent.remove(child)
+            parent.insert(i, wrapper)
+            wrapper.append(child)
+            self.parts.append(Part(wrapper, child, inner))
+            k = len(self.parts) - 1
+            ends = _subpath_ends(child.get("d", "")) if name == "path" else []
+            if len(ends) > 1:
+                self._full_d[child] = child.get("d", "")
+                self.units.extend(Unit(k, end) for end in ends)
+            else:
+                self.units.append(Unit(k))
+
+    def lengths(self, part: int) -> list[float] | None:
+        """Stroke length of each subpath of a stroke-only part; None when it is not drawn along a line."""
+        p = self.parts[part]
+        name = _local(p.element.tag) or ""
+        if not p.style.splittable or name not in SPLITTABLE:
+            return None
+        try:
+            if name == "path":
+                found = [s.length for s in subpaths(self._full_d.get(p.element, p.element.get("d", "")))]
+            else:
+                found = [shape_length(p.element, name)]
+        except BadPath:
+            return None
+        return found if found and sum(found) > 0 else None
+
+    def split(self, pieces: dict[int, int]) -> int:
+        """Draw each part in ``pieces`` along its outline in that many even lengths, in the place of its
+        first unit (so the reveal order holds); returns how many parts were split."""
+        done: set[int] = set()
+        units: list[Unit] = []
+        for u in self.units:
+            if u.part not in pieces:
+                units.append(u)
+            elif u.part not in done:
+                units.extend(self._pieces(u.part, pieces[u.part]))
+                done.add(u.part)
+        self.units = units
+        return len(done)
+
+    def to_front(self, part: int) -> int:
+        """Reveal ``part`` before everything else (a ground); returns how many units it has."""
+        mine = [u for u in self.units if u.part == part]
+        self.units = mine + [u for u in self.units if u.part != part]
+        return len(mine)
+
+    def _pieces(self, part: int, count: int) -> list[Unit]:
+        p = self.parts[part]
+        lengths = self.lengths(part) or [0.0]
+        if _local(p.element.tag) == "path":
+            d = self._full_d.pop(p.element, p.element.get("d", ""))
+            p.element.set("d", d)
+            subs = subpaths(d)
+            p.wrapper.remove(p.element)
+            p.pieces = []
+            for j, sp in enumerate(subs):
+                copy = ET.Element(p.element.tag, dict(p.element.attrib))
+                copy.set("d", sp.d())
+                if j:
+                    copy.attrib.pop("id", None)
+                holder = ET.SubElement(p.wrapper, G)
+                holder.append(copy)
+                p.pieces.append((holder, sp.length))
+        else:
+            p.pieces = [(p.wrapper, lengths[0])]
+        total, out = sum(lengths), []
+        cum = np.cumsum([0.0, *lengths])
+        for i in range(1, count + 1):
+            at = total * i / count
+            j = min(int(np.searchsorted(cum, at, side="left")) - 1, len(lengths) - 1)
+            j = max(j, 0)
+            out.append(Unit(part, sub=j, length=None if i == count else float(at - cum[j])))
+        return out
+
+    def piece_of(self, unit: int) -> tuple[int, bool]:
+        """The part a unit belongs to, and whether the unit completes it."""
+        u = self.units[unit]
+        later = any(v.part == u.part for v in self.units[unit + 1 :])
+        return u.part, not later
 
     def document(self, shown: int, side: int) -> str:
         """The document with the first ``shown`` units painted, fitted and centred in a ``side`` square."""
-        for unit in self.units:
-            unit.wrapper.tag = DEFS
-        for path, d in self._full_d.items():
-            path.set("d", d)  # whole while hidden: a `use` may still point at it
-        for unit in self.units[:shown]:  # subpaths of one path come in order: the last shown one wins
-            unit.wrapper.tag = G
-            if unit.path is not None:
-                unit.path.set("d", self._full_d[unit.path][: unit.end])
+        state: dict[int, Unit] = {}
+        for u in self.units[:shown]:  # a part's units come in order: its last shown one wins
+            state[u.part] = u
+        for k, p in enumerate(self.parts):
+            u = state.get(k)
+            p.wrapper.tag = G if u is not None else DEFS
+            if p.element in self._full_d:  # whole while hidden: a `use` may still point at it
+                p.element.set(
+                    "d", self._full_d[p.element][: u.end] if u is not None else self._full_d[p.element]
+                )
+            for j, (holder, length) in enumerate(p.pieces or []):
+                target = p.element if holder is p.wrapper else holder[0]
+                if holder is not p.wrapper:
+                    holder.tag = G if u is not None and j <= u.sub else DEFS
+                if u is not None and j == u.sub and u.length is not None:
+                    target.set("stroke-dasharray", f"{u.length:.4f} {length + 1:.4f}")
+                else:
+                    target.attrib.pop("stroke-dasharray", None)
         self.root.set("width", str(side))
         self.root.set("height", str(side))
         return ET.tostring(self.root, encoding="unicode")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob as globlib
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 import yaml
@@ -45,8 +46,10 @@ class Entry(BaseModel):
     license: str | None = None  # e.g. an SPDX id; kept in every sample json and the dataset card
     attribution: str | None = None  # who made the source, as its license asks to credit them
     members: str | None = (
-        None  # svg only: keep the files/members whose name matches this pattern (e.g. 1f6*.svg)
+        None  # svg only: keep the files/members whose name (or path, with a /) matches (1f6*.svg, color/svg/*)
     )
+    skip: list[str] = []  # svg only: annotations never drawn (#id, .class, element name)
+    order: Literal["paint", "outline-first"] = "paint"  # svg only: reveal line work before colour fills
 
     @model_validator(mode="after")
     def _one_location(self) -> Entry:
@@ -57,8 +60,16 @@ class Entry(BaseModel):
             raise ValueError(f"url {self.url!r} must be http://, https:// or s3://")
         if not self.ordered and not self.dir:
             raise ValueError("ordered: false applies to dir entries (folders of step images) only")
-        if self.members and not self.svg:
-            raise ValueError("members applies to svg entries only")
+        for field, given in (
+            ("members", self.members),
+            ("skip", self.skip),
+            ("order", self.order != "paint"),
+        ):
+            if given and not self.svg:
+                raise ValueError(f"{field} applies to svg entries only")
+        bad = [s for s in self.skip if not s.strip(" #.") or " " in s.strip()]
+        if bad:
+            raise ValueError(f"skip selectors are #id, .class or an element name, not {bad[0]!r}")
         if self.id is not None and (self.svg or self.strokes):
             raise ValueError(
                 "an id names one source; svg and strokes entries give one source per item, "
@@ -116,7 +127,7 @@ def load_manifest(path: str | Path, taxonomy: Taxonomy) -> list[Source]:
 def _resolve(manifest: Path, base: Path, i: int, e: Entry, taxonomy: Taxonomy) -> list[Source]:
     task = taxonomy[e.task]
     if e.svg or e.strokes:
-        origin = Origin(task, i, e.subject, e.license, e.attribution)
+        origin = Origin(task, i, e.subject, e.license, e.attribution, tuple(e.skip), e.order)
         try:
             return (
                 svg_sources(base, e.svg, e.members, origin)

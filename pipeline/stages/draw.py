@@ -54,11 +54,21 @@ class _Clock:
             raise Reject(f"rendering too slow: still not done after {self.seconds:g} s")
 
 
-def plan_steps(drawing: SvgDrawing, n: int, cfg: VectorConfig, clock: _Clock) -> tuple[list[Step], int]:
-    """The N steps (and the number of visible additions); raises Reject when the drawing cannot give N."""
-    cuts = cut_points(len(drawing.units), cfg.max_prefixes)
+def plan_steps(
+    drawing: SvgDrawing, n: int, cfg: VectorConfig, clock: _Clock, ground: int = 0
+) -> tuple[list[Step], int]:
+    """The N steps (and the number of visible additions); raises Reject when the drawing cannot give N.
+
+    ``ground``: the first units are the ground every step is drawn on, shown in all of them.
+    """
+    if len(drawing.units) <= ground:
+        raise Reject("nothing drawn on the ground: the only element fills the canvas")
+    cuts = [ground + k for k in cut_points(len(drawing.units) - ground, cfg.max_prefixes)]
     tol = cfg.pixel_tolerance * 255
     prev = np.full((cfg.analysis_size, cfg.analysis_size, 3), 255, np.uint8)
+    if ground:
+        prev = render(drawing.document(ground, cfg.analysis_size), drawing.text)
+    start = prev
     images, added = [], []
     for k in cuts:
         clock.check()
@@ -74,7 +84,7 @@ def plan_steps(drawing: SvgDrawing, n: int, cfg: VectorConfig, clock: _Clock) ->
         )
     final = images[visible[-1]]
     differs = [changed(images[i], final, tol) for i in visible]
-    ever = np.logical_or.reduce(differs + [changed(np.full_like(final, 255), final, tol)])
+    ever = np.logical_or.reduce(differs + [changed(start, final, tol)])
     total = max(int(ever.sum()), 1)
     progress = [1.0 - float(d.sum()) / total for d in differs]
     chosen = pick_steps(progress, n, cfg.min_progress_step)
@@ -83,7 +93,7 @@ def plan_steps(drawing: SvgDrawing, n: int, cfg: VectorConfig, clock: _Clock) ->
             f"not enough distinct steps: {len(visible)} visible additions do not give {n} steps that "
             f"each complete at least {cfg.min_progress_step:g} more of the picture"
         )
-    steps, last = [], np.full_like(final, 255)
+    steps, last = [], start
     for j in chosen:
         img = images[visible[j]]
         steps.append(
@@ -92,6 +102,40 @@ def plan_steps(drawing: SvgDrawing, n: int, cfg: VectorConfig, clock: _Clock) ->
         last = img
     steps[-1].shown = len(drawing.units)  # the last step is the whole document
     return steps, len(visible)
+
+
+def find_ground(drawing: SvgDrawing, cfg: VectorConfig) -> int:
+    """Units of the ground: the first element in paint order when it alone fills the drawing's canvas (a
+    background), revealed first and kept in every step; 0 when there is none."""
+    order = list(drawing.units)
+    count = drawing.to_front(0)
+    img = render(drawing.document(count, cfg.analysis_size), drawing.text)
+    covered = float(changed(img, np.full_like(img, 255), cfg.pixel_tolerance * 255).mean())
+    canvas = drawing.width * drawing.height / max(drawing.width, drawing.height) ** 2
+    if count < len(order) and covered >= cfg.ground_coverage * canvas:
+        return count
+    drawing.units = order
+    return 0
+
+
+def allot_pieces(drawing: SvgDrawing, n: int, cfg: VectorConfig, ground: int) -> dict[int, int]:
+    """How many pieces each stroke-only part is drawn in: about ``split_pieces`` x N units in all, shared
+    by stroke length (the stroke's share of the line work); empty when nothing can be split."""
+    parts = list(dict.fromkeys(u.part for u in drawing.units[ground:]))
+    lengths = {k: sum(found) for k in parts if (found := drawing.lengths(k))}
+    if not lengths:
+        return {}
+    budget = max(cfg.split_pieces * n - (len(parts) - len(lengths)), len(lengths))
+    total = sum(lengths.values())
+    return {k: max(1, round(budget * v / total)) for k, v in lengths.items()}
+
+
+def _time(drawing: SvgDrawing, times: list[float | None], shown: int) -> float | None:
+    """When the stroke the step ends on was finished (timed strokes), None for a stroke still in progress."""
+    if not times:
+        return None
+    part, complete = drawing.piece_of(shown - 1)
+    return times[part] if complete else None
 
 
 class DrawProgressively:
@@ -120,8 +164,23 @@ class DrawProgressively:
             if src.subject is None and sketch.word:
                 work.source = replace(src, subject=sketch.word)
         else:
-            drawing = SvgDrawing(data, cfg)
-        steps, visible = plan_steps(drawing, n, cfg, clock)
+            drawing = SvgDrawing(data, cfg, skip=cfg.skip + src.svg_skip, order=src.svg_order)
+        ground = find_ground(drawing, cfg)
+        try:
+            steps, visible = plan_steps(drawing, n, cfg, clock, ground)
+        except Reject as whole:
+            pieces = allot_pieces(drawing, n, cfg, ground)
+            if not pieces:
+                raise
+            split = drawing.split(pieces)
+            try:
+                steps, visible = plan_steps(drawing, n, cfg, clock, ground)
+            except Reject as r:
+                raise Reject(f"{r.reason} (also with {split} strokes drawn along their length)") from None
+            work.notes.append(
+                f"steps made by splitting strokes: {split} stroked elements drawn along their length in "
+                f"{sum(pieces.values())} pieces (whole elements: {whole.reason})"
+            )
         side = work.source.task.layout.content
         frames = []
         for s in steps:
@@ -129,11 +188,13 @@ class DrawProgressively:
             frames.append(
                 Frame(
                     source_frame=s.shown,
-                    time=times[s.shown - 1] if times else None,
+                    time=_time(drawing, times, s.shown),
                     image=render(drawing.document(s.shown, side), drawing.text),
                     scores={"progress": s.progress, "added": s.added},
                 )
             )
+        if ground:
+            work.notes.append("the first element fills the canvas: drawn as the ground of every step")
         work.probe = {
             "kind": src.kind,
             "frame_count": len(drawing.units),
