@@ -6,6 +6,10 @@ steps are then chosen among the visible additions so that the share of the final
 place rises evenly from the first addition to the whole (``pick_steps``, the same choice as for footage),
 each step completing at least ``min_progress_step`` more. Only the chosen steps are rendered at cell
 size; the last step is the whole document.
+
+A background that fills the canvas is the ground of every step (``find_ground``). When whole elements
+give too few steps, stroke-only elements are drawn along their length in pieces (``allot_pieces``,
+:meth:`SvgDrawing.split`) and the steps are chosen again among the pieces; the report notes it.
 """
 
 from __future__ import annotations
@@ -61,8 +65,6 @@ def plan_steps(
 
     ``ground``: the first units are the ground every step is drawn on, shown in all of them.
     """
-    if len(drawing.units) <= ground:
-        raise Reject("nothing drawn on the ground: the only element fills the canvas")
     cuts = [ground + k for k in cut_points(len(drawing.units) - ground, cfg.max_prefixes)]
     tol = cfg.pixel_tolerance * 255
     prev = np.full((cfg.analysis_size, cfg.analysis_size, 3), 255, np.uint8)
