@@ -290,11 +290,12 @@ class VectorConfig(_Section):
         "(a manifest entry's `skip:` adds to these); the default leaves out KanjiVG's stroke numbers",
     )
     ground_coverage: float = Field(
-        0.97,
+        0.995,
         gt=0,
         le=1,
         description="a first element covering at least this share of the drawing's canvas is its "
-        "ground: shown in every step, never a step of its own",
+        "ground: shown in every step, never a step of its own (a rounded square, like Twemoji's "
+        "symbol buttons at 0.99, is part of the drawing)",
     )
     split_pieces: int = Field(
         3,

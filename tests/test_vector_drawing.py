@@ -20,11 +20,13 @@ from pipeline.drawings.collect import matcher
 from pipeline.drawings.emoji_names import subject_from_name
 from pipeline.drawings.paths import subpaths
 from pipeline.drawings.svg import SvgDrawing
+from pipeline.intake.manifest import ManifestError, load_manifest
 from pipeline.layout import split
 from pipeline.run.worker import run_source
 from pipeline.stages.chain import build_stages
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Reject, Source
+from tests.conftest import write_manifest
 
 TAXONOMY = Taxonomy.load()
 CONFIG = BuildConfig.model_validate({"clip": {"enabled": False}})
@@ -214,3 +216,18 @@ def test_share_alike_licenses_are_carried_into_the_card():
     text = "\n".join(lines)
     assert "CC-BY-SA-3.0: kanjivg@20260714" in text and "MIT" not in text
     assert share_alike([{"license": "MIT", "attribution": None, "sources": 1, "samples": 1}]) == []
+
+
+def test_manifest_options_are_checked_by_entry_and_reach_every_item(tmp_path):
+    (tmp_path / "a.svg").write_text(ICON)
+    (tmp_path / "d.ndjson").write_text('{"drawing": [[[0, 1], [0, 1]]]}\n')
+    good = {"svg": "a.svg", "task": "emoji", "order": "outline-first", "skip": ["#grid", ".note", "text"]}
+    (item,) = load_manifest(write_manifest(tmp_path, [good]), TAXONOMY)
+    assert item.svg_order == "outline-first" and item.svg_skip == ("#grid", ".note", "text")
+    for bad, field, words in (
+        ({"strokes": "d.ndjson", "task": "sketch", "order": "outline-first"}, "entry", "svg entries only"),
+        ({"svg": "a.svg", "task": "emoji", "order": "ink-first"}, "order", "outline-first"),
+        ({"svg": "a.svg", "task": "emoji", "skip": ["#a b"]}, "entry", "skip selectors"),
+    ):
+        with pytest.raises(ManifestError, match=rf"sources\[0\]\.{field}: .*{words}"):
+            load_manifest(write_manifest(tmp_path, [bad]), TAXONOMY)
