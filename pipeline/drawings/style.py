@@ -48,6 +48,11 @@ class Style:
         return self.resolved and self.fill in ("none", "transparent") and self.stroke not in ("none", "")
 
     @property
+    def filled(self) -> bool:
+        """Paints a fill (or may: a style sheet can say so)."""
+        return not self.resolved or self.fill not in ("none", "transparent")
+
+    @property
     def splittable(self) -> bool:
         return self.stroke_only and self.stroke_dasharray in ("none", "") and self.visibility == "visible"
 

@@ -109,6 +109,8 @@ def plan_steps(
 def find_ground(drawing: SvgDrawing, cfg: VectorConfig) -> int:
     """Units of the ground: the first element in paint order when it alone fills the drawing's canvas (a
     background), revealed first and kept in every step; 0 when there is none."""
+    if not drawing.parts[0].style.filled:
+        return 0  # a line or nothing: no background
     order = list(drawing.units)
     count = drawing.to_front(0)
     img = render(drawing.document(count, cfg.analysis_size), drawing.text)
@@ -169,6 +171,11 @@ class DrawProgressively:
             drawing = SvgDrawing(data, cfg, skip=cfg.skip + src.svg_skip, order=src.svg_order)
         ground = find_ground(drawing, cfg)
         try:
+            if len(drawing.units) - ground < n:  # cannot give N whole: no need to measure it
+                raise Reject(
+                    f"too few visible additions: {len(drawing.units) - ground} elements in all, "
+                    f"a {n}-step sequence needs {n}"
+                )
             steps, visible = plan_steps(drawing, n, cfg, clock, ground)
         except Reject as whole:
             pieces = allot_pieces(drawing, n, cfg, ground)
