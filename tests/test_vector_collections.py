@@ -28,6 +28,7 @@ import webdataset as wds
 from PIL import Image
 
 from pipeline.config import BuildConfig
+from pipeline.corpus.card import NAME
 from pipeline.drawings.render import font_files
 from pipeline.layout import split
 from pipeline.run.driver import build
@@ -191,6 +192,8 @@ def check_openmoji(openmoji: Path, tmp_path: Path, members: str) -> None:
 
 def test_openmoji_draws_its_line_layer_before_the_colour(openmoji, tmp_path):
     check_openmoji(openmoji, tmp_path, "color/svg/1F60*.svg")  # 16 emoji
+    card = (tmp_path / "out" / NAME).read_text()  # the share-alike license is carried into the card
+    assert re.search(r"### Share-alike\n(.*\n)*- \d+ samples under CC-BY-SA-4.0: openmoji@17\.0\.0", card)
 
 
 def test_openmoji_source_copies_with_guides_are_rejected_with_the_reason(openmoji, tmp_path):
