@@ -93,6 +93,7 @@ def kanjivg() -> Path:
 
 def built(package: Path, tmp_path: Path, **entry: object) -> tuple[list[dict], list[dict]]:
     """Build one entry over the package; (report rows, samples read back from the shards)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     manifest = write_manifest(tmp_path, [{"svg": str(package), **entry}])
     result = build(manifest, tmp_path / "out", CONFIG, progress=False)
     rows = result.report["sources"]
@@ -205,8 +206,15 @@ def test_openmoji_source_copies_with_guides_are_rejected_with_the_reason(openmoj
     assert all(r["status"] == "rejected" and "construction guides" in r["reason"] for r in rows)
 
 
+FEW_HUNDRED = [  # (fixture, check, members): a few hundred items of each collection
+    ("tabler", check_tabler, "icons/outline/a*.svg"),  # 382 icons
+    ("kanjivg", check_kanjivg, "kanji/05[0-1]*.svg"),  # 302 characters
+    ("openmoji", check_openmoji, "color/svg/1F6[0-4]*.svg"),  # 197 emoji
+]
+
+
 @pytest.mark.slow
-def test_a_few_hundred_items_of_each_collection(tabler, kanjivg, openmoji, tmp_path):
-    check_tabler(tabler, tmp_path / "tabler", "icons/outline/a*.svg")  # 382 icons
-    check_kanjivg(kanjivg, tmp_path / "kanjivg", "kanji/05[0-1]*.svg")  # 302 characters
-    check_openmoji(openmoji, tmp_path / "openmoji", "color/svg/1F6[0-4]*.svg")  # 197 emoji
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize(("package", "check", "members"), FEW_HUNDRED, ids=[c[0] for c in FEW_HUNDRED])
+def test_a_few_hundred_items_of_each_collection(package, check, members, request, tmp_path):
+    check(request.getfixturevalue(package), tmp_path, members)
