@@ -225,9 +225,9 @@ def test_manifest_options_are_checked_by_entry_and_reach_every_item(tmp_path):
     (item,) = load_manifest(write_manifest(tmp_path, [good]), TAXONOMY)
     assert item.svg_order == "outline-first" and item.svg_skip == ("#grid", ".note", "text")
     for bad, field, words in (
-        ({"strokes": "d.ndjson", "task": "sketch", "order": "outline-first"}, "entry", "svg entries only"),
-        ({"svg": "a.svg", "task": "emoji", "order": "ink-first"}, "order", "outline-first"),
-        ({"svg": "a.svg", "task": "emoji", "skip": ["#a b"]}, "entry", "skip selectors"),
-    ):
-        with pytest.raises(ManifestError, match=rf"sources\[0\]\.{field}: .*{words}"):
+        ({"strokes": "d.ndjson", "task": "sketch", "order": "outline-first"}, "", "svg entries only"),
+        ({"svg": "a.svg", "task": "emoji", "order": "ink-first"}, r"\.order", "outline-first"),
+        ({"svg": "a.svg", "task": "emoji", "skip": ["#a b"]}, "", "skip selectors"),
+    ):  # an entry-wide problem is named by the entry, a bad value by its key path
+        with pytest.raises(ManifestError, match=rf"sources\[0\]{field}: .*{words}"):
             load_manifest(write_manifest(tmp_path, [bad]), TAXONOMY)
