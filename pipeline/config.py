@@ -137,6 +137,37 @@ class ProcessConfig(_Section):
     )
 
 
+class ProgressConfig(_Section):
+    """The continuous progress measure: how far along the way from the start to the final state each frame
+    is, at several scales and in its edges (docs/FOOTAGE.md), and the tests that rest on it."""
+
+    noise: float = Field(
+        0.03,
+        ge=0,
+        lt=1,
+        description="per-pixel change (0..1) that noise and compression "
+        "explain: a pixel counts by how far beyond it its way from start to final goes, and in the "
+        "aligned cross-fade test when it changes by more",
+    )
+    coarsest: int = Field(12, ge=2, description="the pyramid of views stops at this many pixels across")
+    min_settled: float = Field(
+        0.85,
+        ge=0,
+        le=1,
+        description="the last frames must be at least this far along "
+        "(median): work converges on its final state; live action and a drifting camera "
+        "do not settle",
+    )
+    min_share: float = Field(
+        0.04,
+        ge=0,
+        le=1,
+        description="consecutive steps must differ by at least this share "
+        "of the whole process's change, in the scale (or the edges) that changes most "
+        "between them; frames closer than half of it are one state (a hold)",
+    )
+
+
 class QualityConfig(_Section):
     """Per-frame filters inside a process."""
 
@@ -166,15 +197,7 @@ class SelectConfig(_Section):
 
     sequences_per_source: int = Field(1, ge=1, description="at most this many sequences from one source")
     min_progress_step: float = Field(
-        0.005, ge=0, description="completion must rise by this much from step to step"
-    )
-    min_distinct: float = Field(
-        0.02,
-        ge=0,
-        le=1,
-        description="consecutive steps must differ visibly on at least this "
-        "fraction of the work region (after alignment and photometric normalisation); "
-        "frames closer than this are one state (a hold)",
+        0.005, ge=0, description="progress must rise by this much from step to step"
     )
 
 
@@ -456,6 +479,7 @@ class BuildConfig(_Section):
     segment: SegmentConfig = SegmentConfig()
     align: AlignConfig = AlignConfig()
     process: ProcessConfig = ProcessConfig()
+    progress: ProgressConfig = ProgressConfig()
     quality: QualityConfig = QualityConfig()
     select: SelectConfig = SelectConfig()
     clip: ClipConfig = ClipConfig()

@@ -96,6 +96,9 @@ class Frame:
     gain: np.ndarray | None = (
         None  # RGB gains that bring the frame to its group's photometry (None: as filmed)
     )
+    parts: np.ndarray | None = (
+        None  # progress per scale and edges (pipeline.footage.progress), share of each's whole change
+    )
 
     @property
     def moved(self) -> bool:
@@ -152,3 +155,4 @@ class Work:
     sequences: list[Sequence] = field(default_factory=list)
     drops: Counter = field(default_factory=Counter)  # frame drops by reason
     notes: list[str] = field(default_factory=list)
+    gates: list[dict] = field(default_factory=list)  # tests measured per group: where, stage, gates

@@ -18,6 +18,7 @@ import numpy as np
 import skimage.data
 
 from pipeline.demo.synthetic import _canvas_at, _card, _hand, _order_map, _talking_head, write_video
+from testkit.styles import make_style
 
 PHENOMENA = ("stepwise_jitter", "multishot", "zoom_pan", "exposure_drift", "crossfade", "hand", "combined")
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
@@ -60,10 +61,19 @@ class Camera:
 
 
 class World:
-    """A textured desk with the work on it; renders the work at any state through any camera."""
+    """A textured desk with the work on it; renders the work at any state through any camera.
+
+    ``style`` (testkit.styles) says how the work is made; None: the phenomenon's own (a board of square
+    pieces for the step-wise phenomena, a region-by-region reveal for the others). ``pieces``: how many
+    steps the step-wise phenomena film."""
 
     def __init__(
-        self, photo: np.ndarray, frame: tuple[int, int], rng: np.random.Generator, pieces: int = 0
+        self,
+        photo: np.ndarray,
+        frame: tuple[int, int],
+        rng: np.random.Generator,
+        pieces: int = 0,
+        style: str | None = None,
     ) -> None:
         w, h = frame
         self.frame = frame
@@ -87,7 +97,10 @@ class World:
         )
         self.order = _order_map(ch, cw, rng)
         self.pieces = pieces
-        if pieces:  # a base plate filled piece by piece (LEGO, mosaic, cake layers seen from above)
+        self.style = None
+        if style is not None:
+            self.style = make_style(style, self.art, rng)
+        elif pieces:  # a base plate filled piece by piece (LEGO, mosaic, cake layers seen from above)
             cols = int(np.ceil(np.sqrt(pieces * cw / ch)))
             rows = int(np.ceil(pieces / cols))
             cells = [(r, c) for r in range(rows) for c in range(cols)][:pieces]
@@ -100,6 +113,8 @@ class World:
             self.plate = cv2.GaussianBlur(plate, (3, 3), 0)
 
     def work(self, a: float) -> np.ndarray:
+        if self.style is not None:
+            return self.style.at(a)
         if not self.pieces:
             return _canvas_at(self.art, self.sketch, self.blocked, self.order, a)
         out = self.plate.copy()
@@ -108,8 +123,24 @@ class World:
         return out
 
     def piece_centre(self, k: int) -> tuple[float, float]:
+        """Where the hand works while adding step k + 1 (world pixels)."""
+        if self.style is not None:
+            return self.front(k / self.pieces, (k + 1) / self.pieces, step=k)
         x0, y0, x1, y1 = self.cells[min(k, self.pieces - 1)]
         return self.box[0] + (x0 + x1) / 2, self.box[1] + (y0 + y1) / 2
+
+    def front(self, a: float, b: float, step: int | None = None) -> tuple[float, float]:
+        """Where the work changes from progress a to b (world pixels; the work's centre if nowhere): the
+        middle of the change, or for ``step`` k one of its pixels chosen by k (a refinement pass changes
+        the whole canvas, and a hand does not return to its middle at every step)."""
+        ys, xs = np.nonzero(np.abs(self.work(min(b, 1.0)).astype(int) - self.work(a)).max(axis=-1) > 20)
+        x0, y0, x1, y1 = self.box
+        if not len(ys):
+            return (x0 + x1) / 2, (y0 + y1) / 2
+        if step is not None:
+            j = int(np.random.default_rng(step).integers(len(ys)))
+            return x0 + float(xs[j]), y0 + float(ys[j])
+        return x0 + float(np.median(xs)), y0 + float(np.median(ys))
 
     def shoot(
         self, a: float, cam: Camera, hand_at: tuple[float, float] | None = None
@@ -224,7 +255,9 @@ def _painting(
         a = min(i / (n - 1), 1.0)
         hand = any(b <= i < b + hand_len for b in bursts) and i < n
         at = None
-        if hand:
+        if hand and world.style is not None:
+            at = world.front(a, a + 0.04)
+        elif hand:
             ys, xs = np.nonzero(np.abs(world.order - a) < 0.02)
             j = len(ys) // 2
             at = (world.box[0] + xs[j], world.box[1] + ys[j]) if len(ys) else None
@@ -234,15 +267,21 @@ def _painting(
 
 
 def render(
-    phenomenon: str, photo: np.ndarray, seed: int = 0, size: tuple[int, int] = (384, 216), fps: int = 12
+    phenomenon: str,
+    photo: np.ndarray,
+    seed: int = 0,
+    size: tuple[int, int] = (384, 216),
+    fps: int = 12,
+    style: str | None = None,
 ) -> tuple[Iterator[np.ndarray], Footage]:
-    """All frames of one video of the phenomenon, and its truth."""
+    """All frames of one video of the phenomenon, and its truth. ``style``: how the work is made (one of
+    testkit.styles.STYLES; None: the phenomenon's own, as before styles existed)."""
     rng = np.random.default_rng(seed)
     tl = Timeline(fps)
     tl.card("How it is made", 1.0, size)
     drift = 0.0
     if phenomenon == "stepwise_jitter":
-        world = World(photo, size, rng, pieces=12)
+        world = World(photo, size, rng, pieces=12, style=style)
         tl.talk(1.5, size)
         _stepwise(
             tl,
@@ -256,7 +295,7 @@ def render(
             fades=False,
         )
     elif phenomenon in ("multishot", "combined"):
-        world = World(photo, size, rng, pieces=11)
+        world = World(photo, size, rng, pieces=11, style=style)
         cams = [
             Camera(rng.uniform(1.0, 1.35), rng.uniform(-0.06, 0.06), rng.uniform(-0.05, 0.05))
             for _ in range(world.pieces + 1)
@@ -282,7 +321,7 @@ def render(
             fades=combined,
         )
     elif phenomenon == "zoom_pan":
-        world = World(photo, size, rng)
+        world = World(photo, size, rng, style=style)
         phase = rng.uniform(0, 2 * np.pi)
 
         def cam_at(u: float) -> Camera:
@@ -294,11 +333,11 @@ def render(
 
         _painting(tl, world, rng, 16.0, 2.0, cam_at, hand_bursts=2)
     elif phenomenon in ("exposure_drift", "hand"):
-        world = World(photo, size, rng)
+        world = World(photo, size, rng, style=style)
         drift = 0.3 if phenomenon == "exposure_drift" else 0.0
         _painting(tl, world, rng, 16.0, 2.0, lambda u: Camera(), hand_bursts=2 if drift else 4)
     elif phenomenon == "crossfade":
-        world = World(photo, size, rng)
+        world = World(photo, size, rng, style=style)
         for k in range(10):
             img, vis = world.shoot(k / 9, Camera())
             if k:
@@ -329,8 +368,9 @@ def make_footage(
     seed: int = 0,
     size: tuple[int, int] = (384, 216),
     fps: int = 12,
+    style: str | None = None,
 ) -> Footage:
-    frames, truth = render(phenomenon, getattr(skimage.data, photo)(), seed, size, fps)
+    frames, truth = render(phenomenon, getattr(skimage.data, photo)(), seed, size, fps, style)
     write_video(path, frames, fps, size)
     return truth
 

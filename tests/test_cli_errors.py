@@ -25,7 +25,7 @@ def here(tmp_path, monkeypatch):
     (tmp_path / "manifest.yaml").write_text("sources:\n  - {path: a.mp4, task: painting}\n")
     (tmp_path / "typo-manifest.yaml").write_text("sources:\n  - {path: a.mp4, taks: painting}\n")
     (tmp_path / "subjet.yaml").write_text("sources:\n  - {path: a.mp4, task: painting, subjet: a cat}\n")
-    (tmp_path / "build.yaml").write_text("select:\n  min_distnct: 3\n")
+    (tmp_path / "build.yaml").write_text("select:\n  min_progres_step: 3\n")
     (tmp_path / "train.yaml").write_text(TINY.read_text() + "\nlora:\n  rnak: 4\n")
     return tmp_path
 
@@ -40,10 +40,13 @@ CASES = [
     (["build", "subjet.yaml", "--out", "out"], "sources[0].subjet: unknown key (did you mean 'subject'?)"),
     (
         ["build", "manifest.yaml", "--out", "out", "--config", "build.yaml"],
-        "build.yaml: select.min_distnct: unknown key (did you mean 'min_distinct'?)",
+        "build.yaml: select.min_progres_step: unknown key (did you mean 'min_progress_step'?)",
     ),
     (["build", "manifest.yaml", "--out", "out", "--config", "nope.yaml"], "nope.yaml: config file not found"),
-    (["refresh", "manifest.yaml", "--out", "out", "--config", "build.yaml", "--json"], "select.min_distnct"),
+    (
+        ["refresh", "manifest.yaml", "--out", "out", "--config", "build.yaml", "--json"],
+        "select.min_progres_step",
+    ),
     (["demo", "--out", "manifest.yaml"], "is a file, not a folder"),
     (["inspect", "nope"], "nope: no such folder"),
     (["inspect", "manifest.yaml"], "is a file, not a corpus folder"),

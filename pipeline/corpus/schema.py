@@ -126,6 +126,18 @@ SAMPLE = Struct(
                         "clip_order_direction": OPT_FLOAT,
                         "elements": OPT_INT,
                         "visible_additions": OPT_INT,
+                        "gates": List(
+                            Struct(
+                                {
+                                    "name": STR,
+                                    "value": FLOAT,
+                                    "threshold": FLOAT,
+                                    "test": STR,
+                                    "passed": Leaf("bool"),
+                                }
+                            ),
+                            nullable=True,
+                        ),
                     }
                 ),
                 "clip": OPT_FLOAT,

@@ -32,6 +32,9 @@ class SourceResult:
     notes: list[str] = field(default_factory=list)
     probe: dict = field(default_factory=dict)
     shots_png: bytes | None = None  # the shot strip for the contact sheet (pipeline.report.shot_strip)
+    gates: list[dict] = field(
+        default_factory=list
+    )  # every test measured, with its value and threshold (Work.gates)
 
     @classmethod
     def of(cls, source: Source, sha256: str, status: Status, reason: str = "") -> SourceResult:
@@ -59,4 +62,5 @@ class SourceResult:
             "drops": dict(self.drops),
             "seconds": self.seconds,
             "notes": self.notes,
+            "gates": self.gates,
         }

@@ -18,15 +18,15 @@ GHOST_SHIFT = 3.0  # thumbnail pixels two framings must differ by for a ghost of
 GHOST = 0.1  # ... and the share of the other framing that shows a frame holds a ghost of it
 
 
-def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, tol: float) -> float:
-    """Of the pixels that change between a frame's neighbours, the share that sit part-way between them
-    by one common amount (0 when that amount is ~0 or ~1).
+def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, change: float) -> float:
+    """Of the pixels that change between a frame's neighbours (by more than ``change`` in some channel), the
+    share that sit part-way between them by one common amount (0 when that amount is ~0 or ~1).
 
     A cross-fade mixes two whole states in one proportion, so every changing pixel is the same part of the
     way between them; real work changes a pixel at once (paint arrives, a piece is placed), so most equal
     one neighbour or the other and the few part-way (the edge of a stroke) are part-way by any amount.
     """
-    changing = differs(prev, nxt, 2 * tol, shift=0) & seen(cur)
+    changing = differs(prev, nxt, change, shift=0) & seen(cur)
     if changing.sum() < max(8, MIN_CHANGE * seen(cur).sum()):
         return 0.0
     d = (nxt - prev)[changing]
@@ -42,6 +42,21 @@ def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, tol: float) 
     return float((np.abs(alpha - mix) < 0.15).mean())
 
 
+def aligned_blends(views: np.ndarray, change: float) -> np.ndarray:
+    """Per view of a segment (aligned, normalised, in time order), its best blend share between the views
+    one and two before and after it: a fade spans a few analysis frames."""
+    n = len(views)
+    return np.array(
+        [
+            max(
+                (blend_share(views[i - d], views[i], views[i + d], change) for d in (1, 2) if d <= i < n - d),
+                default=0.0,
+            )
+            for i in range(n)
+        ]
+    )
+
+
 def _small(work: Work, i: int) -> np.ndarray:
     cache = work.fade_parts
     if ("thumb", i) not in cache:
@@ -54,7 +69,7 @@ def _mixed(work: Work, i: int, pairs: tuple[tuple[int, int], ...], tol: float) -
     n = len(work.frames)
     return max(
         (
-            blend_share(_small(work, i - p), _small(work, i), _small(work, i + q), tol)
+            blend_share(_small(work, i - p), _small(work, i), _small(work, i + q), 2 * tol)
             for p, q in pairs
             if i - p >= 0 and i + q < n
         ),

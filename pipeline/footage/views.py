@@ -129,42 +129,6 @@ def _morph(views: np.ndarray, shift: int, op, off_view: float) -> np.ndarray:
     return op(tall.reshape(m * (h + shift), w, c), k).reshape(m, h + shift, w, c)[:, :h]
 
 
-def half_pixel_envelope(views: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """At the pixels ``where`` (an (h, w) mask) of (n, h, w, 3) views: their values, and the lowest and
-    highest value each view takes there when shifted by half a pixel along a row, a column or both (its
-    mean with the neighbours in that direction), all (n, pixels, 3); NaN off view. A finer tolerance than
-    ``envelope``: what a sub-pixel registration leaves, not a stroke of detail."""
-    ys, xs = np.nonzero(where)
-    y0, x0 = max(ys.min() - 1, 0), max(xs.min() - 1, 0)  # only the box around ``where`` (and its border)
-    p = np.pad(views[:, y0 : ys.max() + 2, x0 : xs.max() + 2], ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
-    row = (p[:, :, 1:] + p[:, :, :-1]) / 2  # half a pixel along a row, between columns x and x + 1
-    col = (p[:, 1:] + p[:, :-1]) / 2
-    both = (row[:, 1:] + row[:, :-1]) / 2
-    lo = p[:, 1:-1, 1:-1].copy()
-    hi = lo.copy()
-    # The pixels ``where`` as positions in the box, gathered by np.take: C-ordered (numpy lays out a gather
-    # behind a slice, x[:, ys, xs], pixel-major, and every comparison with it is then slow) and cheaper.
-    at = (ys - y0) * lo.shape[2] + (xs - x0)
-    values = np.take(lo.reshape(len(lo), -1, lo.shape[-1]), at, axis=1)
-    for shifted in (
-        row[:, 1:-1, 1:],
-        row[:, 1:-1, :-1],
-        col[:, 1:, 1:-1],
-        col[:, :-1, 1:-1],
-        both[:, 1:, 1:],
-        both[:, 1:, :-1],
-        both[:, :-1, 1:],
-        both[:, :-1, :-1],
-    ):
-        np.fmin(lo, shifted, out=lo)
-        np.fmax(hi, shifted, out=hi)
-    return (
-        values,
-        np.take(lo.reshape(values.shape[0], -1, lo.shape[-1]), at, axis=1),
-        np.take(hi.reshape(values.shape[0], -1, hi.shape[-1]), at, axis=1),
-    )
-
-
 def outside(a: np.ndarray, env: tuple[np.ndarray, np.ndarray], tol: float) -> np.ndarray:
     """Pixels of ``a`` that leave the envelope by more than ``tol`` in some channel (False off view)."""
     lo, hi = env

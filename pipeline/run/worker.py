@@ -93,7 +93,7 @@ def run_source(source: Source, sha256: str, stages: list[Stage], config: BuildCo
         unused = [Path(p).name for p in source.images if Path(p).name not in used]
         if unused:  # README: a folder's steps that are not in any sequence are named, with the drops' reasons
             work.notes.append(f"steps not used ({len(unused)} of {len(source.images)}): {', '.join(unused)}")
-    res.drops, res.notes, res.probe = work.drops, res.notes + work.notes, work.probe
+    res.drops, res.notes, res.probe, res.gates = work.drops, res.notes + work.notes, work.probe, work.gates
     if res.samples:
         res.shots_png = shot_strip(work)
     return res

@@ -48,9 +48,9 @@ def build_stages(
             Decode(config.analysis, decode_threads or config.cluster.decode_threads),
             Segment(config.segment),
             Align(config.align, tol),
-            FindProcess(config.process),
-            Quality(config.quality, tol),
+            FindProcess(config.process, config.progress),
+            Quality(config.quality, tol, config.progress.noise),
             *clip_filter,
-            Select(config.select, tol),
+            Select(config.select, config.progress, tol),
         ]
     return front + [Tile(), Caption()] + after_caption

@@ -25,6 +25,7 @@ from pipeline.drawings.collect import read_item
 from pipeline.drawings.render import render
 from pipeline.drawings.strokes import parse_drawing
 from pipeline.drawings.svg import SvgDrawing
+from pipeline.footage.gates import Gate
 from pipeline.stages.select import pick_steps
 from pipeline.work import Frame, Reject, Sequence, Work
 
@@ -214,9 +215,11 @@ class DrawProgressively:
             "codec": None,
             "rotation": 0,
         }
+        gates = [Gate("visible_additions", visible, n).record()]  # plan_steps rejects fewer
         work.sequences = [
             Sequence(
-                frames=frames, segment_scores={"elements": len(drawing.units), "visible_additions": visible}
+                frames=frames,
+                segment_scores={"elements": len(drawing.units), "visible_additions": visible, "gates": gates},
             )
         ]
         return work

@@ -1,31 +1,35 @@
 """Find the process: keep groups of shots where the work accumulates toward a final state.
 
 Per group (shots linked by registration, pipeline.stages.align), frames are compared with the group's
-final state on small aligned, photometrically normalised views (pipeline.footage.views), only over the
-*work region* (pixels that differ between the start and the end). A making process fills that region
-steadily: completion rises a lot (gain) and monotonically (Spearman rho vs time). Title cards and
-finished holds are static; talking heads, trailers and street cameras change without accumulating.
+start and final states on small aligned, photometrically normalised views (pipeline.footage.views). The
+*work region* (pixels that differ between the start and the end) says where the work is; progress
+(pipeline.footage.progress: how far along the way from start to final each frame is, at several scales
+and in its edges) says how far it has come. A making process changes the work region a lot (gain), a
+little at a time (step change), rises steadily (Spearman rho of progress vs time), over time rather than
+at once (spread), and settles on its final state. Title cards and finished holds are static; talking
+heads, trailers and street cameras change without accumulating; a drifting camera does not settle.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import median_filter
 from scipy.stats import spearmanr
 
-from pipeline.config import ProcessConfig
+from pipeline.config import ProcessConfig, ProgressConfig
+from pipeline.footage.gates import Gate, first_failed
+from pipeline.footage.progress import ends as _ends
+from pipeline.footage.progress import measure
 from pipeline.footage.transitions import fade_only
 from pipeline.footage.views import differs, envelope, nan_median, normalised_views, outside
 from pipeline.work import Frame, Group, Reject, Segment, Work
+
+MIN_AREA = 0.01  # a process changes at least this share of the view
 
 
 def _state(views: np.ndarray) -> np.ndarray:
     """Median of a few views: the state without a hand that happens to pass (NaN where none sees)."""
     return nan_median(views)
-
-
-def _ends(n: int) -> int:
-    """How many frames at each end of a group make its start and final states."""
-    return max(1, min(5, n // 5))
 
 
 def work_region(views: np.ndarray, tol: float) -> np.ndarray:
@@ -53,16 +57,6 @@ def completion_curve(views: np.ndarray, region: np.ndarray, tol: float) -> tuple
         return np.ones(len(views)), np.ones(len(views))
     unlike, shown = _unlike(views, _state(views[-_ends(len(views)) :]), region, tol)
     return 1 - unlike, shown / region.sum()
-
-
-def departure_curve(views: np.ndarray, region: np.ndarray, tol: float) -> np.ndarray:
-    """Per frame, the fraction of the seen work region that no longer looks like the start state.
-
-    Completion misses the layers that the finished work covers again (a pencil sketch, a base colour);
-    departure from the start sees them, so the two together rise through every visible stage."""
-    if not region.any():
-        return np.zeros(len(views))
-    return _unlike(views, _state(views[: _ends(len(views))]), region, tol)[0]
 
 
 def work_box(region: np.ndarray, margin: float) -> list[float]:
@@ -99,9 +93,8 @@ def spread(curve: np.ndarray, times: np.ndarray) -> float:
     20% to 80% of the progress curve's range, over the time from the start to the 80% mark.
 
     Work accumulates through a process; a change that happens all at once at the end of a long shot
-    (a hand entering, a light switched on) does not. Progress (completion and departure from the start)
-    rather than completion alone: registration residue of a drifting handheld view creeps into completion
-    slowly, and its 20% mark would then fall anywhere.
+    (a hand entering, a light switched on) does not. On the continuous progress, a picture refined over
+    its whole surface is in progress from the block-in to the last pass.
     """
     lo, hi = float(curve.min()), float(curve.max())
     if hi <= lo:
@@ -109,6 +102,11 @@ def spread(curve: np.ndarray, times: np.ndarray) -> float:
     p = (curve - lo) / (hi - lo)
     t20, t80 = times[np.argmax(p >= 0.2)], times[np.argmax(p >= 0.8)]
     return float((t80 - t20) / (t80 - times[0])) if t80 > times[0] else 0.0
+
+
+def smoothed(curve: np.ndarray) -> np.ndarray:
+    """The progress curve with single-frame excursions (a hand, a flash) taken out: a running median of 3."""
+    return median_filter(curve, size=3, mode="nearest") if len(curve) >= 3 else curve
 
 
 def _where(group: Group, frames: list[Frame]) -> str:
@@ -119,22 +117,24 @@ def _where(group: Group, frames: list[Frame]) -> str:
     return span if len(group.shots) == 1 else f"{span} ({len(group.shots)} linked shots)"
 
 
-def score_frames(frames: list[Frame], curve: np.ndarray, departed: np.ndarray, visible: np.ndarray) -> None:
-    """Store each frame's completion, and its progress: the mean of completion and departure from the
-    start, normalised to [0, 1] over the segment."""
-    both = (curve + departed) / 2
-    lo, hi = float(both.min()), float(both.max())
-    for f, c, b, v in zip(frames, curve, both, visible):
+def score_frames(frames: list[Frame], curve: np.ndarray, parts: np.ndarray, visible: np.ndarray) -> None:
+    """Store each frame's completion, its progress (normalised to [0, 1] over the segment) and the parts of
+    its progress (``Frame.parts``: per scale and edges, the share of that component's whole change)."""
+    progress = parts.mean(axis=1)
+    lo, hi = float(progress.min()), float(progress.max())
+    for f, c, p, row, v in zip(frames, curve, progress, parts, visible):
         f.scores["completion"] = round(float(c), 4)
-        f.scores["progress"] = round((float(b) - lo) / (hi - lo), 4) if hi > lo else 0.0
+        f.scores["progress"] = round((float(p) - lo) / (hi - lo), 4) if hi > lo else 0.0
         f.scores["visible"] = round(float(v), 4)
+        f.parts = row
 
 
 class FindProcess:
     name = "process"
 
-    def __init__(self, cfg: ProcessConfig) -> None:
+    def __init__(self, cfg: ProcessConfig, progress: ProgressConfig) -> None:
         self.cfg = cfg
+        self.progress = progress
 
     def __call__(self, work: Work) -> Work:
         rejected = []
@@ -148,62 +148,72 @@ class FindProcess:
         return work
 
     def _group(self, work: Work, group: Group) -> str:
-        """Add the group as a segment, or say why it is not a making process."""
+        """Add the group as a segment, or say why it is not a making process (the failed test's value and
+        threshold in the words; every test measured goes to ``work.gates``)."""
         frames = [work.frames[i] for i in group.indices()]
         images = work.source.kind == "images"
         ref = work.frames[group.reference].image
         size = (ref.shape[1], ref.shape[0])
+        where = _where(group, work.frames)
         if not images and fade_only(work, group):
             return "a cross-fade between shots"  # its frames mix two views; align keeps them out of groups
         if not images:  # the length test needs no views: short groups (title cards, inserts) cost nothing
             seconds = sum(work.frames[b - 1].time - work.frames[a].time for a, b in group.shots)
-            if seconds < self.cfg.min_seconds:
-                return f"too short ({seconds:.1f}s)"
+            gate = Gate("seconds", seconds, self.cfg.min_seconds)
+            if not gate.passed:
+                work.gates.append({"where": where, "stage": "process", "gates": [gate.record()]})
+                return f"too short ({gate.says()})"
         tol = self.cfg.pixel_tolerance
         views = normalised_views(frames, size, photometric=not images)
         for f, v in zip(frames, views):
             f.view = v
         region = work_region(views, tol)
         curve, visible = completion_curve(views, region, tol)
-        departed = departure_curve(views, region, tol)
+        parts = measure(views, self.progress.noise, self.progress.coarsest).components
         if images:  # a folder of step images is the process, in order
-            score_frames(frames, curve, departed, visible)
+            score_frames(frames, curve, parts, visible)
             work.segments.append(Segment(frames=frames, region=region, size=size))
             return ""
-        area = float(region.mean())
         k = _ends(len(curve))
+        progress = smoothed(parts.mean(axis=1))
         gain = float(np.median(curve[-k:]) - np.median(curve[:k]))
-        rho = float(spearmanr(np.arange(len(curve)), curve).statistic) if np.ptp(curve) > 0 else 0.0
-        change = step_change(views, region, tol)
-        progressing = spread(
-            (curve + departed) / 2, np.array([f.time for f in frames])
-        )  # progress, as score_frames
+        rho = float(spearmanr(np.arange(len(progress)), progress).statistic) if np.ptp(progress) > 0 else 0.0
+        gates = [
+            Gate("seconds", seconds, self.cfg.min_seconds),
+            Gate("area", float(region.mean()), MIN_AREA),
+            Gate("gain", gain, self.cfg.min_gain),
+            Gate("step_change", step_change(views, region, tol), self.cfg.max_step_change, at_least=False),
+            Gate("monotonic", rho, self.cfg.min_monotonic),
+            Gate("spread", spread(progress, np.array([f.time for f in frames])), self.cfg.min_spread),
+            Gate("settled", float(np.median(parts.mean(axis=1)[-k:])), self.progress.min_settled),
+        ]
+        work.gates.append({"where": where, "stage": "process", "gates": [g.record() for g in gates]})
+        failed = first_failed(gates)
+        if failed is not None:
+            return f"{WHY[failed.name]} ({failed.says()})"
         scores = {
-            "gain": round(gain, 4),
-            "monotonic": round(rho, 4),
-            "area": round(area, 4),
-            "step_change": round(change, 4),
-            "spread": round(progressing, 4),
-            "start": frames[0].time,
-            "end": frames[-1].time,
-            "shots": len(group.shots),
+            g.name: round(g.value, 4)
+            for g in gates
+            if g.name in ("gain", "monotonic", "area", "step_change", "spread")
         }
-        if area < 0.01 or gain < self.cfg.min_gain:
-            return f"static, nothing accumulates (gain {gain:.2f}, changed area {area:.1%})"
-        if change > self.cfg.max_step_change:
-            return (
-                f"everything moves at once ({change:.0%} of the view changes per step): "
-                "camera motion or live action, not work accumulating"
-            )
-        if rho < self.cfg.min_monotonic:
-            return f"changes without accumulating (rho {rho:.2f})"
-        if progressing < self.cfg.min_spread:
-            return (
-                f"changes all at once, not step by step (in progress for {progressing:.0%} of the time "
-                "before it is finished)"
-            )
-        score_frames(frames, curve, departed, visible)
+        scores.update(
+            start=frames[0].time,
+            end=frames[-1].time,
+            shots=len(group.shots),
+            gates=[g.record() for g in gates],
+        )
+        score_frames(frames, curve, parts, visible)
         if self.cfg.crop_to_work:
             scores["crop"] = work_box(region, self.cfg.crop_margin)
         work.segments.append(Segment(frames=frames, scores=scores, region=region, size=size))
         return ""
+
+
+WHY = {  # what a failed test says about the footage
+    "area": "static, nothing accumulates",
+    "gain": "static, nothing accumulates",
+    "step_change": "everything moves at once: camera motion or live action, not work accumulating",
+    "monotonic": "changes without accumulating",
+    "spread": "changes all at once, not step by step",
+    "settled": "never settles on a final state: live action or a moving camera, not work converging",
+}

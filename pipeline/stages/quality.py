@@ -10,7 +10,7 @@ import numpy as np
 from pipeline.config import QualityConfig
 from pipeline.footage.transitions import (
     SURE_FADE,
-    blend_share,
+    aligned_blends,
     fade_only,
     fade_score,
     ghosted,
@@ -58,9 +58,12 @@ def _box(seg: Segment) -> np.ndarray | None:
 class Quality:
     name = "quality"
 
-    def __init__(self, cfg: QualityConfig, pixel_tolerance: float) -> None:
+    def __init__(self, cfg: QualityConfig, pixel_tolerance: float, noise: float) -> None:
         self.cfg = cfg
         self.tol = pixel_tolerance
+        self.noise = (
+            noise  # progress.noise: the change noise explains, below which a pixel says nothing about a mix
+        )
 
     def __call__(self, work: Work) -> Work:
         group_of = {i: g for g, group in enumerate(work.groups) for i in group.indices()}
@@ -92,15 +95,10 @@ class Quality:
         if video:
             position = {id(f): k for k, f in enumerate(work.frames)}
             at = [position[id(f)] for f in frames]
+            blend = aligned_blends(
+                views, self.noise
+            )  # above noise: fades between refinement stills are faint
             for i, f in enumerate(frames):
-                blend[i] = max(
-                    (
-                        blend_share(views[i - d], views[i], views[i + d], self.tol)
-                        for d in (1, 2)
-                        if d <= i < len(frames) - d
-                    ),
-                    default=0.0,
-                )
                 near = at[
                     max(0, i - 2) : i + 3
                 ]  # its neighbours in the segment: are they its neighbours in the video?

@@ -1,16 +1,22 @@
 """Order and select: N distinct states spread evenly over progress, the first an early stage, the last
-the finished work, progress strictly rising step to step and every step visibly different from the
-one before (measured on aligned, normalised views, so a hold is one state whatever its length)."""
+the finished work, progress strictly rising step to step and every step different from the one before
+by a share of the whole process's change, in the scale (or the edges) that sees the difference
+(pipeline.footage.progress: so a hold is one state whatever its length, a passing hand or slight shake).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
 import numpy as np
 
-from pipeline.config import SelectConfig
-from pipeline.footage.views import half_pixel_envelope, nan_median, outside, view
-from pipeline.stages.process import completion_curve, departure_curve, score_frames, work_box, work_region
+from pipeline.config import ProgressConfig, SelectConfig
+from pipeline.footage.gates import Gate
+from pipeline.footage.progress import measure
+from pipeline.footage.transitions import FADE, aligned_blends
+from pipeline.footage.views import view
+from pipeline.stages.process import completion_curve, score_frames, work_box, work_region
 from pipeline.work import Frame, Reject, Segment, Sequence, Work
 
 
@@ -23,13 +29,19 @@ def _allowed(progress: list[float], min_step: float, distinct: np.ndarray | None
 
 
 def longest_chain(progress: list[float], min_step: float, distinct: np.ndarray | None = None) -> int:
-    """How many steps the frames can give at most: the longest chain of rising, distinct frames."""
+    """How many steps the frames can give at most under the constraints of ``pick_steps``: the longest
+    chain of rising, distinct frames from the first frame to the last (0 when none joins them)."""
     ok = _allowed(progress, min_step, distinct)
-    best = np.ones(len(progress), dtype=int)
-    for j in range(len(progress)):
-        if ok[:j, j].any():
-            best[j] = 1 + best[:j][ok[:j, j]].max()
-    return int(best.max(initial=0))
+    m = len(progress)
+    if m == 0:
+        return 0
+    best = np.full(m, -1)
+    best[0] = 1
+    for j in range(1, m):
+        before = ok[:j, j] & (best[:j] > 0)
+        if before.any():
+            best[j] = 1 + best[:j][before].max()
+    return int(max(best[-1], 1 if m == 1 else 0))
 
 
 def pick_steps(
@@ -68,117 +80,107 @@ def pick_steps(
     return out[::-1]
 
 
-BAND = 12  # states compared with each state's followers for distinct steps
 CLOSER = 4  # how much closer the second look at a segment is
 
 
-class Differences:
-    """Fractions of the work region (seen in both views) where frames differ by more than half a pixel's
-    shift explains: the views are aligned already, to a pixel or better, and late detail (the last
-    strokes of a painting) is finer than the one-pixel tolerance the process test allows itself. Only
-    the work region's pixels are kept, once, for a whole step matrix."""
+def jitter(parts: np.ndarray) -> np.ndarray:
+    """Per component, how much shake, compression and the registration's residue move it from one frame to
+    the next while the work stays as it is (about the median first difference of pure noise): fine levels
+    are the most sensitive (a third of a view pixel of shake moves the finest band by some percent of its
+    whole change). Measured on second differences, which a steady rise of the work cancels, and on their
+    lower quartile, which the jumps between held states (two large second differences each) leave alone
+    even when a state holds for a few frames only. (On independent noise of spread s the lower quartile
+    of |second difference| is 0.78 s; the median |first difference| 0.95 s.)"""
+    if len(parts) < 4:
+        return np.zeros(parts.shape[1])
+    return np.percentile(np.abs(np.diff(parts, n=2, axis=0)), 25, axis=0) * (0.95 / 0.78)
 
-    def __init__(self, frames: list[Frame], region: np.ndarray | None, tol: float) -> None:
-        self.n = len(frames)
-        self.usable = bool(frames) and all(
-            f.view is not None and f.view.shape == frames[0].view.shape for f in frames
-        )
-        if not self.usable:
-            return
-        self.tol = tol
-        self.region = (
-            region if region is not None and region.any() else np.ones(frames[0].view.shape[:2], bool)
-        )
-        self.views, self.lo, self.hi = half_pixel_envelope(np.stack([f.view for f in frames]), self.region)
-        self.seen = np.isfinite(self.views[..., 0])
 
-    def against(self, view: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
-        """How much ``view`` (a full view) differs from each of the frames ``idx``."""
-        if not self.usable:
-            return np.ones(len(range(self.n)[idx]))
-        return self._against(view[self.region], idx)
-
-    def _against(self, px: np.ndarray, idx: np.ndarray | slice) -> np.ndarray:
-        both = np.isfinite(px[:, 0])[None] & self.seen[idx]
-        changed = outside(px[None], (self.lo[idx], self.hi[idx]), self.tol) & both
-        return changed.sum(axis=1) / np.maximum(both.sum(axis=1), 1)
-
-    def pair(self, i: int, j: int) -> float:
-        return float(self._against(self.views[i], slice(j, j + 1))[0]) if self.usable else 1.0
-
-    def subset(self, idx: list[int]) -> Differences:
-        """The same comparisons for the frames ``idx`` only (nothing is computed again)."""
-        sub = object.__new__(Differences)
-        sub.n, sub.usable = len(idx), self.usable
-        if self.usable:
-            sub.tol, sub.region = self.tol, self.region
-            sub.views, sub.lo, sub.hi, sub.seen = (a[idx] for a in (self.views, self.lo, self.hi, self.seen))
-        return sub
-
-    def matrix(self, band: int = BAND) -> np.ndarray:
-        """out[i, j]: how much frames i and j differ, for the ``band`` states after each; further apart
-        the work has accumulated (passing states are gone), so they count as fully different."""
-        out = np.ones((self.n, self.n))
-        if self.usable:
-            for i in range(self.n):
-                near = slice(i + 1, min(self.n, i + 1 + band))
-                out[i, near] = self._against(self.views[i], near)
-        return out
+def shares(parts: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+    """out[i, j]: how much of the whole process's change lies between states i and j (rows of ``parts``,
+    progress per scale and edges), in the component that changes most between them (coarse levels see a
+    block-in, fine levels and edges the detail), beyond twice that component's frame-to-frame ``noise``."""
+    d = np.abs(parts[None] - parts[:, None])
+    if noise is not None:
+        d = np.maximum(d - 2 * noise, 0.0)
+    return d.max(axis=-1)
 
 
 class Select:
     name = "select"
 
-    def __init__(self, cfg: SelectConfig, pixel_tolerance: float) -> None:
+    def __init__(self, cfg: SelectConfig, progress: ProgressConfig, pixel_tolerance: float) -> None:
         self.cfg = cfg
+        self.progress = progress
         self.tol = pixel_tolerance
 
-    def states(self, seg: Segment, diff: Differences, drops: Counter, kind: str = "video") -> list[int]:
-        """Collapse runs of frames that look like the run's first into one state, represented by its most
-        typical frame (closest to the run's median view: not the start of a fade or a passing shadow).
-        Indices into ``seg.frames``; ``diff`` compares them.
-
-        Runs are cut at half the distinctness that steps need, so that states a step apart in the work
-        stay apart here; ``pick_steps`` then enforces the full distinctness between chosen steps."""
+    def states(self, parts: np.ndarray, noise: np.ndarray, drops: Counter, kind: str = "video") -> list[int]:
+        """Collapse runs of frames that differ from the run's first by less than half the share steps need
+        into one state, represented by its most typical frame (closest to the run's median progress: not
+        the start of a fade or a passing shadow); the last run by its very last frame (the finished work).
+        Indices into ``parts``' rows; ``pick_steps`` then enforces the full share between chosen steps.
+        Differences count beyond twice each component's ``noise`` (``jitter``), as in ``shares``."""
         runs: list[list[int]] = []
-        for j in range(len(seg.frames)):
-            if runs and diff.pair(runs[-1][0], j) < self.cfg.min_distinct / 2:
+        for j in range(len(parts)):
+            if (
+                runs
+                and (np.abs(parts[j] - parts[runs[-1][0]]) - 2 * noise).max() < self.progress.min_share / 2
+            ):
                 runs[-1].append(j)
             else:
                 runs.append([j])
         out = []
         for n, run in enumerate(runs):
             drops[self.same_state(kind)] += len(run) - 1
-            if n == len(runs) - 1 or len(run) < 3 or not diff.usable:  # the finished work: its very end
+            if n == len(runs) - 1:
                 out.append(run[-1])
                 continue
-            typical = nan_median(np.stack([seg.frames[j].view for j in run]))
-            out.append(run[int(np.argmin(diff.against(typical, np.array(run))))])
-        return self._without_passing(out, diff, drops)
+            typical = np.median(parts[run], axis=0)
+            out.append(run[int(np.argmin(np.abs(parts[run] - typical).max(axis=1)))])
+        share = shares(parts[out], noise)
+        kept = self._rejoined(self._without_passing(share, drops), share, drops)
+        return [out[i] for i in kept]
 
     def same_state(self, kind: str) -> str:
         """The drop reason of a frame that joins the state before it, with the measure that decided it (a
         folder step can change many pixels and still be under it once aligned and normalised)."""
-        under = f"under {self.cfg.min_distinct / 2:.0%} of the work region visibly differs (select.min_distinct / 2)"
+        under = (
+            f"under {self.progress.min_share / 2:.0%} of the whole change in every scale and in the edges "
+            "(progress.min_share / 2)"
+        )
         if kind == "images":
             return f"step image too close to the one before: {under}"
         return f"same state as the frame before (a hold): {under}"
 
     @staticmethod
-    def _without_passing(states: list[int], diff: Differences, drops: Counter) -> list[int]:
-        """Drop a state that the next one undoes (something came and went: a hand the occlusion test
-        missed, a lamp switched on and off): work accumulates, so a state's neighbours differ from each
-        other at least as much as from it."""
-        if len(states) < 3:
-            return states
-        kept = [states[0]]
-        for b, c in zip(states[1:-1], states[2:]):
-            a = kept[-1]
-            if diff.pair(a, c) < 0.5 * min(diff.pair(a, b), diff.pair(b, c)):
+    def _without_passing(share: np.ndarray, drops: Counter) -> list[int]:
+        """Positions of the states to keep, without a state that the next one undoes (something came and
+        went: a hand the occlusion test missed, a lamp switched on and off): work accumulates, so a state's
+        neighbours differ from each other at least as much as from it. ``share`` compares the states."""
+        n = len(share)
+        if n < 3:
+            return list(range(n))
+        kept = [0]
+        for b in range(1, n - 1):
+            a, c = kept[-1], b + 1
+            if share[a, c] < 0.5 * min(share[a, b], share[b, c]):
                 drops["a passing state (it came and went)"] += 1
             else:
                 kept.append(b)
-        return kept + [states[-1]]
+        return kept + [n - 1]
+
+    def _rejoined(self, kept: list[int], share: np.ndarray, drops: Counter) -> list[int]:
+        """One state for the two sides of what passed: with it gone, the hold before a passing hand and the
+        hold after it are alike, and the earlier stands for both (the finished work: its very end)."""
+        out = kept[:1]
+        for k in kept[1:]:
+            if share[out[-1], k] < self.progress.min_share / 2:
+                drops["same state as another frame (a hold)"] += 1
+                if k == kept[-1]:
+                    out[-1] = k
+                continue
+            out.append(k)
+        return out
 
     def __call__(self, work: Work) -> Work:
         n = work.source.task.frames
@@ -194,12 +196,13 @@ class Select:
         ranked = ranked[: self.cfg.sequences_per_source]
         problems = []
         for seg in sorted(ranked, key=lambda s: s.scores.get("start") or 0.0):
+            gates: list[Gate] = []
             if (
                 work.source.kind == "images" and len(seg.frames) == n
             ):  # exactly N steps: the sequence as given
-                frames, chosen = seg.frames, list(range(n))
+                frames, chosen, gates = seg.frames, list(range(n)), [Gate("steps_given", n, n)]
             else:
-                frames, chosen, found = self._choose(seg, key, n, work)
+                frames, chosen, gates = self._choose(seg, key, n, work)
                 if (
                     chosen is None
                     and work.source.kind == "video"
@@ -207,48 +210,65 @@ class Select:
                     and seg.region is not None
                 ):
                     # Late detail (the last strokes) may be too fine for the small whole-frame views.
-                    frames, chosen, found = self._choose(self._closer(seg), key, n, work)
+                    frames, chosen, gates = self._choose(self._closer(seg, work), key, n, work)
+            records = [g.record() for g in gates]
+            if gates:
+                work.gates.append({"where": _span(seg), "stage": "select", "gates": records})
             if chosen is None:
-                shots = seg.scores.get("shots") or 1
-                where = f" across {shots} linked shots" if shots > 1 else ""
-                problems.append(
-                    f"{found} distinct states found{where} (visibly different and rising in "
-                    f"completion); {work.source.task.id} needs {n}"
-                )
+                problems.append(self._why(seg, gates, n, work.source.task.id))
                 continue
+            scores = {**seg.scores, "gates": (seg.scores.get("gates") or []) + records}
             work.sequences.append(
-                Sequence(frames=[frames[i] for i in chosen], segment_scores=seg.scores, size=seg.size)
+                Sequence(frames=[frames[i] for i in chosen], segment_scores=scores, size=seg.size)
             )
         if not work.sequences:
             raise Reject("not enough distinct steps: " + "; ".join(problems))
         return work
 
+    def _why(self, seg: Segment, gates: list[Gate], n: int, task: str) -> str:
+        """The count of distinct rising states, in words that agree with the decision."""
+        found = int(gates[0].value)
+        shots = seg.scores.get("shots") or 1
+        where = f" across {shots} linked shots" if shots > 1 else ""
+        what = (
+            f"{found} distinct states found{where} (each rising in progress and differing from the one "
+            f"before by at least {self.progress.min_share:.0%} of the whole change)"
+        )
+        if found >= n:  # a longer chain exists, but dropping states from it joins states too alike
+            return f"{what}, but no {n} of them that keep every step that distinct; {task} needs {n}"
+        return f"{what}; {task} needs {n}"
+
     def _choose(
         self, seg: Segment, key: str, n: int, work: Work
-    ) -> tuple[list[Frame], list[int] | None, int]:
-        """The segment's states, the n of them chosen (None: impossible) and how many distinct rising
-        states there are; the holds and passing states dropped are counted only when n were chosen."""
+    ) -> tuple[list[Frame], list[int] | None, list[Gate]]:
+        """The segment's states, the n of them chosen (None: impossible) and the gates measured: how many
+        distinct rising states there are, and the least share between two chosen steps. The holds and
+        passing states dropped are counted only when n were chosen."""
         drops: Counter = Counter()
-        diff = Differences(seg.frames, seg.region, self.tol)
-        idx = (
-            self.states(seg, diff, drops, work.source.kind)
-            if work.source.ordered
-            else list(range(len(seg.frames)))
+        parts = (
+            np.stack([f.parts for f in seg.frames])
+            if seg.frames and all(f.parts is not None for f in seg.frames)
+            else None
         )
+        ordered = work.source.ordered and parts is not None
+        noise = jitter(parts) if ordered else None
+        idx = self.states(parts, noise, drops, work.source.kind) if ordered else list(range(len(seg.frames)))
         frames = [seg.frames[i] for i in idx]
-        distinct = diff.subset(idx).matrix() >= self.cfg.min_distinct
+        share = shares(parts[idx], noise) if ordered else None
+        distinct = share >= self.progress.min_share if share is not None else None
         progress = [f.scores[key] for f in frames]
         chosen = pick_steps(progress, n, self.cfg.min_progress_step, distinct)
+        found = longest_chain(progress, self.cfg.min_progress_step, distinct)
+        gates = [Gate("distinct_states", found, n)]
         if chosen is None:
-            return (
-                frames,
-                None,
-                longest_chain(progress, self.cfg.min_progress_step, distinct) if frames else 0,
-            )
+            return frames, None, gates
+        if share is not None:
+            least = min(share[a, b] for a, b in pairwise(chosen))
+            gates.append(Gate("step_share", float(least), self.progress.min_share))
         work.drops.update(drops)
-        return frames, chosen, len(chosen)
+        return frames, chosen, gates
 
-    def _closer(self, seg: Segment) -> Segment:
+    def _closer(self, seg: Segment, work: Work) -> Segment:
         """The segment seen closer: views of the work's box only, CLOSER times as many pixels across (at most
         the frame's own), and each frame's progress measured again on them."""
         box = seg.scores.get("crop") or work_box(seg.region, 0.0)
@@ -259,9 +279,22 @@ class Select:
         views = np.stack(
             [view(f, seg.size, box, across) * (f.gain if f.gain is not None else 1.0) for f in seg.frames]
         )
+        # Late refinement steps change too little at the whole-frame scale for the quality stage to see the
+        # fades between them; seen closer, those mixes would be states of their own.
+        clean = aligned_blends(views, self.progress.noise) <= FADE
+        work.drops["cross-fade between two steps"] += int((~clean).sum())
+        frames, views = [f for f, keep in zip(seg.frames, clean) if keep], views[clean]
         region = work_region(views, self.tol)
         curve, visible = completion_curve(views, region, self.tol)
-        for f, v in zip(seg.frames, views):
+        for f, v in zip(frames, views):
             f.view = v
-        score_frames(seg.frames, curve, departure_curve(views, region, self.tol), visible)
-        return Segment(frames=seg.frames, scores=seg.scores, region=region, size=seg.size)
+        score_frames(
+            frames, curve, measure(views, self.progress.noise, self.progress.coarsest).components, visible
+        )
+        return Segment(frames=frames, scores=seg.scores, region=region, size=seg.size)
+
+
+def _span(seg: Segment) -> str:
+    """Where the segment is, for the report's gates."""
+    start, end = seg.scores.get("start"), seg.scores.get("end")
+    return f"{start:.1f}-{end:.1f}s" if start is not None and end is not None else "images"

@@ -1,0 +1,103 @@
+"""The continuous progress measure (pipeline.footage.progress) and the steps chosen in it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import pairwise
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+from scipy.stats import spearmanr
+
+from pipeline.config import ProgressConfig, SelectConfig
+from pipeline.demo.synthetic import _hand
+from pipeline.footage.progress import measure
+from pipeline.footage.views import thumb
+from pipeline.stages.select import Select, jitter, pick_steps, shares
+from testkit.styles import STYLES, make_style
+
+CFG = ProgressConfig()
+
+
+def _art() -> np.ndarray:
+    return cv2.resize(skimage.data.astronaut(), (240, 180), interpolation=cv2.INTER_AREA)
+
+
+def _views(images: list[np.ndarray]) -> np.ndarray:
+    return np.stack([thumb(img) for img in images])
+
+
+def _blur_pyramid(art: np.ndarray, a: float) -> np.ndarray:
+    """Refinement of the whole picture at once: a blur that shrinks from a big sigma to none."""
+    sigma = 12.0 * (1 - a) ** 1.5
+    return cv2.GaussianBlur(art, (0, 0), sigma) if sigma > 0.3 else art
+
+
+def _process(name: str, a: np.ndarray) -> list[np.ndarray]:
+    art = _art()
+    if name == "blur pyramid":
+        return [_blur_pyramid(art, x) for x in a]
+    style = make_style(name, art, np.random.default_rng(3))
+    return [style.at(float(x)) for x in a]
+
+
+@pytest.mark.parametrize("name", ["blur pyramid", "layered", "reveal"])
+def test_progress_rises_with_the_truth_and_the_chosen_steps_are_spread(name):
+    a = np.concatenate([np.zeros(3), np.linspace(0, 1, 60), np.ones(4)])
+    progress = measure(_views(_process(name, a)), CFG.noise, CFG.coarsest)
+    curve = progress.curve
+    assert spearmanr(a, curve).statistic >= 0.95
+    normalised = (curve - curve.min()) / np.ptp(curve)
+    share = shares(progress.components)
+    chosen = pick_steps(list(normalised), 9, 0.005, share >= CFG.min_share)
+    assert chosen is not None and chosen[0] == 0 and chosen[-1] == len(a) - 1
+    assert min(share[i, j] for i, j in pairwise(chosen)) >= CFG.min_share
+    assert all(a[j] > a[i] for i, j in pairwise(chosen))
+
+
+def test_each_style_starts_blank_and_ends_finished():
+    art = _art()
+    for name in STYLES:
+        style = make_style(name, art, np.random.default_rng(0))
+        end = style.at(1.0)
+        off = (end != art).any(axis=-1)
+        if name == "layered":  # the line art stays on top of the finished picture
+            off &= ~style.lines
+        assert off.mean() < 0.001, name  # reveal's order leaves its last pixel
+        assert np.ptp(style.at(0.0).astype(int)) == 0, name  # an untouched surface
+
+
+def test_a_hold_with_a_passing_hand_and_slight_shake_is_one_state():
+    """Twenty frames of one state of the work, shaken by a pixel each way, a hand over it in four of them,
+    between the untouched start and the finished work: the hold gives one state."""
+    art, rng = _art(), np.random.default_rng(1)
+    style = make_style("refine", art, rng)
+    held = style.at(0.5)
+    images = [style.at(0.0)] * 4
+    for i in range(20):
+        dx, dy = rng.integers(-1, 2, 2)
+        img = cv2.warpAffine(
+            held,
+            np.float32([[1, 0, dx], [0, 1, dy]]),
+            (art.shape[1], art.shape[0]),
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        if 8 <= i < 12:
+            img = img.copy()
+            _hand(img, 120 + 10 * (i - 8), 100, 0.8)
+        images.append(img)
+    images += [art] * 4
+    parts = measure(_views(images), CFG.noise, CFG.coarsest).components
+    states = Select(SelectConfig(), CFG, 0.08).states(parts, jitter(parts), Counter())
+    assert len([s for s in states if 4 <= s < 24]) == 1, states
+
+
+def test_a_state_differs_from_the_next_by_the_component_that_sees_it():
+    """Late detail moves the fine band and hardly the coarse base: the share between two states is taken in
+    the component that changes most."""
+    parts = np.array([[0.0, 0.0], [0.5, 0.1], [0.52, 0.9]])
+    share = shares(parts)
+    assert share[0, 1] == pytest.approx(0.5) and share[1, 2] == pytest.approx(0.8)
+    assert share[1, 0] == share[0, 1]
