@@ -101,3 +101,20 @@ def test_a_state_differs_from_the_next_by_the_component_that_sees_it():
     share = shares(parts)
     assert share[0, 1] == pytest.approx(0.5) and share[1, 2] == pytest.approx(0.8)
     assert share[1, 0] == share[0, 1]
+
+
+def test_rising_and_smoothed_equal_scipys_spearman_and_median_filter():
+    """The process gate's rank correlation and running median, in numpy (scipy's import costs a second of
+    start-up), give scipy's values: ties, flat and short curves included."""
+    from scipy.ndimage import median_filter
+
+    from pipeline.stages.process import rising, smoothed
+
+    rng = np.random.default_rng(0)
+    curves = [rng.random(n) for n in (2, 3, 7, 40)]
+    curves += [np.round(rng.random(30), 1), np.linspace(0, 1, 9) ** 2, np.r_[0.0, 0.5, 0.5, 0.2, 1.0, 1.0]]
+    for c in curves:
+        assert rising(c) == pytest.approx(spearmanr(np.arange(len(c)), c).statistic, abs=1e-12)
+        assert np.array_equal(smoothed(c), median_filter(c, size=3, mode="nearest"))
+    assert rising(np.full(5, 0.3)) == 0.0 and rising(np.array([0.2])) == 0.0
+    assert rising(np.arange(6.0)[::-1]) == pytest.approx(-1.0)
