@@ -40,6 +40,10 @@ def _key_path(loc: tuple) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
 
 
+# keys a release removed, with what replaced them: an old config says where the setting went
+MOVED = {"select.min_distinct": "progress.min_share (a share of the whole process's change)"}
+
+
 def explain(err: ValidationError, where: str, model: type[BaseModel], prefix: tuple = ()) -> list[str]:
     """One line per problem, ``WHERE: key.path: what is wrong``, unknown keys first (a typo such as ``taks:``
     also makes ``task`` missing: the typo is the news) with the closest known key where one is close.
@@ -52,8 +56,11 @@ def explain(err: ValidationError, where: str, model: type[BaseModel], prefix: tu
             holder = _model_at(model, loc[:-1])
             known = list(holder.model_fields) if holder else []
             close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            moved = MOVED.get(_key_path(loc))
             hint = (
-                f" (did you mean {close[0]!r}?)"
+                f" (removed: now {moved})"
+                if moved
+                else f" (did you mean {close[0]!r}?)"
                 if close
                 else f" (known: {', '.join(known)})"
                 if known

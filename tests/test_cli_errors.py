@@ -142,3 +142,23 @@ def test_missing_sources_are_listed_the_run_goes_on_and_strict_exits_4(here, cap
     err = capsys.readouterr().err
     assert "--strict: 0 failed and 3 missing source(s) in this run (exit 4)" in err
     assert "CLIP stage" not in err  # --quiet: the report has it
+
+
+def test_a_removed_config_key_says_what_replaced_it(tmp_path, capsys):
+    """select.min_distinct went when steps came to be told apart by a share of the whole process's change:
+    an old build.yaml names its successor instead of only failing."""
+    (tmp_path / "m.yaml").write_text("sources: []\n")
+    (tmp_path / "old.yaml").write_text("select:\n  min_distinct: 0.01\n")
+    code = main(
+        [
+            "build",
+            str(tmp_path / "m.yaml"),
+            "--out",
+            str(tmp_path / "out"),
+            "--config",
+            str(tmp_path / "old.yaml"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "select.min_distinct: unknown key (removed: now progress.min_share" in err
+    assert not (tmp_path / "out").exists()
