@@ -52,6 +52,8 @@ CASES = [
     (["inspect", "manifest.yaml"], "is a file, not a corpus folder"),
     (["inspect", "nope", "--json"], "no such folder"),
     (["review", "nope", "--out", "site"], "no such folder"),
+    (["vacuum", "nope"], "nope: no such folder"),
+    (["vacuum", "manifest.yaml"], "is a file, not a corpus folder"),
     (["review", "nope", "--out", "manifest.yaml"], "--out manifest.yaml: is a file"),
     (["review", "nope", "--out", "site", "--page-size", "0"], "is not at least 1"),
     (["curate", "nope", "--drop", "k", "--reason", "r"], "no such folder"),

@@ -11,18 +11,18 @@ from pipeline.cli.common import fail
 
 def cmd_vacuum(args: argparse.Namespace) -> int:
     from pipeline.config import SnapshotConfig
+    from pipeline.corpus.existing import NotACorpus, open_corpus
     from pipeline.corpus.index import read_index
     from pipeline.corpus.ledger import Ledger
-    from pipeline.corpus.snapshots import is_corpus
     from pipeline.corpus.vacuum import DAY, vacuum
     from pipeline.io.lock import LockBusy, OutputLock
-    from pipeline.io.storage import Storage
 
     if args.retention is not None and args.retention < 0:
         return fail(EXIT_USAGE, f"--retention {args.retention}: days must be >= 0", args.json)
-    if not is_corpus(args.corpus):  # checked before Storage, which would create a mistyped folder
-        return fail(EXIT_USAGE, f"{args.corpus}: no dataset.json (not a corpus)", args.json)
-    storage = Storage(args.corpus)
+    try:
+        storage, _ = open_corpus(args.corpus)  # the index is read again under the lock
+    except NotACorpus as e:
+        return fail(EXIT_USAGE, str(e), args.json)
     try:
         with OutputLock(storage):
             index = read_index(storage) or {}
