@@ -14,20 +14,44 @@ FADE = 0.5  # a frame is part of a cross-fade when more of its change than this 
 SURE_FADE = 0.8  # ... and surely so (a camera that moves smoothly seldom looks like this)
 RESIDUAL_MAX = 0.03  # of a pixel's change between the neighbours, what one mix may leave unexplained
 MIN_CHANGE = 0.02  # a fade changes at least this fraction of the view (a brush stroke changes less)
+UNEXPLAINED = 0.05  # ... and this share of that change is beyond what a shift within a pixel explains
 GHOST_SHIFT = 3.0  # thumbnail pixels two framings must differ by for a ghost of one in the other to show
 GHOST = 0.1  # ... and the share of the other framing that shows a frame holds a ghost of it
 
 
-def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, change: float) -> float:
+Envelope = tuple[np.ndarray, np.ndarray]  # pipeline.footage.views.envelope of a view: its lowest, highest
+
+
+def blend_share(
+    prev: np.ndarray,
+    cur: np.ndarray,
+    nxt: np.ndarray,
+    change: float,
+    around: tuple[Envelope, Envelope] | None = None,
+) -> float:
     """Of the pixels that change between a frame's neighbours (by more than ``change`` in some channel), the
-    share that sit part-way between them by one common amount (0 when that amount is ~0 or ~1).
+    share that sit part-way between them by one common amount (0 when that amount is ~0 or ~1, or when
+    a shift within a pixel explains nearly all of that change). ``around``: the neighbours' envelopes
+    (views.envelope), where the caller has them.
 
     A cross-fade mixes two whole states in one proportion, so every changing pixel is the same part of the
     way between them; real work changes a pixel at once (paint arrives, a piece is placed), so most equal
     one neighbour or the other and the few part-way (the edge of a stroke) are part-way by any amount.
+    A camera that shakes by part of a pixel also puts every edge part-way between its neighbours (an
+    image moved by a third of a pixel is two thirds of it plus a third of the next pixel), as filmed and
+    in aligned views alike (each is resampled at its own sub-pixel phase). A fade leaves part of its
+    change beyond what the other neighbour shows within a pixel (``UNEXPLAINED``); shake leaves next to
+    none. A new line a pixel wide leaves its old neighbourhood though not the other way round, so one
+    way suffices.
     """
-    changing = differs(prev, nxt, change, shift=0) & seen(cur)
-    if changing.sum() < max(8, MIN_CHANGE * seen(cur).sum()):
+    shown = seen(cur)
+    enough = max(8, MIN_CHANGE * shown.sum())
+    changing = differs(prev, nxt, change, shift=0) & shown
+    if changing.sum() < enough:
+        return 0.0
+    before, after = around or (envelope(prev), envelope(nxt))
+    unexplained = changing & (outside(prev, after, change) | outside(nxt, before, change))
+    if unexplained.sum() < UNEXPLAINED * changing.sum():
         return 0.0
     d = (nxt - prev)[changing]
     alpha = ((cur - prev)[changing] * d).sum(-1) / (d * d).sum(-1)
@@ -46,10 +70,21 @@ def aligned_blends(views: np.ndarray, change: float) -> np.ndarray:
     """Per view of a segment (aligned, normalised, in time order), its best blend share between the views
     one and two before and after it: a fade spans a few analysis frames."""
     n = len(views)
+    lo, hi = envelope(views)
     return np.array(
         [
             max(
-                (blend_share(views[i - d], views[i], views[i + d], change) for d in (1, 2) if d <= i < n - d),
+                (
+                    blend_share(
+                        views[i - d],
+                        views[i],
+                        views[i + d],
+                        change,
+                        ((lo[i - d], hi[i - d]), (lo[i + d], hi[i + d])),
+                    )
+                    for d in (1, 2)
+                    if d <= i < n - d
+                ),
                 default=0.0,
             )
             for i in range(n)
@@ -64,12 +99,26 @@ def _small(work: Work, i: int) -> np.ndarray:
     return cache["thumb", i]
 
 
+def _around(work: Work, i: int) -> Envelope:
+    """The envelope of ``_small(work, i)``, cached beside it: each frame is a neighbour in several pairs."""
+    cache = work.fade_parts
+    if ("envelope", i) not in cache:
+        cache["envelope", i] = envelope(_small(work, i))
+    return cache["envelope", i]
+
+
 def _mixed(work: Work, i: int, pairs: tuple[tuple[int, int], ...], tol: float) -> float:
     """The best blend share of analysis frame ``i`` between the frames ``p`` before and ``q`` after it."""
     n = len(work.frames)
     return max(
         (
-            blend_share(_small(work, i - p), _small(work, i), _small(work, i + q), 2 * tol)
+            blend_share(
+                _small(work, i - p),
+                _small(work, i),
+                _small(work, i + q),
+                2 * tol,
+                (_around(work, i - p), _around(work, i + q)),
+            )
             for p, q in pairs
             if i - p >= 0 and i + q < n
         ),
@@ -120,6 +169,26 @@ def unsettled(work: Work, k: int, tol: float, sure: set[int]) -> bool:
     )
 
 
+def _move(work: Work, k: int, j: int) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """Frame ``j``'s thumbnail pixels -> frame ``k``'s, as filmed (both in one group's coordinates), and the
+    thumbnails' (w, h); None when neither frame moved (align gives a fixed shot's frames the identity)."""
+    fk, fj = work.frames[k], work.frames[j]
+    if not fk.moved and not fj.moved:
+        return None
+    own = lambda f: f.warp if f.warp is not None else np.eye(3)  # noqa: E731
+    h, w = fk.image.shape[:2]
+    tw, th = thumb_size(h, w)
+    to_small = np.diag([tw / w, th / h, 1.0])
+    return to_small @ np.linalg.inv(own(fk)) @ own(fj) @ np.linalg.inv(to_small), (tw, th)
+
+
+def reframed(work: Work, k: int, others: list[int]) -> bool:
+    """Whether analysis frame ``k`` is framed differently from any of ``others`` (frames of its group) by
+    more than a thumbnail pixel. Where it is not, its thumbnail as filmed shows what its aligned view
+    shows, and a fade is judged there: a camera that only shakes needs no judging as filmed."""
+    return any((m := _move(work, k, j)) is not None and not is_identity(*m) for j in others)
+
+
 def ghost_share(work: Work, k: int, j: int, tol: float) -> float | None:
     """How much of frame ``j``'s framing, as filmed, shows through analysis frame ``k`` of the same group:
     g in k = (1 - g) * (j re-framed as k) + g * (j as filmed), a robust fit over the pixels that the
@@ -128,18 +197,12 @@ def ghost_share(work: Work, k: int, j: int, tol: float) -> float | None:
     A cross-fade between two framings of the work mixes them pixel by pixel, so its frames hold a ghost
     of the framing they fade from or to; a frame the camera moved to (jitter, a zoom, a pan) is its
     neighbour re-framed, whatever the work did in between (a hand or new work are outliers of the fit)."""
-    fk, fj = work.frames[k], work.frames[j]
-    if not fk.moved and not fj.moved:  # one fixed framing (align gives a fixed shot's frames the identity)
+    found = _move(work, k, j)
+    if found is None or is_identity(*found, GHOST_SHIFT):
         return None
-    own = lambda f: f.warp if f.warp is not None else np.eye(3)  # noqa: E731
-    h, w = fk.image.shape[:2]
-    tw, th = thumb_size(h, w)
-    to_small = np.diag([tw / w, th / h, 1.0])
-    move = to_small @ np.linalg.inv(own(fk)) @ own(fj) @ np.linalg.inv(to_small)  # j's pixels -> k's
-    if is_identity(move, (tw, th), GHOST_SHIFT):
-        return None
+    move, (tw, th) = found
     small_k, small_j = _small(work, k), _small(work, j)
-    reframed = cv2.warpAffine(
+    j_as_k = cv2.warpAffine(
         small_j,
         move[:2].astype(np.float32),
         (tw, th),
@@ -147,12 +210,12 @@ def ghost_share(work: Work, k: int, j: int, tol: float) -> float | None:
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=(np.nan, np.nan, np.nan),
     )
-    d = small_j - reframed
+    d = small_j - j_as_k
     with np.errstate(invalid="ignore"):
         changed = np.fmax(np.fmax(np.abs(d[..., 0]), np.abs(d[..., 1])), np.abs(d[..., 2])) > 2 * tol
     if changed.sum() < max(8, MIN_CHANGE * changed.size):
         return None
-    d, e = d[changed], (small_k - reframed)[changed]
+    d, e = d[changed], (small_k - j_as_k)[changed]
     return float(np.median((e * d).sum(-1) / (d * d).sum(-1)))
 
 
@@ -197,7 +260,9 @@ def transient_fraction(
 ) -> np.ndarray:
     """Per view, the fraction of its seen pixels (inside ``where``: the work) that something passing
     covers: the surely covered pixels (``_covered``) and the pixels joined to them that are unlike the
-    frames as far before as after it, though those disagree with each other (the work changed under it).
+    frames as far before as after it, though those disagree with each other (the work changed under it):
+    the farthest such pair within ``window`` / 2 seconds (before the hand came, after it left), or the
+    pair halfway (a hand that came and went sooner).
 
     A hand usually works where the work changes: at a painting front, or laying in colour where it rests,
     so its partner frames disagree under much of it (the sketch before it came, the paint after it
@@ -215,7 +280,7 @@ def transient_fraction(
     reach = _reach(times, window / 2)
     sure = _covered(views, times, window, tol, own, env, reach)
     for k in np.flatnonzero(sure.any(axis=(1, 2))):
-        ds = np.arange(1, reach[k] + 1)
+        ds = np.unique([reach[k], (reach[k] + 1) // 2])
         unlike = outside(views[k][None], (env[0][k - ds], env[1][k - ds]), tol)
         unlike &= outside(views[k][None], (env[0][k + ds], env[1][k + ds]), tol)
         count, labels = cv2.connectedComponents(
@@ -246,7 +311,7 @@ def _covered(
     window: float,
     tol: float,
     own: np.ndarray,
-    env: tuple[np.ndarray, np.ndarray],
+    env: Envelope,
     reach: np.ndarray,
 ) -> np.ndarray:
     """Per view and pixel (inside ``own``), whether something passing surely covers it: unlike two frames as
