@@ -22,17 +22,10 @@ GHOST = 0.1  # ... and the share of the other framing that shows a frame holds a
 Envelope = tuple[np.ndarray, np.ndarray]  # pipeline.footage.views.envelope of a view: its lowest, highest
 
 
-def blend_share(
-    prev: np.ndarray,
-    cur: np.ndarray,
-    nxt: np.ndarray,
-    change: float,
-    around: tuple[Envelope, Envelope] | None = None,
-) -> float:
+def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, change: float) -> float:
     """Of the pixels that change between a frame's neighbours (by more than ``change`` in some channel), the
     share that sit part-way between them by one common amount (0 when that amount is ~0 or ~1, or when
-    a shift within a pixel explains nearly all of that change). ``around``: the neighbours' envelopes
-    (views.envelope), where the caller has them.
+    a shift within a pixel explains nearly all of that change).
 
     A cross-fade mixes two whole states in one proportion, so every changing pixel is the same part of the
     way between them; real work changes a pixel at once (paint arrives, a piece is placed), so most equal
@@ -42,16 +35,10 @@ def blend_share(
     in aligned views alike (each is resampled at its own sub-pixel phase). A fade leaves part of its
     change beyond what the other neighbour shows within a pixel (``UNEXPLAINED``); shake leaves next to
     none. A new line a pixel wide leaves its old neighbourhood though not the other way round, so one
-    way suffices.
+    way suffices. (Tested last: most frames are no mix at all, and this test costs the most.)
     """
-    shown = seen(cur)
-    enough = max(8, MIN_CHANGE * shown.sum())
-    changing = differs(prev, nxt, change, shift=0) & shown
-    if changing.sum() < enough:
-        return 0.0
-    before, after = around or (envelope(prev), envelope(nxt))
-    unexplained = changing & (outside(prev, after, change) | outside(nxt, before, change))
-    if unexplained.sum() < UNEXPLAINED * changing.sum():
+    changing = differs(prev, nxt, change, shift=0) & seen(cur)
+    if changing.sum() < max(8, MIN_CHANGE * seen(cur).sum()):
         return 0.0
     d = (nxt - prev)[changing]
     alpha = ((cur - prev)[changing] * d).sum(-1) / (d * d).sum(-1)
@@ -63,28 +50,19 @@ def blend_share(
     residual = float(np.median((((cur - prev)[changing] - mix * d) ** 2).sum(-1) / (d * d).sum(-1)))
     if residual > RESIDUAL_MAX:
         return 0.0
-    return float((np.abs(alpha - mix) < 0.15).mean())
+    share = float((np.abs(alpha - mix) < 0.15).mean())
+    unexplained = changing & (differs(prev, nxt, change) | differs(nxt, prev, change))
+    return share if unexplained.sum() >= UNEXPLAINED * changing.sum() else 0.0
 
 
 def aligned_blends(views: np.ndarray, change: float) -> np.ndarray:
     """Per view of a segment (aligned, normalised, in time order), its best blend share between the views
     one and two before and after it: a fade spans a few analysis frames."""
     n = len(views)
-    lo, hi = envelope(views)
     return np.array(
         [
             max(
-                (
-                    blend_share(
-                        views[i - d],
-                        views[i],
-                        views[i + d],
-                        change,
-                        ((lo[i - d], hi[i - d]), (lo[i + d], hi[i + d])),
-                    )
-                    for d in (1, 2)
-                    if d <= i < n - d
-                ),
+                (blend_share(views[i - d], views[i], views[i + d], change) for d in (1, 2) if d <= i < n - d),
                 default=0.0,
             )
             for i in range(n)
@@ -99,26 +77,12 @@ def _small(work: Work, i: int) -> np.ndarray:
     return cache["thumb", i]
 
 
-def _around(work: Work, i: int) -> Envelope:
-    """The envelope of ``_small(work, i)``, cached beside it: each frame is a neighbour in several pairs."""
-    cache = work.fade_parts
-    if ("envelope", i) not in cache:
-        cache["envelope", i] = envelope(_small(work, i))
-    return cache["envelope", i]
-
-
 def _mixed(work: Work, i: int, pairs: tuple[tuple[int, int], ...], tol: float) -> float:
     """The best blend share of analysis frame ``i`` between the frames ``p`` before and ``q`` after it."""
     n = len(work.frames)
     return max(
         (
-            blend_share(
-                _small(work, i - p),
-                _small(work, i),
-                _small(work, i + q),
-                2 * tol,
-                (_around(work, i - p), _around(work, i + q)),
-            )
+            blend_share(_small(work, i - p), _small(work, i), _small(work, i + q), 2 * tol)
             for p, q in pairs
             if i - p >= 0 and i + q < n
         ),
