@@ -17,6 +17,7 @@ MIN_CHANGE = 0.02  # a fade changes at least this fraction of the view (a brush 
 UNEXPLAINED = 0.05  # ... and this share of that change is beyond what a shift within a pixel explains
 GHOST_SHIFT = 3.0  # thumbnail pixels two framings must differ by for a ghost of one in the other to show
 GHOST = 0.1  # ... and the share of the other framing that shows a frame holds a ghost of it
+SURE_PIXELS = 2  # sure pixels a hand shows before the rest of it is looked for (one alone is as often noise)
 
 
 Envelope = tuple[np.ndarray, np.ndarray]  # pipeline.footage.views.envelope of a view: its lowest, highest
@@ -232,7 +233,9 @@ def transient_fraction(
     so its partner frames disagree under much of it (the sketch before it came, the paint after it
     left) and only its edges over settled work are sure. The hand is one thing, so what touches those
     sure pixels and is unlike the frames around it in the same way is the rest of it; a frame with no
-    sure pixel has no hand, whatever its intermediate states (a base colour before its detail) look like.
+    sure pixel has no hand, whatever its intermediate states (a base colour before its detail) look like;
+    nor is a single sure pixel grown (``SURE_PIXELS``): the edge of a hand spans more than one view pixel,
+    and one pixel unlike its partners is as often noise or an intermediate state next to it.
     """
     n = len(views)
     out = np.zeros(n)
@@ -243,7 +246,9 @@ def transient_fraction(
     env = envelope(views)
     reach = _reach(times, window / 2)
     sure = _covered(views, times, window, tol, own, env, reach)
-    for k in np.flatnonzero(sure.any(axis=(1, 2))):
+    found = sure.sum(axis=(1, 2))
+    out[:] = found / shown
+    for k in np.flatnonzero(found >= SURE_PIXELS):
         ds = np.unique([reach[k], (reach[k] + 1) // 2])
         unlike = outside(views[k][None], (env[0][k - ds], env[1][k - ds]), tol)
         unlike &= outside(views[k][None], (env[0][k + ds], env[1][k + ds]), tol)
