@@ -179,7 +179,9 @@ class QualityConfig(_Section):
     """Per-frame filters inside a process."""
 
     blur_ratio: float = Field(
-        0.35, description="drop frames sharper than less than this x the segment median"
+        0.35,
+        description="drop a frame less sharp than this x the median sharpness on each side of it (within "
+        "quality.occlusion_window): a dip, not the work turning soft (a colour block-in) or a closer shot",
     )
     min_visible: float = Field(
         0.85, ge=0, le=1, description="drop a frame that shows less than this fraction of the work"

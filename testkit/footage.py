@@ -2,9 +2,10 @@
 
 Each phenomenon of issue 10 can be switched on alone or combined: step-wise work (pieces placed one at a
 time, a hand placing each), camera jitter, separate re-framed shots per step with a talking-head insert,
-a view that zooms and pans over a painting, exposure and white-balance drift, step stills joined by
-cross-fades, and a hand over the work. The world is a textured desk (a real texture photo) with the work
-on it; a camera (zoom, offset, jitter) films it. ``grade`` checks a built sequence against the truth.
+a view that zooms and pans over a painting, exposure and white-balance drift (slow, or swinging every few
+seconds: ``flicker``), step stills joined by cross-fades, and a hand over the work. The world is the work
+on a textured desk (a real texture photo), or filling the frame on a plain ground (``framing``); a camera
+(zoom, offset, jitter) films it. ``grade`` checks a built sequence against the truth.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import skimage.data
@@ -20,8 +22,18 @@ import skimage.data
 from pipeline.demo.synthetic import _canvas_at, _card, _hand, _order_map, _talking_head, write_video
 from testkit.styles import make_style
 
-PHENOMENA = ("stepwise_jitter", "multishot", "zoom_pan", "exposure_drift", "crossfade", "hand", "combined")
+PHENOMENA = (
+    "stepwise_jitter",
+    "multishot",
+    "zoom_pan",
+    "exposure_drift",
+    "crossfade",
+    "hand",
+    "combined",
+    "flicker",
+)
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+FRAMINGS = ("desk", "close")  # the work on a textured desk, or filling the frame on a plain ground
 
 
 @dataclass
@@ -65,7 +77,10 @@ class World:
 
     ``style`` (testkit.styles) says how the work is made; None: the phenomenon's own (a board of square
     pieces for the step-wise phenomena, a region-by-region reveal for the others). ``pieces``: how many
-    steps the step-wise phenomena film."""
+    steps the step-wise phenomena film. ``framing``: ``desk``, the work in the middle of a textured desk
+    (the desk gives registration plenty to hold on to); ``close``, the work filling the frame on a plain
+    ground, as a camera over a board or a sheet is often set up: little but the work itself to register on,
+    and a nearly untouched work shows next to nothing."""
 
     def __init__(
         self,
@@ -74,18 +89,26 @@ class World:
         rng: np.random.Generator,
         pieces: int = 0,
         style: str | None = None,
+        framing: str = "desk",
     ) -> None:
+        if framing not in FRAMINGS:
+            raise ValueError(f"unknown framing {framing!r}; one of {FRAMINGS}")
         w, h = frame
         self.frame = frame
         self.size = (round(w * 1.3), round(h * 1.3))
         ww, wh = self.size
-        tex = cv2.resize(
-            getattr(skimage.data, ("brick", "gravel", "grass")[int(rng.integers(3))])(), (ww, wh)
-        )
-        tone = np.array([150, 115, 80], np.float32) * rng.uniform(0.8, 1.1)
-        self.desk = np.clip(tone * (0.7 + 0.6 * tex[..., None] / 255.0), 0, 255).astype(np.uint8)
-        ch = round(h * 0.6)
-        cw = min(round(ch * photo.shape[1] / photo.shape[0]), round(w * 0.7))
+        if framing == "desk":
+            tex = cv2.resize(
+                getattr(skimage.data, ("brick", "gravel", "grass")[int(rng.integers(3))])(), (ww, wh)
+            )
+            tone = np.array([150, 115, 80], np.float32) * rng.uniform(0.8, 1.1)
+            self.desk = np.clip(tone * (0.7 + 0.6 * tex[..., None] / 255.0), 0, 255).astype(np.uint8)
+            ch = round(h * 0.6)
+            cw = min(round(ch * photo.shape[1] / photo.shape[0]), round(w * 0.7))
+        else:  # the work fills nine tenths of the view at zoom 1, on a ground of one colour
+            tone = rng.uniform(40, 200, 3)
+            self.desk = np.broadcast_to(tone.astype(np.uint8), (wh, ww, 3)).copy()
+            ch, cw = round(h * 0.9), round(w * 0.9)
         self.art = cv2.resize(photo, (cw, ch), interpolation=cv2.INTER_AREA)
         self.box = ((ww - cw) // 2, (wh - ch) // 2, (ww - cw) // 2 + cw, (wh - ch) // 2 + ch)
         edges = cv2.Canny(cv2.cvtColor(self.art, cv2.COLOR_RGB2GRAY), 60, 140)
@@ -202,9 +225,17 @@ def _jitter(rng: np.random.Generator, cam: Camera, px: float, size: tuple[int, i
     return Camera(cam.zoom, cam.dx + rng.normal(0, px / size[0]), cam.dy + rng.normal(0, px / size[1]))
 
 
-def _gains(n: int, rng: np.random.Generator, amount: float) -> np.ndarray:
-    """Per-frame RGB gains: exposure +-amount and a slower white-balance drift, as daylight changes."""
+def _gains(n: int, rng: np.random.Generator, amount: float, fast: bool = False) -> np.ndarray:
+    """Per-frame RGB gains: exposure +-amount and a slower white-balance drift, as daylight changes; or,
+    ``fast``, both swinging every few seconds and the white balance by twice as much (a camera's automatic
+    exposure and white balance hunting as a hand comes and goes, a cloud, a lamp)."""
     t = np.linspace(0, 1, n)[:, None]
+    if fast:
+        expo = 1 + amount * np.sin(2 * np.pi * (t * rng.uniform(3.0, 6.0) + rng.uniform()))
+        wb = 1 + 0.25 * np.sin(2 * np.pi * (t * rng.uniform(2.0, 4.0) + rng.uniform())) * np.array(
+            [[1.0, 0.0, -1.0]]
+        )
+        return expo * wb
     expo = 1 + amount * np.sin(2 * np.pi * (t * rng.uniform(0.7, 1.3) + rng.uniform()))
     wb = 1 + 0.12 * np.sin(2 * np.pi * (t * 0.6 + rng.uniform())) * np.array([[1.0, 0.0, -1.0]])
     return expo * wb
@@ -273,15 +304,17 @@ def render(
     size: tuple[int, int] = (384, 216),
     fps: int = 12,
     style: str | None = None,
+    framing: str = "desk",
 ) -> tuple[Iterator[np.ndarray], Footage]:
     """All frames of one video of the phenomenon, and its truth. ``style``: how the work is made (one of
-    testkit.styles.STYLES; None: the phenomenon's own, as before styles existed)."""
+    testkit.styles.STYLES; None: the phenomenon's own, as before styles existed); ``framing``: one of
+    FRAMINGS (World)."""
     rng = np.random.default_rng(seed)
     tl = Timeline(fps)
     tl.card("How it is made", 1.0, size)
     drift = 0.0
     if phenomenon == "stepwise_jitter":
-        world = World(photo, size, rng, pieces=12, style=style)
+        world = World(photo, size, rng, pieces=12, style=style, framing=framing)
         tl.talk(1.5, size)
         _stepwise(
             tl,
@@ -295,7 +328,7 @@ def render(
             fades=False,
         )
     elif phenomenon in ("multishot", "combined"):
-        world = World(photo, size, rng, pieces=11, style=style)
+        world = World(photo, size, rng, pieces=11, style=style, framing=framing)
         cams = [
             Camera(rng.uniform(1.0, 1.35), rng.uniform(-0.06, 0.06), rng.uniform(-0.05, 0.05))
             for _ in range(world.pieces + 1)
@@ -321,7 +354,7 @@ def render(
             fades=combined,
         )
     elif phenomenon == "zoom_pan":
-        world = World(photo, size, rng, style=style)
+        world = World(photo, size, rng, style=style, framing=framing)
         phase = rng.uniform(0, 2 * np.pi)
 
         def cam_at(u: float) -> Camera:
@@ -332,12 +365,12 @@ def render(
             )
 
         _painting(tl, world, rng, 16.0, 2.0, cam_at, hand_bursts=2)
-    elif phenomenon in ("exposure_drift", "hand"):
-        world = World(photo, size, rng, style=style)
-        drift = 0.3 if phenomenon == "exposure_drift" else 0.0
+    elif phenomenon in ("exposure_drift", "hand", "flicker"):
+        world = World(photo, size, rng, style=style, framing=framing)
+        drift = 0.0 if phenomenon == "hand" else 0.3
         _painting(tl, world, rng, 16.0, 2.0, lambda u: Camera(), hand_bursts=2 if drift else 4)
     elif phenomenon == "crossfade":
-        world = World(photo, size, rng, style=style)
+        world = World(photo, size, rng, style=style, framing=framing)
         for k in range(10):
             img, vis = world.shoot(k / 9, Camera())
             if k:
@@ -348,7 +381,7 @@ def render(
     else:
         raise ValueError(f"unknown phenomenon {phenomenon!r}; one of {PHENOMENA}")
     tl.card("Thanks for watching!", 1.0, size)
-    gains = _gains(len(tl.frames), rng, drift) if drift else None
+    gains = _gains(len(tl.frames), rng, drift, fast=phenomenon == "flicker") if drift else None
 
     def frames() -> Iterator[np.ndarray]:
         for i, img in enumerate(tl.frames):
@@ -369,10 +402,20 @@ def make_footage(
     size: tuple[int, int] = (384, 216),
     fps: int = 12,
     style: str | None = None,
+    framing: str = "desk",
 ) -> Footage:
-    frames, truth = render(phenomenon, getattr(skimage.data, photo)(), seed, size, fps, style)
+    frames, truth = render(phenomenon, getattr(skimage.data, photo)(), seed, size, fps, style, framing)
     write_video(path, frames, fps, size)
     return truth
+
+
+def reencode(src: str | Path, dst: str | Path, crf: int) -> None:
+    """The video at ``src`` decoded and encoded again by libx264 at ``crf`` (a second generation, as a
+    re-upload or an editor's export makes one)."""
+    with av.open(str(src)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        fps = int(round(c.streams.video[0].average_rate))
+    write_video(dst, frames, fps, (frames[0].shape[1], frames[0].shape[0]), crf=crf)
 
 
 def grade(frames: list[dict], truth: Footage, first_max: float = 0.35) -> list[str]:

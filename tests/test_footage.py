@@ -18,7 +18,7 @@ from pipeline.stages.chain import build_stages
 from pipeline.stages.select import pick_steps
 from pipeline.taxonomy import Taxonomy
 from pipeline.work import Source
-from testkit.footage import PHENOMENA, Footage, FrameTruth, grade, make_footage
+from testkit.footage import PHENOMENA, Footage, FrameTruth, grade, make_footage, reencode
 from tests.conftest import OPENCV_DATA
 
 TAXONOMY = Taxonomy.load()
@@ -181,6 +181,24 @@ def test_only_a_frame_framed_differently_from_its_neighbours_is_reframed():
     work.frames = [Frame(source_frame=i, time=i / 4, image=img, warp=m) for i, m in enumerate(warps)]
     assert not reframed(work, 0, [1]) and not reframed(work, 1, [0])
     assert reframed(work, 0, [1, 2]) and reframed(work, 2, [1])
+
+
+def test_one_state_under_changing_light_is_not_a_fade_and_a_fade_under_it_is():
+    """Exposure and white balance swinging (highlights clipping) move every pixel part-way between its
+    neighbours by one amount, as a fade does: the same state under two lights is not a fade. Two different
+    states mixed while the light changes still are."""
+    rng = np.random.default_rng(3)
+    before = rng.uniform(0.2, 0.9, (40, 60, 3)).astype(np.float32)
+    after = before.copy()
+    after[:, :30] = rng.uniform(0.2, 0.9, (40, 30, 3))
+
+    def lit(x: np.ndarray, gain: tuple[float, float, float]) -> np.ndarray:
+        return np.clip(x * np.float32(gain), 0, 1)
+
+    dim, mid, bright = (0.8, 0.85, 0.95), (1.0, 1.0, 1.0), (1.25, 1.1, 0.9)
+    assert blend_share(lit(before, dim), lit(before, mid), lit(before, bright), 0.16) == 0.0
+    fade = lit(0.5 * before + 0.5 * after, mid)
+    assert blend_share(lit(before, dim), fade, lit(after, bright), 0.16) > 0.5
 
 
 def _painting_views(n: int = 48) -> np.ndarray:
@@ -549,17 +567,6 @@ def test_each_process_style_gives_a_good_sequence(tmp_path, style, phenomenon):
     assert all(g["passed"] for g in gates)
 
 
-def _reencode(src, dst, crf: int) -> None:
-    import av
-
-    from pipeline.demo.synthetic import write_video
-
-    with av.open(str(src)) as c:
-        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-        fps = int(round(c.streams.video[0].average_rate))
-    write_video(dst, frames, fps, (frames[0].shape[1], frames[0].shape[0]), crf=crf)
-
-
 @pytest.mark.parametrize("style,phenomenon,seed", [("refine", "hand", 2), ("glaze", "zoom_pan", 3)])
 def test_a_re_encode_at_crf_18_to_28_does_not_flip_the_decision(tmp_path, style, phenomenon, seed):
     path = tmp_path / "made.mp4"
@@ -567,7 +574,7 @@ def test_a_re_encode_at_crf_18_to_28_does_not_flip_the_decision(tmp_path, style,
     outcomes = []
     for crf in (18, 28):
         again = tmp_path / f"crf{crf}.mp4"
-        _reencode(path, again, crf)
+        reencode(path, again, crf)
         res = _build(again, "painting")
         outcomes.append((crf, res.status, res.reason))
         if res.status == "ok":
@@ -580,7 +587,7 @@ def test_tree_re_encoded_still_gives_nothing(tmp_path):
     if not path.exists():
         pytest.skip("Debian's opencv-doc is not installed (apt-get install opencv-doc)")
     again = tmp_path / "tree.mp4"
-    _reencode(path, again, 28)
+    reencode(path, again, 28)
     assert _build(again, "painting").status == "rejected"
 
 
@@ -628,3 +635,59 @@ def test_sharpness_is_the_variance_of_the_laplacian():
     for img in (skimage.data.astronaut(), cv2.GaussianBlur(skimage.data.coffee(), (0, 0), 3)):
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         assert sharpness(img) == pytest.approx(float(cv2.Laplacian(grey, cv2.CV_64F).var()), rel=1e-12)
+
+
+def test_a_dip_in_sharpness_is_blur_and_work_turning_soft_is_not():
+    """Sharpness follows the work (a sharp sketch, then a soft colour block-in) and the shot's zoom: a
+    lasting change is not blur. A frame well below the frames on both sides of it is."""
+    from pipeline.stages.quality import _sides
+
+    t = np.arange(12, dtype=float) * 0.5
+    softer = np.array([100.0] * 6 + [20.0] * 6)  # the block-in covers the sketch at 3 s
+    assert (softer >= 0.35 * _sides(softer, t, 4.0)).all()
+    dip = np.full(12, 100.0)
+    dip[5] = 20.0  # the camera moved during one frame
+    assert np.flatnonzero(dip < 0.35 * _sides(dip, t, 4.0)).tolist() == [5]
+
+
+def test_steps_are_judged_on_the_part_of_the_work_most_frames_show():
+    """Re-framed shots of a board that fills the frame each show part of it: a frame is judged (and the
+    sequence cropped) on the part at least half the frames show, not on the whole board."""
+    from pipeline.stages.process import completion_curve, shown_core
+
+    views = np.zeros((5, 10, 10, 3), np.float32)
+    views[:3, :, 8:] = np.nan  # zoomed in: the right edge is out of view
+    views[3, :, :1] = np.nan  # offset: the left edge is
+    views[4, 1:3, 1:3] = 1.0  # the work done
+    region = np.ones((10, 10), bool)
+    core = shown_core(views, region)
+    assert core[:, :8].all() and not core[:, 8:].any()
+    _, visible = completion_curve(views, region, 0.1)
+    assert visible.tolist() == [1.0, 1.0, 1.0, pytest.approx(7 / 8), 1.0]
+
+
+def test_a_fixed_camera_over_refinement_stills_on_a_plain_ground_is_not_moved(tmp_path):
+    """Stills of a picture refined over its whole surface, filling the frame on a plain ground and joined
+    by cross-fades, filmed by a fixed camera: nothing to hold registration but the work, which changes
+    everywhere. No frame may be moved (a sub-pixel fit to the changed work moved some by two pixels, and a
+    hold then measured as several states)."""
+    from pipeline.work import Work
+
+    path = tmp_path / "stills.mp4"
+    truth = make_footage(path, "crossfade", "astronaut", seed=0, style="refine", framing="close")
+    work = Work(source=Source(uri=str(path), path=str(path), task=TAXONOMY["painting"], kind="video"))
+    for stage in build_stages(CONFIG)[:4]:  # probe, decode, segment, align
+        work = stage(work)
+    shown = [f for f in work.frames if truth.frames[f.source_frame].kind in ("work", "blend")]
+    assert len(shown) > 40 and not any(f.moved for f in shown)
+
+
+@pytest.mark.parametrize("style,phenomenon", [("layered", "crossfade"), ("refine", "flicker")])
+def test_the_work_filling_the_frame_on_a_plain_ground_gives_a_good_sequence(tmp_path, style, phenomenon):
+    """The close framing (testkit.footage.World): the work fills the frame on a plain ground, so the work
+    itself is nearly all registration and the photometric normalisation have to hold on to."""
+    path = tmp_path / f"{style}-close.mp4"
+    truth = make_footage(path, phenomenon, "astronaut", seed=0, style=style, framing="close")
+    res = _build(path, "painting")
+    assert res.status == "ok", res.reason
+    assert grade(res.samples[0].meta["frames"], truth) == []

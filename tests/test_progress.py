@@ -118,3 +118,37 @@ def test_rising_and_smoothed_equal_scipys_spearman_and_median_filter():
         assert np.array_equal(smoothed(c), median_filter(c, size=3, mode="nearest"))
     assert rising(np.full(5, 0.3)) == 0.0 and rising(np.array([0.2])) == 0.0
     assert rising(np.arange(6.0)[::-1]) == pytest.approx(-1.0)
+
+
+def test_a_state_is_shown_by_a_frame_of_its_hold_not_by_a_fade_into_the_next():
+    """Two stills too alike to be two states (one small piece added), joined by a cross-fade: they are one
+    state, and the frame that stands for it is one of a hold, not the mix in the middle of the fade (its
+    progress is the most typical of the run, which is why the typical frame alone is not enough)."""
+    start, end = np.zeros(6), np.ones(6)
+    a, b = np.full(6, 0.50), np.full(6, 0.515)
+    fade = [a + (b - a) * w for w in (0.33, 0.5, 0.67)]
+    parts = np.stack([start] * 4 + [a] * 3 + fade + [b] * 3 + [end] * 4)
+    states = Select(SelectConfig(), CFG, 0.08).states(parts, jitter(parts), Counter())
+    middle = [s for s in states if 4 <= s < 13]
+    assert len(middle) == 1 and middle[0] not in (7, 8, 9), states
+
+
+def test_a_state_passed_through_between_two_holds_is_not_a_step():
+    """Held stills joined by one-frame transitions (a fade too faint to measure, a piece being set down):
+    the transitions are not states. A process that never holds (continuous painting) keeps every state."""
+    held = [np.full(6, x) for x in (0.0, 0.3, 0.6, 1.0)]
+    frames = []
+    for a, b in pairwise(held):
+        frames += [a] * 4 + [a + 0.6 * (b - a)]
+    parts = np.stack(frames + [held[-1]] * 4)
+    times = np.arange(len(parts)) * 0.25
+    drops: Counter = Counter()
+    select = Select(SelectConfig(), CFG, 0.08)
+    states = select.states(parts, jitter(parts), drops, times=times)
+    assert sorted({round(float(parts[s][0]), 2) for s in states}) == [0.0, 0.3, 0.6, 1.0], states
+    assert sum(v for k, v in drops.items() if k.startswith("passed through")) == 3
+    # Frames dropped around a state (a hand before and after it): a state seen briefly, kept.
+    gapped = times + 0.75 * (np.arange(len(parts)) >= 5) + 0.75 * (np.arange(len(parts)) >= 6)
+    assert len(select.states(parts, jitter(parts), Counter(), times=gapped)) == 5
+    ramp = np.linspace(0, 1, 15)[:, None].repeat(6, axis=1)
+    assert len(select.states(ramp, jitter(ramp), Counter(), times=np.arange(15) * 0.25)) == 15

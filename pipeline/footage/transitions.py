@@ -31,6 +31,9 @@ def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, change: floa
     A cross-fade mixes two whole states in one proportion, so every changing pixel is the same part of the
     way between them; real work changes a pixel at once (paint arrives, a piece is placed), so most equal
     one neighbour or the other and the few part-way (the edge of a stroke) are part-way by any amount.
+    Exposure and white balance that drift or flicker also move every pixel part-way by one amount, and
+    what is mixed then is one state under two lights: only pixels whose change no tone curve explains
+    (``toned``: the neighbours' values mapped onto each other, clipped highlights included) count.
     A camera that shakes by part of a pixel also puts every edge part-way between its neighbours (an
     image moved by a third of a pixel is two thirds of it plus a third of the next pixel), as filmed and
     in aligned views alike (each is resampled at its own sub-pixel phase). A fade leaves part of its
@@ -38,7 +41,9 @@ def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, change: floa
     none. A new line a pixel wide leaves its old neighbourhood though not the other way round, so one
     way suffices. (Tested last: most frames are no mix at all, and this test costs the most.)
     """
-    changing = differs(prev, nxt, change, shift=0) & seen(cur)
+    changing = (
+        differs(prev, nxt, change, shift=0) & differs(toned(prev, nxt), nxt, change, shift=0) & seen(cur)
+    )
     if changing.sum() < max(8, MIN_CHANGE * seen(cur).sum()):
         return 0.0
     d = (nxt - prev)[changing]
@@ -54,6 +59,27 @@ def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, change: floa
     share = float((np.abs(alpha - mix) < 0.15).mean())
     unexplained = changing & (differs(prev, nxt, change) | differs(nxt, prev, change))
     return share if unexplained.sum() >= UNEXPLAINED * changing.sum() else 0.0
+
+
+def toned(a: np.ndarray, b: np.ndarray, levels: int = 16) -> np.ndarray:
+    """``a`` under ``b``'s light: per channel, each of ``levels`` bands of a's values mapped to the median
+    of b's values there (a tone curve: exposure, white balance, gamma and clipping, not content). Where the
+    content changed, the curve does not follow it, so those pixels stay unlike ``b``."""
+    out = np.full_like(a, np.nan)
+    both = np.isfinite(a[..., 0]) & np.isfinite(b[..., 0])
+    for c in range(a.shape[-1]):
+        x, y = a[..., c][both], b[..., c][both]
+        band = np.minimum((x * levels).astype(int), levels - 1)
+        order = np.argsort(band, kind="stable")
+        cuts = np.searchsorted(band[order], np.arange(levels + 1))
+        curve = np.array(
+            [np.median(y[order[lo:hi]]) if hi > lo else np.nan for lo, hi in zip(cuts, cuts[1:])]
+        )
+        known = np.isfinite(curve)
+        if known.any():
+            centres = (np.arange(levels) + 0.5) / levels
+            out[..., c][both] = np.interp(x, centres[known], curve[known])
+    return out
 
 
 def aligned_blends(views: np.ndarray, change: float) -> np.ndarray:

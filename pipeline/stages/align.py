@@ -97,13 +97,15 @@ def _moved(feats: _Features, i: int, key: int, size: tuple[int, int]) -> bool:
     still camera keeps it there, a jittering or re-framed one does not). Where neither registers, the
     camera moved only when all three show plenty to match (the scene changed); a blank canvas has too
     little to tell."""
+    frames = feats.work.frames
     m = register(feats[i], feats[key])
     if m is not None:
-        frames = feats.work.frames
         return not is_identity(m, size) and beats_standing_still(frames[i].image, frames[key].image, m)
     step = register(feats[i], feats[i + 1])
     if step is not None:
-        return not is_identity(step, size)
+        return not is_identity(step, size) and beats_standing_still(
+            frames[i].image, frames[i + 1].image, step
+        )
     return distinct(feats[i], feats[key]) and distinct(feats[i], feats[i + 1])
 
 

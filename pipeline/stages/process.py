@@ -36,25 +36,32 @@ def work_region(views: np.ndarray, tol: float) -> np.ndarray:
     return differs(_state(views[:k]), _state(views[-k:]), tol)
 
 
-def _unlike(
-    views: np.ndarray, state: np.ndarray, region: np.ndarray, tol: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: the fraction of the work region it sees that differs from ``state``, and how many
-    work-region pixels it sees."""
+def _unlike(views: np.ndarray, state: np.ndarray, region: np.ndarray, tol: float) -> np.ndarray:
+    """Per frame: the fraction of the work region it sees that differs from ``state``."""
     px = views[:, region]
     lo, hi = envelope(state)
     shown = np.isfinite(px[..., 0]).sum(axis=1)
     unlike = outside(px, (lo[region], hi[region]), tol).sum(axis=1)  # never true off view
-    return unlike / np.maximum(shown, 1), shown
+    return unlike / np.maximum(shown, 1)
+
+
+def shown_core(views: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The part of the work region that at least half the frames see: all of it when the camera shows
+    the whole work, the middle of the work when re-framed shots each show a part of it (a board filling
+    the frame, filmed at several zooms). Steps are judged, and cropped, on what they have in common."""
+    seen = np.isfinite(views[..., 0]).mean(axis=0) >= 0.5
+    core = region & seen
+    return core if core.any() else region
 
 
 def completion_curve(views: np.ndarray, region: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
     """Per frame: the fraction of the seen work region that already matches the final state, and the
-    fraction of the work region the frame sees."""
+    fraction of the region's shown core (``shown_core``) the frame sees."""
     if not region.any():
         return np.ones(len(views)), np.ones(len(views))
-    unlike, shown = _unlike(views, _state(views[-_ends(len(views)) :]), region, tol)
-    return 1 - unlike, shown / region.sum()
+    unlike = _unlike(views, _state(views[-_ends(len(views)) :]), region, tol)
+    core = shown_core(views, region)
+    return 1 - unlike, np.isfinite(views[:, core, 0]).sum(axis=1) / core.sum()
 
 
 def work_box(region: np.ndarray, margin: float) -> list[float]:
@@ -216,7 +223,7 @@ class FindProcess:
         )
         score_frames(frames, curve, parts, visible)
         if self.cfg.crop_to_work:
-            scores["crop"] = work_box(region, self.cfg.crop_margin)
+            scores["crop"] = work_box(shown_core(views, region), self.cfg.crop_margin)
         work.segments.append(Segment(frames=frames, scores=scores, region=region, size=size))
         return ""
 

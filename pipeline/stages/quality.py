@@ -42,8 +42,12 @@ def _times(frames: list[Frame]) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(np.minimum(dt, 2 * np.median(dt)))])
 
 
-def _local_median(values: np.ndarray, t: np.ndarray, window: float) -> np.ndarray:
-    return np.array([np.median(values[np.abs(t - ti) <= window / 2]) for ti in t])
+def _sides(values: np.ndarray, t: np.ndarray, window: float) -> np.ndarray:
+    """Per frame, the lower of the medians of the frames before it and after it within ``window`` / 2
+    (itself included on both sides): what the frame must fall well below on both sides to be a dip."""
+    before = [np.median(values[(t >= ti - window / 2) & (t <= ti)]) for ti in t]
+    after = [np.median(values[(t >= ti) & (t <= ti + window / 2)]) for ti in t]
+    return np.minimum(before, after)
 
 
 def _box(seg: Segment) -> np.ndarray | None:
@@ -81,8 +85,10 @@ class Quality:
         frames = seg.frames
         t = _times(frames)
         sharp = np.array([sharpness(f.image) for f in frames])
-        # Sharpness grows as the work fills in, so a frame is judged against its neighbours in time.
-        local = _local_median(sharp, t, self.cfg.occlusion_window)
+        # Sharpness changes with the work (a sharp sketch under a blurred colour block-in, finer strokes
+        # later) and with a shot's zoom: those changes last. A blurred frame (a camera in motion, a lens
+        # hunting) is a dip below the frames on both sides of it.
+        local = _sides(sharp, t, self.cfg.occlusion_window)
         views = np.stack([f.view for f in frames])
         video = work.source.kind == "video"
         occ = (

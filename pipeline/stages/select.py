@@ -81,6 +81,7 @@ def pick_steps(
 
 
 CLOSER = 4  # how much closer the second look at a segment is
+TRANSIT, HELD = 2, 3  # analysis frames: a run this short between runs this long was passed through
 
 
 def jitter(parts: np.ndarray) -> np.ndarray:
@@ -114,12 +115,23 @@ class Select:
         self.progress = progress
         self.tol = pixel_tolerance
 
-    def states(self, parts: np.ndarray, noise: np.ndarray, drops: Counter, kind: str = "video") -> list[int]:
+    def states(
+        self,
+        parts: np.ndarray,
+        noise: np.ndarray,
+        drops: Counter,
+        kind: str = "video",
+        times: np.ndarray | None = None,
+    ) -> list[int]:
         """Collapse runs of frames that differ from the run's first by less than half the share steps need
-        into one state, represented by its most typical frame (closest to the run's median progress: not
-        the start of a fade or a passing shadow); the last run by its very last frame (the finished work).
+        into one state, represented by its steadiest frame (the least change to the frames on either side
+        of it: a frame of a hold, not one in the middle of a fade between two states too alike to be told
+        apart) and among those its most typical (closest to the run's median progress: not the start of a
+        fade or a passing shadow); the last run by its very last frame (the finished work).
         Indices into ``parts``' rows; ``pick_steps`` then enforces the full share between chosen steps.
-        Differences count beyond twice each component's ``noise`` (``jitter``), as in ``shares``."""
+        Differences count beyond twice each component's ``noise`` (``jitter``), as in ``shares``. With the
+        frames' ``times`` (footage), a short run passed through between two holds is no state
+        (``_without_transitions``)."""
         runs: list[list[int]] = []
         for j in range(len(parts)):
             if (
@@ -129,17 +141,46 @@ class Select:
                 runs[-1].append(j)
             else:
                 runs.append([j])
+        if times is not None:
+            runs = self._without_transitions(runs, parts, noise, times, drops)
+        step = np.abs(np.diff(parts, axis=0)).max(axis=1) if len(parts) > 1 else np.zeros(0)
+        change = np.maximum(np.append(step, 0.0), np.insert(step, 0, 0.0))  # to the frame before or after
         out = []
         for n, run in enumerate(runs):
             drops[self.same_state(kind)] += len(run) - 1
             if n == len(runs) - 1:
                 out.append(run[-1])
                 continue
+            steady = [i for i in run if change[i] <= change[run].min() + 2 * noise.max()]
             typical = np.median(parts[run], axis=0)
-            out.append(run[int(np.argmin(np.abs(parts[run] - typical).max(axis=1)))])
+            out.append(steady[int(np.argmin(np.abs(parts[steady] - typical).max(axis=1)))])
         share = shares(parts[out], noise)
         kept = self._rejoined(self._without_passing(share, drops), share, drops)
         return [out[i] for i in kept]
+
+    @staticmethod
+    def _without_transitions(
+        runs: list[list[int]], parts: np.ndarray, noise: np.ndarray, times: np.ndarray, drops: Counter
+    ) -> list[list[int]]:
+        """The runs without those the footage only passes through between two states it holds: at most
+        ``TRANSIT`` frames, part-way between held runs (``HELD`` frames or more) on both sides, with no
+        frame left out between them (``times``: a run cut short by the frames quality dropped around it,
+        a hand, a zoomed view, is a state seen briefly). Such a run is a fade, a piece being set down, a
+        stroke caught mid-way; footage that never holds (continuous painting) keeps every state."""
+        dt = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+        out = runs[:1]
+        for before, run, after in zip(runs, runs[1:], runs[2:]):
+            through = times[after[0]] - times[before[-1]] <= (len(run) + 1.5) * dt
+            if through and len(run) <= TRANSIT and len(before) >= HELD and len(after) >= HELD:
+                a, b = np.median(parts[before], axis=0), np.median(parts[after], axis=0)
+                lo, hi = np.minimum(a, b) - 2 * noise, np.maximum(a, b) + 2 * noise
+                if ((parts[run] >= lo) & (parts[run] <= hi)).all():
+                    drops["passed through between two held states (a fade, a piece being set down)"] += len(
+                        run
+                    )
+                    continue
+            out.append(run)
+        return out + runs[-1:] if len(runs) > 1 else out
 
     def same_state(self, kind: str) -> str:
         """The drop reason of a frame that joins the state before it, with the measure that decided it (a
@@ -252,7 +293,12 @@ class Select:
         )
         ordered = work.source.ordered and parts is not None
         noise = jitter(parts) if ordered else None
-        idx = self.states(parts, noise, drops, work.source.kind) if ordered else list(range(len(seg.frames)))
+        times = np.array([f.time for f in seg.frames]) if work.source.kind == "video" else None
+        idx = (
+            self.states(parts, noise, drops, work.source.kind, times)
+            if ordered
+            else list(range(len(seg.frames)))
+        )
         frames = [seg.frames[i] for i in idx]
         share = shares(parts[idx], noise) if ordered else None
         distinct = share >= self.progress.min_share if share is not None else None
