@@ -17,10 +17,6 @@ MIN_CHANGE = 0.02  # a fade changes at least this fraction of the view (a brush 
 UNEXPLAINED = 0.05  # ... and this share of that change is beyond what a shift within a pixel explains
 GHOST_SHIFT = 3.0  # thumbnail pixels two framings must differ by for a ghost of one in the other to show
 GHOST = 0.1  # ... and the share of the other framing that shows a frame holds a ghost of it
-SURE_PIXELS = 2  # sure pixels a hand shows before the rest of it is looked for (one alone is as often noise)
-
-
-Envelope = tuple[np.ndarray, np.ndarray]  # pipeline.footage.views.envelope of a view: its lowest, highest
 
 
 def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, change: float) -> float:
@@ -250,68 +246,8 @@ def transient_fraction(
     views: np.ndarray, times: np.ndarray, window: float, tol: float, where: np.ndarray | None = None
 ) -> np.ndarray:
     """Per view, the fraction of its seen pixels (inside ``where``: the work) that something passing
-    covers: the surely covered pixels (``_covered``) and the pixels joined to them that are unlike the
-    frames as far before as after it, though those disagree with each other (the work changed under it):
-    the farthest such pair within ``window`` / 2 seconds (before the hand came, after it left), or the
-    pair halfway (a hand that came and went sooner).
-
-    A hand usually works where the work changes: at a painting front, or laying in colour where it rests,
-    so its partner frames disagree under much of it (the sketch before it came, the paint after it
-    left) and only its edges over settled work are sure. The hand is one thing, so what touches those
-    sure pixels and is unlike the frames around it in the same way is the rest of it; a frame with no
-    sure pixel has no hand, whatever its intermediate states (a base colour before its detail) look like;
-    nor is a single sure pixel grown (``SURE_PIXELS``): the edge of a hand spans more than one view pixel,
-    and one pixel unlike its partners is as often noise or an intermediate state next to it.
-    """
-    n = len(views)
-    out = np.zeros(n)
-    if n < 3:
-        return out
-    own = seen(views) if where is None else seen(views) & where[None]
-    shown = np.maximum(own.sum(axis=(1, 2)), 1)
-    env = envelope(views)
-    reach = _reach(times, window / 2)
-    sure = _covered(views, times, window, tol, own, env, reach)
-    found = sure.sum(axis=(1, 2))
-    out[:] = found / shown
-    for k in np.flatnonzero(found >= SURE_PIXELS):
-        ds = np.unique([reach[k], (reach[k] + 1) // 2])
-        unlike = outside(views[k][None], (env[0][k - ds], env[1][k - ds]), tol)
-        unlike &= outside(views[k][None], (env[0][k + ds], env[1][k + ds]), tol)
-        count, labels = cv2.connectedComponents(
-            (unlike.any(axis=0) | sure[k]).astype(np.uint8), connectivity=8
-        )
-        joined = np.bincount(labels[sure[k]], minlength=count) > 0
-        out[k] = (joined[labels] & own[k]).sum() / shown[k]
-    return out
-
-
-def _reach(times: np.ndarray, half: float) -> np.ndarray:
-    """Per view, the largest distance d (in views) at which the views d before and d after it both lie
-    within ``half`` seconds of it (0: none do)."""
-    n = len(times)
-    reach = np.zeros(n, dtype=int)
-    for d in range(1, (n - 1) // 2 + 1):
-        k = np.arange(d, n - d)
-        ok = k[(times[k] - times[k - d] <= half) & (times[k + d] - times[k] <= half)]
-        if not len(ok):  # times rise: no view has partners further out either
-            break
-        reach[ok] = d
-    return reach
-
-
-def _covered(
-    views: np.ndarray,
-    times: np.ndarray,
-    window: float,
-    tol: float,
-    own: np.ndarray,
-    env: Envelope,
-    reach: np.ndarray,
-) -> np.ndarray:
-    """Per view and pixel (inside ``own``), whether something passing surely covers it: unlike two frames as
-    far before as after it that agree with each other, and unlike the usual look of the work around it;
-    at any distance up to ``reach`` views (``window`` / 2 seconds).
+    covers: unlike two frames as far before as after it that agree with each other, and unlike the usual
+    look of the work around it; the largest such fraction over distances up to ``window`` / 2 seconds.
 
     A hand comes and goes: some pair of frames around it, one before it came and one after it left, agree
     where it was. Frames close in time agree nearly everywhere, also where the work is in progress (where a
@@ -320,13 +256,28 @@ def _covered(
     The usual look (a median) keeps a frame without the hand from being flagged when both partners show
     one (an arm reaching in from the same side twice).
     """
-    sure = np.zeros(views.shape[:-1], dtype=bool)
+    n = len(views)
+    out = np.zeros(n)
+    if n < 3:
+        return out
+    own = seen(views) if where is None else seen(views) & where[None]
+    shown = np.maximum(own.sum(axis=(1, 2)), 1)
     # Only pixels unlike the usual look can be covered: gather those once, then test them against pairs.
     f, y, x = np.nonzero(own & _unusual(views, times, window, tol))
-    lo, hi = env
+    lo, hi = envelope(views)
     v = views[f, y, x]
-    for d in range(1, int(reach.max(initial=0)) + 1):
-        pick = np.flatnonzero(reach[f] >= d)
+    half = window / 2
+    for d in range(1, (n - 1) // 2 + 1):
+        pick = np.flatnonzero((f >= d) & (f < n - d))
+        pick = pick[
+            (times[f[pick]] - times[f[pick] - d] <= half) & (times[f[pick] + d] - times[f[pick]] <= half)
+        ]
+        if not len(pick):
+            if not (
+                (times[d : n - d] - times[: n - 2 * d] <= half) & (times[2 * d :] - times[d : n - d] <= half)
+            ).any():
+                break
+            continue
         k, yy, xx = f[pick], y[pick], x[pick]
         before, after = (lo[k - d, yy, xx], hi[k - d, yy, xx]), (lo[k + d, yy, xx], hi[k + d, yy, xx])
         moved = (
@@ -335,5 +286,5 @@ def _covered(
             & ~outside(views[k - d, yy, xx], after, tol)
             & np.isfinite(views[k - d, yy, xx, 0])
         )
-        sure[k[moved], yy[moved], xx[moved]] = True
-    return sure
+        out = np.maximum(out, np.bincount(k[moved], minlength=n) / shown)
+    return out
