@@ -4,9 +4,11 @@ package's metadata says (subjects, licenses, members by path)."""
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from pipeline.drawings.catalog import cc_id, python_metadata, read_catalog
 from pipeline.drawings.collect import matcher
 from pipeline.drawings.emoji_names import subject_from_name
 from pipeline.drawings.paths import subpaths
-from pipeline.drawings.svg import SvgDrawing
+from pipeline.drawings.svg import DEFS, G, SvgDrawing
 from pipeline.intake.manifest import ManifestError, load_manifest
 from pipeline.layout import split
 from pipeline.run.worker import run_source
@@ -231,3 +233,43 @@ def test_manifest_options_are_checked_by_entry_and_reach_every_item(tmp_path):
     ):  # an entry-wide problem is named by the entry, a bad value by its key path
         with pytest.raises(ManifestError, match=rf"sources\[0\]{field}: .*{words}"):
             load_manifest(write_manifest(tmp_path, [bad]), TAXONOMY)
+
+
+def serialized(drawing: SvgDrawing, shown: int, side: int) -> str:
+    """The reference for SvgDrawing.document: a copy of the tree set to the step and serialized whole by
+    ElementTree (what document() wrote on every render before it kept the serialized text)."""
+    state = {u.part: u for u in drawing.units[:shown]}
+    root = copy.deepcopy(drawing.root)
+    twin = dict(zip(drawing.root.iter(), root.iter()))
+    for k, p in enumerate(drawing.parts):
+        u = state.get(k)
+        twin[p.wrapper].tag = G if u is not None else DEFS
+        full = drawing._full_d.get(p.element)
+        if full is not None:
+            twin[p.element].set("d", full[: u.end] if u is not None else full)
+        for j, (holder, length) in enumerate(p.pieces or []):
+            target = twin[p.element] if holder is p.wrapper else twin[holder[0]]
+            if holder is not p.wrapper:
+                twin[holder].tag = G if u is not None and j <= u.sub else DEFS
+            target.attrib.pop("stroke-dasharray", None)
+            if u is not None and j == u.sub and u.length is not None:
+                target.set("stroke-dasharray", f"{u.length:.4f} {length + 1:.4f}")
+    root.set("width", str(side))
+    root.set("height", str(side))
+    return ET.tostring(root, encoding="unicode")
+
+
+def test_each_document_is_the_tree_serialized_in_that_state():
+    svg = (
+        HEAD + 'fill="none" stroke="#000">'
+        '<path d="M2 2h4v4h-4z&#10;m6 0h4v4h-4z m6 0h4v4h-4z" fill="#c00" data-note="a &amp; &quot;b&quot;"/>'
+        '<circle id="c" cx="12" cy="16" r="3"/><use href="#c" x="6"/>'
+        '<path d="M2 20h20m-20 2h20"/><text x="1" y="23">&lt;ok&gt;</text></svg>'
+    )
+    drawing = SvgDrawing(svg.encode(), VectorConfig())
+    for side in (64, 300):
+        for shown in range(len(drawing.units) + 1):
+            assert drawing.document(shown, side) == serialized(drawing, shown, side)
+    drawing.split({1: 3, 3: 4})  # the circle and the two-line path drawn along their length
+    for shown in range(len(drawing.units) + 1):
+        assert drawing.document(shown, 96) == serialized(drawing, shown, 96)

@@ -38,4 +38,5 @@ def render(svg: str, text: bool = False) -> np.ndarray:
         serif_family="DejaVu Sans",
         monospace_family="DejaVu Sans Mono",
     )
-    return cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    # resvg_py returns only PNG; read as it is (RGBA, opaque on the background): cheaper than IMREAD_COLOR
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGB)

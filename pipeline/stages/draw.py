@@ -43,6 +43,11 @@ def changed(a: np.ndarray, b: np.ndarray, tol: float) -> np.ndarray:
     return np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2]) > tol
 
 
+def share(mask: np.ndarray) -> float:
+    """The fraction of ``mask`` that is set (the same value as ``mask.mean()``, several times cheaper)."""
+    return np.count_nonzero(mask) / mask.size
+
+
 def cut_points(units: int, most: int) -> list[int]:
     """Prefix lengths to measure: every one, or ``most`` evenly spaced ones (always ending at ``units``)."""
     if units <= most:
@@ -76,7 +81,7 @@ def plan_steps(
     for k in cuts:
         clock.check()
         img = render(drawing.document(k, cfg.analysis_size), drawing.text)
-        added.append(float(changed(img, prev, tol).mean()))
+        added.append(share(changed(img, prev, tol)))
         images.append(img)
         prev = img
     visible = [i for i, a in enumerate(added) if a >= cfg.min_addition and a > 0]
@@ -88,8 +93,8 @@ def plan_steps(
     final = images[visible[-1]]
     differs = [changed(images[i], final, tol) for i in visible]
     ever = np.logical_or.reduce(differs + [changed(start, final, tol)])
-    total = max(int(ever.sum()), 1)
-    progress = [1.0 - float(d.sum()) / total for d in differs]
+    total = max(np.count_nonzero(ever), 1)
+    progress = [1.0 - np.count_nonzero(d) / total for d in differs]
     chosen = pick_steps(progress, n, cfg.min_progress_step)
     if chosen is None:
         raise Reject(
@@ -99,9 +104,7 @@ def plan_steps(
     steps, last = [], start
     for j in chosen:
         img = images[visible[j]]
-        steps.append(
-            Step(cuts[visible[j]], round(progress[j], 4), round(float(changed(img, last, tol).mean()), 4))
-        )
+        steps.append(Step(cuts[visible[j]], round(progress[j], 4), round(share(changed(img, last, tol)), 4)))
         last = img
     steps[-1].shown = len(drawing.units)  # the last step is the whole document
     return steps, len(visible)
@@ -115,7 +118,7 @@ def find_ground(drawing: SvgDrawing, cfg: VectorConfig) -> int:
     order = list(drawing.units)
     count = drawing.to_front(0)
     img = render(drawing.document(count, cfg.analysis_size), drawing.text)
-    covered = float(changed(img, np.full_like(img, 255), cfg.pixel_tolerance * 255).mean())
+    covered = share(changed(img, np.full_like(img, 255), cfg.pixel_tolerance * 255))
     canvas = drawing.width * drawing.height / max(drawing.width, drawing.height) ** 2
     if count < len(order) and covered >= cfg.ground_coverage * canvas:
         return count
