@@ -244,9 +244,9 @@ def serialized(drawing: SvgDrawing, shown: int, side: int) -> str:
     for k, p in enumerate(drawing.parts):
         u = state.get(k)
         twin[p.wrapper].tag = G if u is not None else DEFS
-        full = drawing._full_d.get(p.element)
-        if full is not None:
-            twin[p.element].set("d", full[: u.end] if u is not None else full)
+        compound = drawing._compound.get(p.element)
+        if compound is not None:
+            twin[p.element].set("d", compound.data(u.groups) if u is not None else compound.d)
         for j, (holder, length) in enumerate(p.pieces or []):
             target = twin[p.element] if holder is p.wrapper else twin[holder[0]]
             if holder is not p.wrapper:
@@ -273,3 +273,38 @@ def test_each_document_is_the_tree_serialized_in_that_state():
     drawing.split({1: 3, 3: 4})  # the circle and the two-line path drawn along their length
     for shown in range(len(drawing.units) + 1):
         assert drawing.document(shown, 96) == serialized(drawing, shown, 96)
+
+
+def additions(svg: str) -> list[float]:
+    """What each unit adds to the picture: the share of pixels that change from the previous step."""
+    drawing = SvgDrawing(svg.encode(), VectorConfig())
+    shots = [whole(drawing.document(k, 96), 96) for k in range(len(drawing.units) + 1)]
+    return [float(differs(a, b).mean()) for a, b in zip(shots, shots[1:])]
+
+
+def test_a_filled_path_of_three_separate_shapes_gives_three_additions():
+    svg = HEAD + '><path fill="#c00" d="M2 2h6v6h-6z m8 0h6v6h-6z M18 12a3 3 0 1 0 0.01 0z"/></svg>'
+    added = additions(svg)
+    assert len(added) == 3 and all(a > 0.02 for a in added)
+    assert (
+        differs(whole(SvgDrawing(svg.encode(), VectorConfig()).document(3, 96), 96), whole(svg, 96)).sum()
+        == 0
+    )
+
+
+def test_a_filled_path_with_a_hole_stays_whole():
+    ring = "M2 2h20v20h-20z M7 7v10h10v-10z"  # the inner square wound the other way: a hole
+    assert len(additions(HEAD + f'><path d="{ring}"/></svg>')) == 1
+    nested = "M2 2h20v20h-20z M7 7h10v10h-10z"  # wound the same way: under evenodd still a hole
+    assert len(additions(HEAD + f'><path fill-rule="evenodd" d="{nested}"/></svg>')) == 1
+    assert len(additions(HEAD + f'><g fill-rule="evenodd"><path d="{nested}"/></g></svg>')) == 1  # inherited
+    # a letter with its counter and a dot apart, in either order: the letter comes whole, with its counter
+    for d in (f"{ring} M1 23h1v1h-1z", "M2 2h20v20h-20z M1 23h1v1h-1z M7 7v10h10v-10z"):
+        svg = HEAD + f'><path d="{d}"/></svg>'
+        drawing = SvgDrawing(svg.encode(), VectorConfig())
+        steps = [whole(drawing.document(k, 96), 96) for k in range(3)]
+        assert len(drawing.units) == 2 and all(differs(a, b).mean() > 0 for a, b in zip(steps, steps[1:]))
+        assert steps[1][48, 48].min() > 200  # the letter first, its counter never painted, then erased
+        assert differs(steps[2], whole(svg, 96)).sum() == 0
+    # line work is never a fill: a stroked compound path is cut at every subpath
+    assert len(additions(HEAD + f'><path d="{nested}" fill="none" stroke="#000"/></svg>')) == 2

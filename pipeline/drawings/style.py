@@ -13,7 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 
-INHERITED = ("fill", "stroke", "stroke-dasharray", "visibility")
+INHERITED = ("fill", "fill-rule", "stroke", "stroke-dasharray", "visibility")
 LABELS = ("id", "{http://www.inkscape.org/namespaces/inkscape}label", "data-name", "inkscape:label")
 LINE_WORK = re.compile(
     r"(?:^|[\s_:-])(?:line|lines|outline|outlines|linework|line-art|lineart|ink)(?:$|[\s_:-])"
@@ -26,6 +26,7 @@ class Style:
     """The inherited properties that decide how an element is drawn step by step."""
 
     fill: str = "#000"
+    fill_rule: str = "nonzero"
     stroke: str = "none"
     stroke_dasharray: str = "none"
     visibility: str = "visible"

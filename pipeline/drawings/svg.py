@@ -7,7 +7,9 @@ render their children (``g``, ``a``, nested ``svg``); everything under ``defs``,
 plain ``<g>`` once; hiding a unit renames its wrapper to ``<defs>``, so ids, gradients, clip paths and
 ``use`` targets inside it stay resolvable and nothing else in the document moves. A compound path (one
 ``d`` holding several subpaths, e.g. both eyes) is drawn subpath by subpath: its unit k shows the path
-data up to the end of subpath k (a prefix, so relative coordinates stay right).
+data up to the end of subpath k (a prefix, so relative coordinates stay right). A filled one is drawn a
+group of subpaths at a time, a shape with its holes (:mod:`pipeline.drawings.holes`: the counter of an "O"
+comes with its letter); groups that do not make the start of the path are written as absolute subpaths.
 
 Units are revealed in paint order, or line work first (``outline-first``): what shows is a set of units,
 and the document keeps its paint order, so a colour fill revealed after its outline still lies under it.
@@ -30,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.config import VectorConfig
-from pipeline.drawings.paths import BadPath, shape_length, subpaths
+from pipeline.drawings.holes import groups
+from pipeline.drawings.paths import BadPath, Subpath, shape_length, subpaths
 from pipeline.drawings.safe_xml import UnsafeXml, parse
 from pipeline.drawings.style import Selector, Style, guide, hidden, label
 from pipeline.work import Reject
@@ -97,20 +100,33 @@ class Part:
 
 
 @dataclass
+class Compound:
+    """A path of several subpaths, drawn a group at a time (a shape comes with its holes)."""
+
+    d: str  # the whole path data, as written
+    subs: list[Subpath]
+    group: list[int]  # per subpath, its group; groups are numbered in the order they come
+
+    def data(self, shown: int) -> str:
+        """The path data of the first ``shown`` groups: as written, up to where the next subpath begins,
+        when those make the start of the path; else their subpaths, each written in absolute form."""
+        if shown > max(self.group):
+            return self.d
+        chosen = [i for i, g in enumerate(self.group) if g < shown]
+        if chosen[-1] == len(chosen) - 1:
+            return self.d[: self.subs[len(chosen)].begin]
+        return "".join(self.subs[i].d() for i in chosen)
+
+
+@dataclass
 class Unit:
-    """One addition: a part shown whole, up to the end of one subpath (``end``), or along its outline up to
-    ``length`` of subpath ``sub`` (partial strokes)."""
+    """One addition: a part shown whole, its first ``groups`` groups of subpaths (a compound path), or
+    along its outline up to ``length`` of subpath ``sub`` (partial strokes)."""
 
     part: int
-    end: int = 0
+    groups: int = 0
     sub: int = 0
     length: float | None = None
-
-
-def _subpath_ends(d: str) -> list[int]:
-    """Offsets in ``d`` where each subpath ends (the next moveto starts); one entry for a simple path."""
-    starts = [m.start() for m in SUBPATH.finditer(d)][1:]
-    return [e for e in starts if d[:e].strip()] + [len(d)]
 
 
 class SvgDrawing:
@@ -141,7 +157,8 @@ class SvgDrawing:
         self.root = root
         self.parts: list[Part] = []  # in paint order
         self.units: list[Unit] = []  # in the order they are revealed
-        self._full_d: dict[ET.Element, str] = {}
+        self._compound: dict[ET.Element, Compound] = {}  # paths drawn a group of subpaths at a time
+        self._parsed: dict[ET.Element, list[Subpath]] = {}
         self._template: tuple[list[str], list[tuple[str, int, int, str]]] | None = None
         self.skipped: list[ET.Element] = []  # annotations left out
         sheet = any(_local(e.tag) == "style" for e in root.iter() if isinstance(e.tag, str))
@@ -190,12 +207,31 @@ class SvgDrawing:
             wrapper.append(child)
             self.parts.append(Part(wrapper, child, inner))
             k = len(self.parts) - 1
-            ends = _subpath_ends(child.get("d", "")) if name == "path" else []
-            if len(ends) > 1:
-                self._full_d[child] = child.get("d", "")
-                self.units.extend(Unit(k, end) for end in ends)
+            compound = self._compound_of(child, inner) if name == "path" else None
+            if compound is not None:
+                self._compound[child] = compound
+                self.units.extend(Unit(k, g + 1) for g in range(max(compound.group) + 1))
             else:
                 self.units.append(Unit(k))
+
+    def _compound_of(self, path: ET.Element, style: Style) -> Compound | None:
+        """The path's groups of subpaths (for a fill, a shape with its holes; for line work, each subpath);
+        None when it is drawn whole: one group, or path data that cannot be read."""
+        d = path.get("d", "")
+        if len(SUBPATH.findall(d)) < 2:
+            return None
+        try:
+            subs = self._subpaths(path)
+        except BadPath:
+            return None
+        group = groups(subs, style.fill_rule == "evenodd") if style.filled else list(range(len(subs)))
+        return Compound(d, subs, group) if max(group, default=0) > 0 else None
+
+    def _subpaths(self, path: ET.Element) -> list[Subpath]:
+        """The path's data read once (raises BadPath)."""
+        if path not in self._parsed:
+            self._parsed[path] = subpaths(path.get("d", ""))
+        return self._parsed[path]
 
     def lengths(self, part: int) -> list[float] | None:
         """Stroke length of each subpath of a stroke-only part; None when it is not drawn along a line."""
@@ -205,7 +241,7 @@ class SvgDrawing:
             return None
         try:
             if name == "path":
-                found = [s.length for s in subpaths(self._full_d.get(p.element, p.element.get("d", "")))]
+                found = [s.length for s in self._subpaths(p.element)]
             else:
                 found = [shape_length(p.element, name)]
         except BadPath:
@@ -237,9 +273,8 @@ class SvgDrawing:
         p = self.parts[part]
         lengths = self.lengths(part) or [0.0]
         if _local(p.element.tag) == "path":
-            d = self._full_d.pop(p.element, p.element.get("d", ""))
-            p.element.set("d", d)
-            subs = subpaths(d)
+            subs = self._subpaths(p.element)
+            self._compound.pop(p.element, None)  # drawn piece by piece instead
             p.wrapper.remove(p.element)
             p.pieces = []
             for j, sp in enumerate(subs):
@@ -282,8 +317,8 @@ class SvgDrawing:
                 painted = u is not None and (kind == "w" or j <= u.sub)
                 out.append(f"<{closing}{'g' if painted else 'defs'}>")
             elif kind == "d":  # whole while hidden: a `use` may still point at it
-                d = self._full_d[self.parts[k].element]
-                out.append((d[: u.end] if u is not None else d).translate(ATTRIBUTE))
+                compound = self._compound[self.parts[k].element]
+                out.append((compound.data(u.groups) if u is not None else compound.d).translate(ATTRIBUTE))
             elif kind == "a" and u is not None and j == u.sub and u.length is not None:
                 pieces = self.parts[k].pieces or []
                 out.append(f' stroke-dasharray="{u.length:.4f} {pieces[j][1] + 1:.4f}"')
@@ -307,7 +342,7 @@ class SvgDrawing:
                     tagged.append(holder)
                 p.target(holder).attrib.pop("stroke-dasharray", None)
                 p.target(holder).set(f"{mark}a{k}.{j}", "")
-            if p.element in self._full_d:
+            if p.element in self._compound:
                 p.element.set("d", f"{mark}d{k}.0")
         self.root.set("width", f"{mark}s0.0")
         self.root.set("height", f"{mark}s0.0")
@@ -317,8 +352,8 @@ class SvgDrawing:
         for k, p in enumerate(self.parts):
             for j, (holder, _) in enumerate(p.pieces or []):
                 p.target(holder).attrib.pop(f"{mark}a{k}.{j}")
-            if p.element in self._full_d:
-                p.element.set("d", self._full_d[p.element])
+            if p.element in self._compound:
+                p.element.set("d", self._compound[p.element].d)
         texts, slots, at = [], [], 0
         for m in re.finditer(rf'(</?| )?{mark}([whads])(\d+)\.(\d+)(>|="")?', text):
             texts.append(text[at : m.start()])
