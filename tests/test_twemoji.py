@@ -48,7 +48,13 @@ def twemoji(tmp_path_factory):
 def test_twemoji_package_builds_as_the_emoji_task_and_reads_back(twemoji, tmp_path):
     manifest = write_manifest(twemoji.parent, [{"svg": twemoji.name, "task": "emoji", "members": MEMBERS}])
     config = BuildConfig.model_validate(
-        {"cluster": {"workers": 2}, "clip": {"enabled": False}, "shards": {"samples_per_shard": 50}}
+        # Spawned workers: this suite's process has decoded video in-process by now, and a worker forked
+        # from it hung freeing a PyAV scaler whose slice threads stayed in the parent (py-spy, two CI runs).
+        {
+            "cluster": {"workers": 2, "start_method": "spawn"},
+            "clip": {"enabled": False},
+            "shards": {"samples_per_shard": 50},
+        }
     )
     result = build(manifest, tmp_path / "out", config, progress=False)
     rows = result.report["sources"]
