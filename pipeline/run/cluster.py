@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import gc
 import itertools
 import sys
 from collections.abc import Iterator
@@ -67,10 +66,6 @@ def dask_client(
             yield client
         return
     method = c.start_method if c.start_method != "auto" else ("spawn" if clip_runs else "fork")
-    if method == "fork":
-        # Cyclic garbage the driver still holds would be freed in a forked worker, where the threads it owns
-        # do not exist: a video scaler's slice threads then hang the worker as it starts. Free it here.
-        gc.collect()
     dashboard = wants_dashboard(config, listed)
     processes = c.processes if c.processes is not None else not few
     # Workers take their Dask config from here (fork or spawn). Without a dashboard nobody reads the profiler's
