@@ -635,6 +635,35 @@ def test_steps_are_judged_on_the_part_of_the_work_most_frames_show():
     assert visible.tolist() == [1.0, 1.0, 1.0, pytest.approx(7 / 8), 1.0]
 
 
+def test_shots_of_a_soft_block_in_under_another_exposure_are_linked_by_grey_levels():
+    """A cut inside a fixed-camera painting (a hand, an exposure swing), the picture a soft colour
+    block-in with brush grain: the corners ORB finds are the grain, which the next pass of paint
+    replaced, so features do not match although both views have plenty; grey levels (ECC) still show
+    one scene, and the two shots are one work, in register."""
+    from pipeline.stages.align import Align
+    from pipeline.work import Frame, Work
+
+    rng = np.random.default_rng(1)
+    base = cv2.resize(skimage.data.rocket(), (384, 216), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+    def state(blur: float, light: tuple[float, float, float]) -> np.ndarray:
+        grain = cv2.GaussianBlur(rng.normal(0, 20, (216, 384)).astype(np.float32), (0, 0), 1.0)[..., None]
+        return np.clip((cv2.GaussianBlur(base, (0, 0), blur) + grain) * np.float32(light), 0, 255).astype(
+            np.uint8
+        )
+
+    a, b = state(6, (1, 1, 1)), state(4, (1.3, 1.15, 0.9))
+    assert register(features(a), features(b)) is None and register(features(b), features(a)) is None
+    frames = [Frame(source_frame=i, time=i / 4, image=a if i < 6 else b) for i in range(12)]
+    src = Source(uri="soft.mp4", path="soft.mp4", task=TAXONOMY["painting"], kind="video")
+    work = Work(source=src, frames=frames, shots=[(0, 6), (6, 12)])
+    work = Align(CONFIG.align, CONFIG.process.pixel_tolerance)(work)
+    assert [g.shots for g in work.groups] == [[(0, 6), (6, 12)]]
+    corners = np.array([[0, 0, 1], [384, 0, 1], [0, 216, 1], [384, 216, 1]], float)
+    # Within area matching's precision on a soft picture (its ECC runs 128 pixels wide: a third of this frame)
+    assert all(np.abs(corners @ f.warp.T - corners)[:, :2].max() < 3.0 for f in work.frames)
+
+
 def test_a_fixed_camera_over_refinement_stills_on_a_plain_ground_is_not_moved(tmp_path):
     """Stills of a picture refined over its whole surface, filling the frame on a plain ground and joined
     by cross-fades, filmed by a fixed camera: nothing to hold registration but the work, which changes

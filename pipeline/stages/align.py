@@ -195,16 +195,17 @@ def _area_link(
     targets: dict[int, tuple[int, np.ndarray] | None],
     j: int,
 ) -> tuple[int, np.ndarray] | None:
-    """Shot ``j`` linked to the nearest earlier shot by matching grey levels, where one of the two views
-    has too few features for a match (the untouched work on a plain desk, as a tutorial often opens)."""
+    """Shot ``j`` linked to the nearest earlier shot by matching grey levels, where features did not
+    match: one of the two views has too few (the untouched work on a plain desk, as a tutorial often
+    opens), or the corners of both are grain and brush texture that the next pass of paint replaced (a
+    soft colour block-in, filmed under another exposure after a cut). ECC's correlation of the grey
+    levels (``AREA_MIN_RHO``) is what says they show one scene."""
     a, b = work.shots[j]
     i = next((i for i in range(j - 1, -1, -1) if targets.get(i) is not None), None)
     if i is None:
         return None
     t, to_key = targets[i]
     for f in _link_frames(fades, a, b):
-        if distinct(feats[f], feats[t]):  # both have plenty of features: they did not match, they differ
-            continue
         m = match_areas(work.frames[f].image, work.frames[t].image)
         if m is not None:
             return i, to_key @ m @ np.linalg.inv(shot_warps[j][f - a])
