@@ -139,6 +139,32 @@ def fade_score(work: Work, k: int, tol: float) -> float:
     return score
 
 
+def moved_through(work: Work, k: int, before: np.ndarray, after: np.ndarray, tol: float) -> bool:
+    """Whether a camera moving through analysis frame ``k`` explains it as filmed: each neighbour, moved
+    onto it by the registrations ``before`` (frame k-1 -> k) and ``after`` (k -> k+1), leaves changed
+    (beyond a one-pixel shift, under k's light) less of the view than a fade changes at the least
+    (``MIN_CHANGE``). A smooth zoom or pan puts each pixel part-way between its neighbours as a mix does;
+    a mix of two framings matches neither neighbour however it is moved. Both moves must exceed a
+    thumbnail pixel: the fade test allows a pixel's shift, so a smaller move (jitter through the faint
+    end of a fade between two framings, whose frames all look alike) is not what made the frame a mix."""
+    cur = _small(work, k)
+    th, tw = cur.shape[:2]
+    h, w = work.frames[k].image.shape[:2]
+    to_small = np.diag([tw / w, th / h, 1.0])
+    for j, m in ((k - 1, before), (k + 1, np.linalg.inv(after))):
+        small = to_small @ m @ np.linalg.inv(to_small)
+        if is_identity(small, (tw, th)):
+            return False
+        warp = small[:2].astype(np.float32)
+        moved = cv2.warpAffine(_small(work, j), warp, (tw, th), flags=cv2.INTER_LINEAR)
+        inside = cv2.warpAffine(np.ones((th, tw), np.float32), warp, (tw, th), flags=cv2.INTER_LINEAR)
+        moved[inside < 0.999] = np.nan
+        changed = differs(toned(moved, cur), cur, 2 * tol)
+        if changed.sum() >= MIN_CHANGE * seen(moved).sum():
+            return False
+    return True
+
+
 def unsettled(work: Work, k: int, tol: float, sure: set[int]) -> bool:
     """Whether analysis frame ``k`` sits right next to a frame that is surely part of a cross-fade (in
     ``sure``) and has not settled: as filmed, it differs from its neighbour on the far side from the fade.

@@ -22,7 +22,7 @@ from pipeline.footage.register import (
     match_areas,
     register,
 )
-from pipeline.footage.transitions import FADE, fade_score
+from pipeline.footage.transitions import FADE, fade_score, moved_through
 from pipeline.work import Group, Work
 
 PROBES = 4  # frames per shot registered to find out whether the camera moves at all
@@ -43,13 +43,30 @@ class _Features(dict):
 
 
 class _Fades:
-    """Whether an analysis frame is part of a cross-fade (a mix of two views), judged as filmed."""
+    """Whether an analysis frame is part of a cross-fade (a mix of two views), judged as filmed.
 
-    def __init__(self, work: Work, tol: float) -> None:
-        self.work, self.tol = work, tol
+    A camera that zooms or pans smoothly also puts each pixel of a frame part-way between its neighbours
+    (over a soft picture nearly in one proportion), as a mix does. Where the frame registers to both
+    neighbours off the identity and, moved by those registrations, they match it (``moved_through``),
+    the camera explains it: no fade, and its score is set to 0 in ``work.fades`` for the stages after."""
+
+    def __init__(self, feats: _Features, tol: float) -> None:
+        self.feats, self.work, self.tol = feats, feats.work, tol
 
     def __getitem__(self, i: int) -> bool:
-        return fade_score(self.work, i, self.tol) > FADE
+        if fade_score(self.work, i, self.tol) <= FADE:
+            return False
+        if self._camera_moved_through(i):
+            self.work.fades[i] = 0.0
+            return False
+        return True
+
+    def _camera_moved_through(self, i: int) -> bool:
+        if not 0 < i < len(self.work.frames) - 1:
+            return False
+        before = _step(self.feats, i - 1)
+        after = _step(self.feats, i) if before is not None else None
+        return after is not None and moved_through(self.work, i, before, after, self.tol)
 
 
 def _shot_warps(
@@ -82,12 +99,23 @@ def _shot_warps(
                 return _shot_warps(feats, fades, a, i, size, probes) + [((i, i + 1), [np.eye(3)])] + later
             if fades[i]:  # the shot's first frame: a shot of its own
                 return [((i, i + 1), [np.eye(3)])] + later
-            step = None if fades[i + 1] else register(feats[i], feats[i + 1])
+            step = None if fades[i + 1] else _step(feats, i)
             if step is None and (fades[i + 1] or distinct(feats[i], feats[i + 1])):
                 return _shot_warps(feats, fades, a, i + 1, size, probes) + later
             m = warps[i + 1 - a] @ step if step is not None else warps[i + 1 - a]
         warps[i - a] = m
     return [((a, b), _still(warps, size))]
+
+
+def _step(feats: _Features, i: int) -> np.ndarray | None:
+    """Frame ``i`` onto its successor: by features, or where they do not match (the corners of a soft
+    block-in are grain, which a zoom resamples and the next pass of paint replaces) by grey levels, which
+    two frames a fraction of a second apart share whatever the camera does."""
+    step = register(feats[i], feats[i + 1])
+    if step is None:
+        frames = feats.work.frames
+        step = match_areas(frames[i].image, frames[i + 1].image)
+    return step
 
 
 def _moved(feats: _Features, i: int, key: int, size: tuple[int, int]) -> bool:
@@ -106,7 +134,15 @@ def _moved(feats: _Features, i: int, key: int, size: tuple[int, int]) -> bool:
         return not is_identity(step, size) and beats_standing_still(
             frames[i].image, frames[i + 1].image, step
         )
-    return distinct(feats[i], feats[key]) and distinct(feats[i], feats[i + 1])
+    if distinct(feats[i], feats[key]) and distinct(feats[i], feats[i + 1]):
+        return True
+    # Few features: a blank canvas (nothing to tell), or a soft picture (grey levels tell).
+    step = match_areas(frames[i].image, frames[i + 1].image)
+    return (
+        step is not None
+        and not is_identity(step, size)
+        and beats_standing_still(frames[i].image, frames[i + 1].image, step)
+    )
 
 
 def _still(warps: list[np.ndarray], size: tuple[int, int]) -> list[np.ndarray]:
@@ -226,7 +262,7 @@ class Align:
             return work
         h, w = frames[0].image.shape[:2]
         feats = _Features(work)
-        fades = _Fades(work, self.tol)
+        fades = _Fades(feats, self.tol)
         split = [part for a, b in work.shots for part in _shot_warps(feats, fades, a, b, (w, h), PROBES)]
         work.shots = [shot for shot, _ in split]
         shot_warps = [warps for _, warps in split]
