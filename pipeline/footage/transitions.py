@@ -37,10 +37,12 @@ def blend_share(prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray, change: floa
     none. A new line a pixel wide leaves its old neighbourhood though not the other way round, so one
     way suffices. (Tested last: most frames are no mix at all, and this test costs the most.)
     """
-    changing = (
-        differs(prev, nxt, change, shift=0) & differs(toned(prev, nxt), nxt, change, shift=0) & seen(cur)
-    )
-    if changing.sum() < max(8, MIN_CHANGE * seen(cur).sum()):
+    enough = max(8, MIN_CHANGE * seen(cur).sum())
+    moved = differs(prev, nxt, change, shift=0) & seen(cur)
+    if moved.sum() < enough:  # too little change for a fade under any light: no tone curve needed
+        return 0.0
+    changing = moved & differs(toned(prev, nxt), nxt, change, shift=0)
+    if changing.sum() < enough:
         return 0.0
     d = (nxt - prev)[changing]
     alpha = ((cur - prev)[changing] * d).sum(-1) / (d * d).sum(-1)
@@ -63,18 +65,22 @@ def toned(a: np.ndarray, b: np.ndarray, levels: int = 16) -> np.ndarray:
     content changed, the curve does not follow it, so those pixels stay unlike ``b``."""
     out = np.full_like(a, np.nan)
     both = np.isfinite(a[..., 0]) & np.isfinite(b[..., 0])
+    centres = (np.arange(levels) + 0.5) / levels
     for c in range(a.shape[-1]):
         x, y = a[..., c][both], b[..., c][both]
         band = np.minimum((x * levels).astype(int), levels - 1)
-        order = np.argsort(band, kind="stable")
+        # b's values sorted, then stably by band: each band's values in order, its median the middle one
+        # or the mean of the two middle ones (np.median's values, without a call per band)
+        by_value = np.argsort(y)
+        order = by_value[np.argsort(band[by_value].astype(np.int16), kind="stable")]
+        ys = y[order]
         cuts = np.searchsorted(band[order], np.arange(levels + 1))
-        curve = np.array(
-            [np.median(y[order[lo:hi]]) if hi > lo else np.nan for lo, hi in zip(cuts, cuts[1:])]
-        )
-        known = np.isfinite(curve)
+        lo, hi = cuts[:-1], cuts[1:]
+        known = hi > lo
         if known.any():
-            centres = (np.arange(levels) + 0.5) / levels
-            out[..., c][both] = np.interp(x, centres[known], curve[known])
+            lo, hi = lo[known], hi[known]
+            curve = (ys[(lo + hi - 1) // 2] + ys[(lo + hi) // 2]) / ys.dtype.type(2)
+            out[..., c][both] = np.interp(x, centres[known], curve.astype(float))
     return out
 
 
