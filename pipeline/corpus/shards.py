@@ -51,7 +51,8 @@ class Sample:
 
 def encode_jpeg(img: Image.Image, quality: int = 95) -> bytes:
     buf = io.BytesIO()
-    img.convert("RGB").save(buf, format="JPEG", quality=quality, subsampling=0)
+    rgb = img if img.mode == "RGB" else img.convert("RGB")  # convert copies even an RGB image
+    rgb.save(buf, format="JPEG", quality=quality, subsampling=0)
     return buf.getvalue()
 
 
