@@ -335,6 +335,14 @@ class VectorConfig(_Section):
         description="partial strokes: a drawing with too few visible additions for N steps has its "
         "stroked lines drawn along their length in about this many pieces per step in all",
     )
+    outline_band: float = Field(
+        0.02,
+        gt=0,
+        lt=0.5,
+        description="traced shapes: a drawing still short of N steps has its filled shapes (plain colours) "
+        "outlined before they are filled, a band this share of the drawing's longer side wide inside each "
+        "shape's edge, in its own colour",
+    )
 
 
 class CaptionConfig(_Section):

@@ -1,6 +1,6 @@
 """How SVGs become steps, on small SVGs written here: partial strokes for drawings with too few parts,
-grounds and annotations that are never steps, outline-first reveal order, path lengths, and what a
-package's metadata says (subjects, licenses, members by path)."""
+filled shapes traced before they are filled, grounds and annotations that are never steps, outline-first
+reveal order, path lengths, and what a package's metadata says (subjects, licenses, members by path)."""
 
 from __future__ import annotations
 
@@ -247,10 +247,13 @@ def serialized(drawing: SvgDrawing, shown: int, side: int) -> str:
         compound = drawing._compound.get(p.element)
         if compound is not None:
             twin[p.element].set("d", compound.data(u.groups) if u is not None else compound.d)
+        outlined = p.fill_holder is not None
+        if outlined:
+            twin[p.fill_holder].tag = G if u is not None and not u.outline else DEFS
         for j, (holder, length) in enumerate(p.pieces or []):
             target = twin[p.element] if holder is p.wrapper else twin[holder[0]]
             if holder is not p.wrapper:
-                twin[holder].tag = G if u is not None and j <= u.sub else DEFS
+                twin[holder].tag = G if u is not None and j <= u.sub and u.outline == outlined else DEFS
             target.attrib.pop("stroke-dasharray", None)
             if u is not None and j == u.sub and u.length is not None:
                 target.set("stroke-dasharray", f"{u.length:.4f} {length + 1:.4f}")
@@ -271,6 +274,11 @@ def test_each_document_is_the_tree_serialized_in_that_state():
         for shown in range(len(drawing.units) + 1):
             assert drawing.document(shown, side) == serialized(drawing, shown, side)
     drawing.split({1: 3, 3: 4})  # the circle and the two-line path drawn along their length
+    for shown in range(len(drawing.units) + 1):
+        assert drawing.document(shown, 96) == serialized(drawing, shown, 96)
+    drawing = SvgDrawing(svg.encode(), VectorConfig())
+    drawing.trace({1: 2})  # the circle outlined in two pieces, then filled
+    assert [u.outline for u in drawing.units if u.part == 1] == [True, True, False]
     for shown in range(len(drawing.units) + 1):
         assert drawing.document(shown, 96) == serialized(drawing, shown, 96)
 
@@ -308,3 +316,35 @@ def test_a_filled_path_with_a_hole_stays_whole():
         assert differs(steps[2], whole(svg, 96)).sum() == 0
     # line work is never a fill: a stroked compound path is cut at every subpath
     assert len(additions(HEAD + f'><path d="{nested}" fill="none" stroke="#000"/></svg>')) == 2
+
+
+def test_filled_shapes_too_few_for_n_steps_are_traced_then_filled(tmp_path):
+    svg = HEAD + '><circle cx="12" cy="12" r="10" fill="#c00"/></svg>'  # one shape, as a Twemoji heart
+    result, steps = build_one(svg, "emoji", tmp_path)
+    assert any("tracing shapes: 1 filled shapes" in n for n in result.notes), result.notes
+    red = [(np.abs(s - [204, 0, 0]).max(axis=2) < 60) for s in steps]
+    assert all(int(b.sum()) > int(a.sum()) for a, b in zip(red, red[1:]))  # every step adds visible red
+    assert all((r & ~red[-1]).mean() < 0.001 for r in red)  # and only where the filled circle is red
+    middle = TAXONOMY["emoji"].layout.content // 2
+    assert steps[2][middle, middle].min() > 200  # outlined, not yet filled
+    assert differs(steps[-1], whole(svg, TAXONOMY["emoji"].layout.content)).mean() <= 0.01
+
+
+def test_a_traced_line_stays_inside_its_shape_with_a_transform_and_a_hole():
+    ring = "M2 2h10v10h-10z M5 5h4v4h-4z"  # under evenodd, the inner square is a hole
+    svg = (
+        HEAD
+        + f'><path fill="#06c" fill-rule="evenodd" transform="translate(2 2) scale(1.5)" d="{ring}"/></svg>'
+    )
+    drawing = SvgDrawing(svg.encode(), VectorConfig())
+    assert drawing.trace({0: 3}) == 1 and len(drawing.units) == 4
+    final = whole(drawing.document(4, 96), 96)
+    assert differs(final, whole(svg, 96)).sum() == 0  # the last unit is the shape as it was
+    inside = final.min(axis=2) < 128
+    for k in range(1, 4):
+        drawn = whole(drawing.document(k, 96), 96).min(axis=2) < 200
+        assert drawn.any() and not (drawn & ~inside).any()  # never outside the shape nor in its hole
+    # a gradient fill, a clip path of its own or line work is not traced
+    for other in ('fill="url(#g)"', 'clip-path="url(#c)"', 'fill="none" stroke="#000"'):
+        drawing = SvgDrawing((HEAD + f'><rect width="9" height="9" {other}/></svg>').encode(), VectorConfig())
+        assert drawing.outline_lengths(0) is None

@@ -15,7 +15,9 @@ Units are revealed in paint order, or line work first (``outline-first``): what 
 and the document keeps its paint order, so a colour fill revealed after its outline still lies under it.
 Annotations (``skip`` selectors, hidden elements) never become units. A stroke-only part can be split into
 pieces drawn along its length (``stroke-dasharray`` up to a length; a compound path becomes one absolute
-path per subpath, since dash patterns restart at every subpath), for drawings with too few parts.
+path per subpath, since dash patterns restart at every subpath), for drawings with too few parts; so can
+a filled shape's outline (a band inside its edge, in its own colour, clipped to the shape) before the
+shape is filled, as an artist traces a shape, then colours it in.
 
 The document is serialized once, with slots where steps differ (which wrappers paint, path data, dash
 lengths, size), and each step's text is filled in from it: writing the whole tree for every render cost
@@ -27,7 +29,7 @@ from __future__ import annotations
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -57,6 +59,7 @@ DRAWABLE = {
     "switch",
 }
 CONTAINERS = {"g", "a", "svg"}
+CLIP = f"{{{SVG_NS}}}clipPath"
 SPLITTABLE = {"path", "line", "polyline", "polygon", "rect", "circle", "ellipse"}
 G, DEFS = f"{{{SVG_NS}}}g", f"{{{SVG_NS}}}defs"
 HREFS = ("href", f"{{{XLINK_NS}}}href")
@@ -93,6 +96,7 @@ class Part:
     element: ET.Element
     style: Style
     pieces: list[tuple[ET.Element, float]] | None = None  # (wrapper, stroke length) per subpath once split
+    fill_holder: ET.Element | None = None  # holds the element itself once its outline is drawn first
 
     def target(self, holder: ET.Element) -> ET.Element:
         """The element a piece's dash pattern goes on: the part itself, or the subpath copy in ``holder``."""
@@ -121,12 +125,14 @@ class Compound:
 @dataclass
 class Unit:
     """One addition: a part shown whole, its first ``groups`` groups of subpaths (a compound path), or
-    along its outline up to ``length`` of subpath ``sub`` (partial strokes)."""
+    along its outline up to ``length`` of subpath ``sub`` (partial strokes; ``outline``: the outline of a
+    filled shape, not yet filled)."""
 
     part: int
     groups: int = 0
     sub: int = 0
     length: float | None = None
+    outline: bool = False
 
 
 class SvgDrawing:
@@ -154,6 +160,7 @@ class SvgDrawing:
             raise Reject(f"too many elements: {count} (at most {cfg.max_elements})")
         _refuse_external(root)
         self.width, self.height = _geometry(root, cfg.max_size)
+        self.band = cfg.outline_band * max(self.width, self.height)  # a traced outline's width inside a shape
         self.root = root
         self.parts: list[Part] = []  # in paint order
         self.units: list[Unit] = []  # in the order they are revealed
@@ -248,6 +255,85 @@ class SvgDrawing:
             return None
         return found if found and sum(found) > 0 else None
 
+    def outline_lengths(self, part: int) -> list[float] | None:
+        """Outline length of each subpath of a filled shape drawn whole in a plain colour; None when it is not
+        traced (line work, a gradient or pattern fill, a style sheet, a path drawn a group at a time, a clip
+        path of its own)."""
+        p = self.parts[part]
+        name = _local(p.element.tag) or ""
+        fill = p.style.fill
+        if (
+            name not in SPLITTABLE - {"line"}
+            or not p.style.resolved
+            or fill in ("none", "transparent")
+            or fill.startswith("url(")
+            or p.element in self._compound
+            or p.pieces is not None
+            or p.element.get("clip-path") is not None
+        ):
+            return None
+        try:
+            found = (
+                [s.length for s in self._subpaths(p.element)]
+                if name == "path"
+                else [shape_length(p.element, name)]
+            )
+        except BadPath:
+            return None
+        return found if found and sum(found) > 0 else None
+
+    def trace(self, pieces: dict[int, int]) -> int:
+        """Draw each filled part in ``pieces`` as its outline in that many even lengths, then filled, in the
+        place of its unit; returns how many parts are traced."""
+        units: list[Unit] = []
+        for u in self.units:
+            units.extend(self._outline(u.part, pieces[u.part]) if u.part in pieces else [u])
+        self.units = units
+        self._template = None  # the tree changed
+        return len(pieces)
+
+    def _outline(self, part: int, count: int) -> list[Unit]:
+        """The part's element goes into a holder of its own (painted once it is filled), and next to it one
+        copy per subpath stroked in the fill's colour, twice the band wide and clipped to the shape (its fill
+        rule as the clip rule; in the copy's own user space, so without its transform), so a traced line only
+        paints what the filled shape will."""
+        p = self.parts[part]
+        el, lengths = p.element, self.outline_lengths(part) or [0.0]
+        p.wrapper.remove(el)
+        p.fill_holder = ET.SubElement(p.wrapper, G)
+        p.fill_holder.append(el)
+        clip_id = f"trace{uuid.uuid4().hex[:12]}"
+        keep = {k: v for k, v in el.attrib.items() if k != "id" and not k.startswith(("fill", "stroke"))}
+        style = ";".join(
+            d
+            for d in (el.get("style") or "").split(";")
+            if d.strip() and not d.strip().startswith(("fill", "stroke"))
+        )
+        keep.pop("style", None)
+        if style:
+            keep["style"] = style
+        clip = ET.SubElement(p.wrapper, CLIP, {"id": clip_id})
+        shape = {k: v for k, v in keep.items() if k != "transform"}
+        ET.SubElement(clip, el.tag, shape | {"clip-rule": p.style.fill_rule})
+        paint = "currentColor" if p.style.fill == "currentcolor" else p.style.fill
+        line = keep | {
+            "fill": "none",
+            "stroke": paint,
+            "stroke-width": f"{2 * self.band:.6g}",
+            "stroke-linecap": "round",
+            "stroke-linejoin": "round",
+            "clip-path": f"url(#{clip_id})",
+        }
+        if el.get("fill-opacity") is not None:
+            line["stroke-opacity"] = el.get("fill-opacity", "1")
+        data = [sp.d() for sp in self._subpaths(el)] if _local(el.tag) == "path" else [None]
+        p.pieces = []
+        for d, length in zip(data, lengths):
+            holder = ET.SubElement(p.wrapper, G)
+            ET.SubElement(holder, el.tag, line if d is None else line | {"d": d})
+            p.pieces.append((holder, length))
+        return [replace(u, outline=True) for u in self._along(part, lengths, count)] + [Unit(part)]
+
     def split(self, pieces: dict[int, int]) -> int:
         """Draw each part in ``pieces`` along its outline in that many even lengths, in the place of its
         first unit (so the reveal order holds); returns how many parts were split."""
@@ -287,6 +373,11 @@ class SvgDrawing:
                 p.pieces.append((holder, sp.length))
         else:
             p.pieces = [(p.wrapper, lengths[0])]
+        return self._along(part, lengths, count)
+
+    @staticmethod
+    def _along(part: int, lengths: list[float], count: int) -> list[Unit]:
+        """``count`` units at even lengths along subpaths of these lengths; the last one shows them whole."""
         total, out = sum(lengths), []
         cum = np.cumsum([0.0, *lengths])
         for i in range(1, count + 1):
@@ -313,8 +404,13 @@ class SvgDrawing:
         out = [texts[0]]
         for (kind, k, j, closing), text in zip(slots, texts[1:]):
             u = state.get(k)
-            if kind in "wh":  # a part's wrapper, or the holder of its piece j: painted, or kept unpainted
-                painted = u is not None and (kind == "w" or j <= u.sub)
+            if kind in "whf":  # a part's wrapper, the holder of its piece j or of its fill: painted, or not
+                outlined = self.parts[k].fill_holder is not None
+                painted = u is not None and (
+                    kind == "w"
+                    or (kind == "h" and j <= u.sub and u.outline == outlined)
+                    or (kind == "f" and not u.outline)
+                )
                 out.append(f"<{closing}{'g' if painted else 'defs'}>")
             elif kind == "d":  # whole while hidden: a `use` may still point at it
                 compound = self._compound[self.parts[k].element]
@@ -336,6 +432,9 @@ class SvgDrawing:
         for k, p in enumerate(self.parts):
             p.wrapper.tag = f"{mark}w{k}.0"
             tagged.append(p.wrapper)
+            if p.fill_holder is not None:
+                p.fill_holder.tag = f"{mark}f{k}.0"
+                tagged.append(p.fill_holder)
             for j, (holder, _) in enumerate(p.pieces or []):
                 if holder is not p.wrapper:
                     holder.tag = f"{mark}h{k}.{j}"
@@ -355,7 +454,7 @@ class SvgDrawing:
             if p.element in self._compound:
                 p.element.set("d", self._compound[p.element].d)
         texts, slots, at = [], [], 0
-        for m in re.finditer(rf'(</?| )?{mark}([whads])(\d+)\.(\d+)(>|="")?', text):
+        for m in re.finditer(rf'(</?| )?{mark}([whadsf])(\d+)\.(\d+)(>|="")?', text):
             texts.append(text[at : m.start()])
             slots.append((m.group(2), int(m.group(3)), int(m.group(4)), "/" if m.group(1) == "</" else ""))
             at = m.end()

@@ -9,7 +9,9 @@ size; the last step is the whole document.
 
 A background that fills the canvas is the ground of every step (``find_ground``). When whole elements
 give too few steps, stroke-only elements are drawn along their length in pieces (``allot_pieces``,
-:meth:`SvgDrawing.split`) and the steps are chosen again among the pieces; the report notes it.
+:meth:`SvgDrawing.split`) and the steps are chosen again among the pieces; if that is still too few,
+filled shapes are traced: outlined in their own colour, then filled (``allot_traces``,
+:meth:`SvgDrawing.trace`). The report notes either.
 """
 
 from __future__ import annotations
@@ -138,6 +140,59 @@ def allot_pieces(drawing: SvgDrawing, n: int, cfg: VectorConfig, ground: int) ->
     return {k: max(1, round(budget * v / total)) for k, v in lengths.items()}
 
 
+def allot_traces(drawing: SvgDrawing, n: int, cfg: VectorConfig, ground: int) -> dict[int, int]:
+    """How many pieces each filled shape's outline is traced in: about ``split_pieces`` x N in all, shared
+    by outline length; empty when no shape can be traced."""
+    parts = dict.fromkeys(u.part for u in drawing.units[ground:])
+    lengths = {k: sum(found) for k in parts if (found := drawing.outline_lengths(k))}
+    total = sum(lengths.values())
+    return {k: max(1, round(cfg.split_pieces * n * v / total)) for k, v in lengths.items()}
+
+
+def redraw(
+    drawing: SvgDrawing, n: int, cfg: VectorConfig, clock: _Clock, ground: int, whole: Reject
+) -> tuple[list[Step], int, str]:
+    """Whole elements gave no N steps: the stroked lines are drawn along their length, and if that is not
+    enough either, the filled shapes are traced (outlined in their colour, then filled), as an artist draws.
+    Returns the steps, the visible additions and the report's note; raises Reject when neither gives N."""
+    tried, reason = [], whole.reason
+    pieces = allot_pieces(drawing, n, cfg, ground)
+    if pieces:
+        split = drawing.split(pieces)
+        tried.append(f"{split} strokes drawn along their length")
+        try:
+            steps, visible = plan_steps(drawing, n, cfg, clock, ground)
+            return (
+                steps,
+                visible,
+                (
+                    f"steps made by splitting strokes: {split} stroked elements drawn along their length in "
+                    f"{sum(pieces.values())} pieces (whole elements: {whole.reason})"
+                ),
+            )
+        except Reject as r:
+            reason = r.reason
+    traces = allot_traces(drawing, n, cfg, ground)
+    if traces:
+        shapes = drawing.trace(traces)
+        tried.append(f"{shapes} shapes outlined before they are filled")
+        try:
+            steps, visible = plan_steps(drawing, n, cfg, clock, ground)
+            return (
+                steps,
+                visible,
+                (
+                    f"steps made by tracing shapes: {shapes} filled shapes outlined in their colour in "
+                    f"{sum(traces.values())} pieces, then filled (whole elements: {whole.reason})"
+                ),
+            )
+        except Reject as r:
+            reason = r.reason
+    if not tried:
+        raise whole
+    raise Reject(f"{reason} (also with {' and '.join(tried)})")
+
+
 def _time(drawing: SvgDrawing, times: list[float | None], shown: int) -> float | None:
     """When the stroke the step ends on was finished (timed strokes), None for a stroke still in progress."""
     if not times:
@@ -182,18 +237,8 @@ class DrawProgressively:
                 )
             steps, visible = plan_steps(drawing, n, cfg, clock, ground)
         except Reject as whole:
-            pieces = allot_pieces(drawing, n, cfg, ground)
-            if not pieces:
-                raise
-            split = drawing.split(pieces)
-            try:
-                steps, visible = plan_steps(drawing, n, cfg, clock, ground)
-            except Reject as r:
-                raise Reject(f"{r.reason} (also with {split} strokes drawn along their length)") from None
-            work.notes.append(
-                f"steps made by splitting strokes: {split} stroked elements drawn along their length in "
-                f"{sum(pieces.values())} pieces (whole elements: {whole.reason})"
-            )
+            steps, visible, note = redraw(drawing, n, cfg, clock, ground, whole)
+            work.notes.append(note)
         side = work.source.task.layout.content
         frames = []
         for s in steps:
