@@ -156,38 +156,33 @@ def redraw(
     enough either, the filled shapes are traced (outlined in their colour, then filled), as an artist draws.
     Returns the steps, the visible additions and the report's note; raises Reject when neither gives N."""
     tried, reason = [], whole.reason
-    pieces = allot_pieces(drawing, n, cfg, ground)
-    if pieces:
-        split = drawing.split(pieces)
-        tried.append(f"{split} strokes drawn along their length")
+    ways = (  # (how many pieces, draw them so, the note, the rejection's words), in this order
+        (
+            allot_pieces,
+            drawing.split,
+            "splitting strokes: {} stroked elements drawn along their length in {} pieces",
+            "{} strokes drawn along their length",
+        ),
+        (
+            allot_traces,
+            drawing.trace,
+            "tracing shapes: {} filled shapes outlined in their colour in {} pieces, then filled",
+            "{} shapes outlined before they are filled",
+        ),
+    )
+    for allot, apply, made, also in ways:
+        pieces = allot(drawing, n, cfg, ground)
+        if not pieces:
+            continue
+        count = apply(pieces)
+        tried.append(also.format(count))
         try:
             steps, visible = plan_steps(drawing, n, cfg, clock, ground)
-            return (
-                steps,
-                visible,
-                (
-                    f"steps made by splitting strokes: {split} stroked elements drawn along their length in "
-                    f"{sum(pieces.values())} pieces (whole elements: {whole.reason})"
-                ),
-            )
         except Reject as r:
             reason = r.reason
-    traces = allot_traces(drawing, n, cfg, ground)
-    if traces:
-        shapes = drawing.trace(traces)
-        tried.append(f"{shapes} shapes outlined before they are filled")
-        try:
-            steps, visible = plan_steps(drawing, n, cfg, clock, ground)
-            return (
-                steps,
-                visible,
-                (
-                    f"steps made by tracing shapes: {shapes} filled shapes outlined in their colour in "
-                    f"{sum(traces.values())} pieces, then filled (whole elements: {whole.reason})"
-                ),
-            )
-        except Reject as r:
-            reason = r.reason
+            continue
+        note = made.format(count, sum(pieces.values()))
+        return steps, visible, f"steps made by {note} (whole elements: {whole.reason})"
     if not tried:
         raise whole
     raise Reject(f"{reason} (also with {' and '.join(tried)})")
