@@ -158,18 +158,19 @@ def test_steps_are_spread_by_added_coverage_not_by_element_count(tmp_path):
 
 def test_fewer_visible_additions_than_steps_is_rejected_with_the_count(tmp_path):
     path = tmp_path / "three.svg"
-    path.write_text(
+    path.write_text(  # gradient fills: shapes that are not traced either (plain colours would be)
         svg(
             [
-                '<rect width="50" height="50" fill="#f00"/>',
-                '<circle cx="70" cy="70" r="20"/>',
-                '<rect x="10" y="60" width="20" height="20" fill="#00f"/>',
+                '<rect width="50" height="50" fill="url(#sky)"/>',
+                '<circle cx="70" cy="70" r="20" fill="url(#sun)"/>',
+                '<rect x="10" y="60" width="20" height="20" fill="url(#sky)"/>',
                 '<rect width="100" height="100" display="none"/>',
             ],
-            defs="",
         )
     )
-    with pytest.raises(Reject, match=r"too few visible additions: 3 .*needs 4"):
+    with pytest.raises(
+        Reject, match=r"too few visible additions: 3 elements in all, a 4-step sequence needs 4$"
+    ):
         DrawProgressively(VectorConfig())(Work(source=drawing_source(path)))
 
 
