@@ -314,6 +314,9 @@ def test_a_filled_path_with_a_hole_stays_whole():
         assert len(drawing.units) == 2 and all(differs(a, b).mean() > 0 for a, b in zip(steps, steps[1:]))
         assert steps[1][48, 48].min() > 200  # the letter first, its counter never painted, then erased
         assert differs(steps[2], whole(svg, 96)).sum() == 0
+    # a subpath that is a point inside a shape (a box of no size) takes no paint from it: a unit adding nothing
+    added = additions(HEAD + '><path d="M2 2h20v20h-20z M12 12L12 12 M1 23h1v1h-1z"/></svg>')
+    assert len(added) == 3 and added[0] > 0.5 and added[1] == 0 and added[2] > 0
     # line work is never a fill: a stroked compound path is cut at every subpath
     assert len(additions(HEAD + f'><path d="{nested}" fill="none" stroke="#000"/></svg>')) == 2
 

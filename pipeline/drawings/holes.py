@@ -33,8 +33,12 @@ def _signed_area(points: np.ndarray) -> float:
 
 def _overlap(a: np.ndarray, b: np.ndarray, box: np.ndarray) -> bool:
     """Whether polygons ``a`` and ``b`` share an area inside ``box`` (x0, y0, x1, y1), more than an edge
-    (True too when the numbers are too large or small to raster: then they are kept together)."""
-    scale = RASTER / max(box[2] - box[0], box[3] - box[1])
+    (True too when the numbers are too large or small to raster: then they are kept together). A box of no
+    size (a subpath that is a point, as Twemoji has) holds no shared area."""
+    side = max(box[2] - box[0], box[3] - box[1])
+    if not side > 0:
+        return False
+    scale = RASTER / side
     shape = (int((box[3] - box[1]) * scale) + 2, int((box[2] - box[0]) * scale) + 2)
     masks = []
     for poly in (a, b):
