@@ -432,9 +432,10 @@ class ClusterConfig(_Section):
     in_flight_per_worker: int = Field(2, ge=1, description="bounds memory: sources submitted ahead")
     processes: bool | None = Field(
         None,
-        description="local workers as processes (False: threads in the driver). "
-        "None: processes, except for a run with at most `workers` sources to process (a "
-        "refresh that adds a few), where starting worker processes costs more than threads",
+        description="local workers as processes (False: threads in the driver, without Dask unless "
+        "a dashboard is wanted). None: processes, except for a run with at most `workers` sources to "
+        "process (one new video, a refresh that adds a few): threads, where importing and starting "
+        "Dask costs more than the run's own work",
     )
     decode_threads: int = Field(
         2,

@@ -1,19 +1,24 @@
 """How a run uses its cluster's cores, on a real LocalCluster of worker processes: one source per worker,
 single-threaded, except the run's last source, which decodes with frame threads; a small run starts no
 dashboard (the scheduler's HTTP server answers, the dashboard page does not), no worker profiler and
-slower event-loop ticks."""
+slower event-loop ticks; a run with a source per worker or fewer runs on the driver's threads without
+importing Dask."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import cv2
 import pytest
 
 from pipeline.config import BuildConfig, ClipConfig, ClusterConfig
 from pipeline.intake.fetch import Prepared
-from pipeline.run.cluster import DASHBOARD_MIN_SOURCES, dask_client, mark_last
+from pipeline.run.cluster import DASHBOARD_MIN_SOURCES, dask_client, in_driver, mark_last
 from pipeline.run.driver import _results
 from pipeline.stages.chain import build_stages
 from pipeline.taxonomy import Taxonomy
@@ -60,7 +65,8 @@ def test_workers_are_single_threaded_and_only_the_last_source_decodes_with_frame
         assert set(client.run(cv2.getNumThreads).values()) == {1}
         assert set(client.run(_housekeeping).values()) == {(False, 500)}
         assert _status(client.dashboard_link) == 404  # no dashboard page, though the scheduler serves HTTP
-        done = list(_results(client, iter(items), stages, config, None, str(tmp_path / "cache")))
+        pool = client.get_executor(pure=False)
+        done = list(_results(pool, 2, iter(items), stages, config, str(tmp_path / "cache")))
     threads = {res.entry: res.probe["decode_threads"] for _, res in done}
     assert [r.status for _, r in done] == ["ok"] * 3
     assert threads == {0: 1, 1: 1, 2: 3}, threads
@@ -97,3 +103,39 @@ def test_a_run_with_a_source_per_worker_or_fewer_runs_on_threads(processes, few,
         pids = set(client.run(os.getpid).values())
     assert len(pids) == (1 if in_driver else 2)
     assert (pids == {os.getpid()}) == in_driver
+
+
+@pytest.mark.parametrize(
+    "cluster,few,listed,expected",
+    [
+        ({}, True, 2, True),
+        ({}, False, 2, False),
+        ({"processes": False}, False, 2, True),
+        ({"processes": True}, True, 2, False),
+        ({"scheduler": "tcp://127.0.0.1:8786"}, True, 2, False),
+        ({"dashboard": True}, True, 2, False),
+        ({"processes": False}, True, DASHBOARD_MIN_SOURCES, False),
+    ],
+)
+def test_which_runs_go_to_the_drivers_threads(cluster, few, listed, expected):
+    """No scheduler, no dashboard, and threads asked for (processes: false) or chosen (null, few sources)."""
+    assert in_driver(BuildConfig(cluster=ClusterConfig(**cluster)), listed, few) is expected
+
+
+def test_a_one_source_build_never_imports_dask(tutorials, tmp_path):
+    """A fresh interpreter builds one video (default cluster config) on its own threads: distributed and
+    dask are never imported (their import alone costs about a quarter of a one-item build)."""
+    path = tutorials["coffee"][0]
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"sources": [{"path": str(path), "task": "painting"}]}))
+    code = (
+        "import json, sys; from pipeline.config import BuildConfig, ClipConfig; "
+        "from pipeline.run.driver import build; "
+        f"r = build({str(manifest)!r}, {str(tmp_path / 'out')!r}, BuildConfig(clip=ClipConfig(enabled=False)), "
+        "progress=False); print(json.dumps([r.summary['ok'], 'dask' in sys.modules, 'distributed' in sys.modules]))"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(out.splitlines()[-1]) == [1, False, False]

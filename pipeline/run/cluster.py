@@ -1,5 +1,10 @@
-"""Where sources run: the Dask client (an existing scheduler, or a LocalCluster started for the run) and how
-each source task uses its worker's cores.
+"""Where sources run: threads of the driver for a run with a source per worker or fewer to process, else
+the Dask client (an existing scheduler, or a LocalCluster started for the run); and how each source task
+uses its worker's cores.
+
+A small run (one new video, a refresh that adds a few) runs its sources on a thread pool of the driver
+and never imports Dask: importing distributed and starting even a threaded LocalCluster cost ~0.7 s of
+CPU, a quarter of a one-item build.
 
 One task per core: every worker of a LocalCluster runs one source at a time, single-threaded (OpenCV's
 own thread pool is turned off in them, as Dask already does for OpenMP and BLAS; on an existing cluster
@@ -16,12 +21,13 @@ import contextlib
 import itertools
 import sys
 from collections.abc import Iterator
-from typing import TypeVar
-
-import dask
-from distributed import Client, LocalCluster
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
 
 from pipeline.config import BuildConfig
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 T = TypeVar("T")
 DASHBOARD_MIN_SOURCES = 51  # cluster.dashboard: None starts the dashboard for runs listing at least this many
@@ -59,6 +65,9 @@ def dask_client(
     """Connect to ``cluster.scheduler`` if given, else start a LocalCluster of single-threaded workers
     (``listed``: how many sources the run lists, for ``cluster.dashboard: null``; ``few``: whether it has
     at most one source per worker to process, for ``cluster.processes: null``)."""
+    import dask
+    from distributed import Client, LocalCluster
+
     c = config.cluster
     if c.scheduler:
         with Client(c.scheduler) as client:
@@ -95,6 +104,30 @@ def dask_client(
         if dashboard:
             print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
         yield client
+
+
+def in_driver(config: BuildConfig, listed: int, few: bool) -> bool:
+    """Whether the run's sources go to a thread pool of the driver, not to Dask: no scheduler is given, no
+    dashboard wanted, and ``cluster.processes`` is false, or null with ``few`` sources to process."""
+    c = config.cluster
+    local_threads = c.processes is False or (c.processes is None and few)
+    return not c.scheduler and not wants_dashboard(config, listed) and local_threads
+
+
+@contextlib.contextmanager
+def source_executor(
+    config: BuildConfig, clip_runs: bool, listed: int, few: bool, resources: dict | None
+) -> Iterator[tuple[Executor, int]]:
+    """The executor the run's source tasks go to, and how many of them run at once: the driver's threads
+    (``in_driver``; OpenCV single-threaded in them, as in Dask's workers) or a Dask client's executor
+    (``dask_client``; ``resources``: what every source task needs there, e.g. {"GPU": 1})."""
+    if in_driver(config, listed, few):
+        with _one_opencv_thread(), ThreadPoolExecutor(config.cluster.workers, "source") as pool:
+            yield pool, config.cluster.workers
+        return
+    with dask_client(config, clip_runs, listed, few) as client:
+        workers = max(1, len(client.scheduler_info()["workers"]))
+        yield client.get_executor(pure=False, resources=resources), workers
 
 
 def mark_last(items: Iterator[T], last: int) -> Iterator[tuple[T, bool]]:

@@ -13,10 +13,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distributed import Client, Future, as_completed
 from tqdm import tqdm
 
 from pipeline import __version__
@@ -40,7 +40,7 @@ from pipeline.intake.scratch import ScratchCache
 from pipeline.io.lock import OutputLock
 from pipeline.io.storage import Storage
 from pipeline.report.run_report import RunReport, corpus_report
-from pipeline.run.cluster import dask_client, mark_last
+from pipeline.run.cluster import mark_last, source_executor
 from pipeline.run.plan import Plan, duplicate, prepared
 from pipeline.run.worker import run_fetched
 from pipeline.stages.chain import build_stages
@@ -138,48 +138,41 @@ class _Run:
 
 
 def _results(
-    client: Client,
+    pool: Executor,
+    workers: int,
     todo: Iterator[Prepared],
     stages: dict[tuple[str, bool], list],
     config: BuildConfig,
-    resources: dict | None,
     cache: str,
 ) -> Iterator[tuple[Prepared, SourceResult]]:
-    """Bounded-window submit; results as they finish. ``stages[kind, last]``: the stages of a source kind, for
-    the last sources of the run (which leave other workers idle) or the others. ``resources``: Dask resources
-    every source task needs (the CLIP stage's, e.g. {"GPU": 1}, when CLIP runs)."""
-    workers = max(1, len(client.scheduler_info()["workers"]))
+    """Bounded-window submit to ``pool`` (``workers`` tasks at once); results as they finish (those that
+    finish together in the order they were submitted). ``stages[kind, last]``: the stages of a source kind,
+    for the last sources of the run (which leave other workers idle) or the others."""
     window = workers * config.cluster.in_flight_per_worker
     pending = mark_last(todo, max(1, workers - 1))
-    futures, owner = as_completed(), {}
+    running: dict[Future, tuple[int, Prepared]] = {}
+    submitted = itertools.count()
 
     def submit(marked: tuple[Prepared, bool] | None) -> None:
         if marked is not None:
             item, last = marked
-            fut: Future = client.submit(
-                run_fetched,
-                item.source,
-                item.sha256,
-                stages[item.source.kind, last],
-                config,
-                cache,
-                pure=False,
-                resources=resources,
+            fut = pool.submit(
+                run_fetched, item.source, item.sha256, stages[item.source.kind, last], config, cache
             )
-            owner[fut.key] = item
-            futures.add(fut)
+            running[fut] = next(submitted), item
 
     for _ in range(window):
         submit(next(pending, None))
-    for fut in futures:
-        item = owner.pop(fut.key)
-        try:
-            res: SourceResult = fut.result()
-        except Exception as e:  # noqa: BLE001 - KilledWorker and the like: record and go on
-            res = _lost(item.source, item.sha256, e)
-        fut.release()
-        yield item, res
-        submit(next(pending, None))
+    while running:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for fut in sorted(finished, key=lambda f: running[f][0]):
+            item = running.pop(fut)[1]
+            try:
+                res: SourceResult = fut.result()
+            except Exception as e:  # noqa: BLE001 - KilledWorker and the like: record and go on
+                res = _lost(item.source, item.sha256, e)
+            yield item, res
+            submit(next(pending, None))
 
 
 def _with_samples(done: tuple[Prepared, SourceResult], samples: list) -> tuple[Prepared, SourceResult]:
@@ -280,7 +273,7 @@ def build(
                 )
                 results = _Run(ledger, committer, report, config_sha, plan.seen)
                 # A refresh with nothing new or changed never starts a cluster; one with a source or two
-                # to process runs them on threads (cluster.processes: null), not new worker processes.
+                # to process runs them on the driver's threads (cluster.processes: null), without Dask.
                 ahead = list(itertools.islice(todo, config.cluster.workers + 1))
                 if ahead:
                     clip = clip or plan_clip(config.clip)
@@ -292,17 +285,14 @@ def build(
                         for kind in {s.kind for s in sources}
                         for last in threads
                     }
-                    with dask_client(
-                        config, clip.ready, len(sources), len(ahead) <= config.cluster.workers
-                    ) as client:
-                        done = _results(
-                            client,
-                            itertools.chain(ahead, todo),
-                            stages,
-                            config,
-                            (config.clip.resources or None) if clip.ready else None,
-                            cache,
-                        )
+                    with source_executor(
+                        config,
+                        clip.ready,
+                        len(sources),
+                        len(ahead) <= config.cluster.workers,
+                        (config.clip.resources or None) if clip.ready else None,
+                    ) as (pool, workers):
+                        done = _results(pool, workers, itertools.chain(ahead, todo), stages, config, cache)
                         _commit_all(done, captioner, results, bar)
             shards = committer.close()
             skipped = plan.skipped + results.unchanged

@@ -9,8 +9,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from distributed import Client
-
 from pipeline.config import BuildConfig
 from pipeline.corpus.ledger import Ledger
 from pipeline.corpus.source_result import SourceResult
@@ -54,6 +52,8 @@ def prepared(
         return src, ledger.known.get(location(src))
 
     if config.cluster.scheduler:
+        from distributed import Client  # only here: a local run may never need Dask
+
         with Client(config.cluster.scheduler) as client:
             yield from _windowed(
                 lambda s: client.submit(prepare, *args(s), verify_content=verify_content, pure=False),
