@@ -14,7 +14,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from pipeline.config import explain
-from pipeline.drawings.collect import Origin, stroke_sources, svg_sources
 from pipeline.intake.remote import expand_glob, is_remote
 from pipeline.io.redact import redact_text, redact_url
 from pipeline.taxonomy import Taxonomy
@@ -127,6 +126,9 @@ def load_manifest(path: str | Path, taxonomy: Taxonomy) -> list[Source]:
 def _resolve(manifest: Path, base: Path, i: int, e: Entry, taxonomy: Taxonomy) -> list[Source]:
     task = taxonomy[e.task]
     if e.svg or e.strokes:
+        # only here: the drawing collectors (emoji names and all) would cost every build ~40 ms of start-up
+        from pipeline.drawings.collect import Origin, stroke_sources, svg_sources
+
         origin = Origin(task, i, e.subject, e.license, e.attribution, tuple(e.skip), e.order)
         try:
             return (

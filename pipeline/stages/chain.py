@@ -9,7 +9,6 @@ from pipeline.stages.align import Align
 from pipeline.stages.base import Stage
 from pipeline.stages.compose import Caption, Tile
 from pipeline.stages.decode import Decode
-from pipeline.stages.draw import DrawProgressively
 from pipeline.stages.probe import Probe
 from pipeline.stages.process import FindProcess
 from pipeline.stages.quality import Quality
@@ -41,6 +40,8 @@ def build_stages(
         after_caption.append(ClipScore(clip, config.clip))
     tol = config.process.pixel_tolerance
     if kind in DRAWINGS:  # every step is drawn on purpose: nothing to find, filter or select
+        from pipeline.stages.draw import DrawProgressively  # the renderer: ~35 ms of start-up, drawings only
+
         front: list[Stage] = [DrawProgressively(config.vector)]
     else:
         front = [
