@@ -122,8 +122,12 @@ def source_executor(
     (``in_driver``; OpenCV single-threaded in them, as in Dask's workers) or a Dask client's executor
     (``dask_client``; ``resources``: what every source task needs there, e.g. {"GPU": 1})."""
     if in_driver(config, listed, few):
-        with _one_opencv_thread(), ThreadPoolExecutor(config.cluster.workers, "source") as pool:
-            yield pool, config.cluster.workers
+        with _one_opencv_thread():
+            pool = ThreadPoolExecutor(config.cluster.workers, "source")
+            try:
+                yield pool, config.cluster.workers
+            finally:  # a run that stops early (an error while committing) starts no source it queued
+                pool.shutdown(cancel_futures=True)
         return
     with dask_client(config, clip_runs, listed, few) as client:
         workers = max(1, len(client.scheduler_info()["workers"]))
