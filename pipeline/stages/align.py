@@ -28,6 +28,7 @@ from pipeline.work import Group, Work
 PROBES = 4  # frames per shot registered to find out whether the camera moves at all
 LINK_INLIERS = 8  # shots of one work re-framed at another zoom share fewer features than frames of a shot
 SHORT = 1.0  # seconds: a shot shorter than this is a weaker link target (see _standing)
+NEXT_FRAME_ZOOMS = (1.0,)  # grey-level matching of a frame to the next starts here: they differ by little
 
 
 class _Features(dict):
@@ -114,7 +115,7 @@ def _step(feats: _Features, i: int) -> np.ndarray | None:
     step = register(feats[i], feats[i + 1])
     if step is None:
         frames = feats.work.frames
-        step = match_areas(frames[i].image, frames[i + 1].image)
+        step = match_areas(frames[i].image, frames[i + 1].image, NEXT_FRAME_ZOOMS)
     return step
 
 
@@ -137,7 +138,7 @@ def _moved(feats: _Features, i: int, key: int, size: tuple[int, int]) -> bool:
     if distinct(feats[i], feats[key]) and distinct(feats[i], feats[i + 1]):
         return True
     # Few features: a blank canvas (nothing to tell), or a soft picture (grey levels tell).
-    step = match_areas(frames[i].image, frames[i + 1].image)
+    step = match_areas(frames[i].image, frames[i + 1].image, NEXT_FRAME_ZOOMS)
     return (
         step is not None
         and not is_identity(step, size)
