@@ -246,14 +246,7 @@ class SvgDrawing:
         name = _local(p.element.tag) or ""
         if not p.style.splittable or name not in SPLITTABLE:
             return None
-        try:
-            if name == "path":
-                found = [s.length for s in self._subpaths(p.element)]
-            else:
-                found = [shape_length(p.element, name)]
-        except BadPath:
-            return None
-        return found if found and sum(found) > 0 else None
+        return self._lengths(p.element, name)
 
     def outline_lengths(self, part: int) -> list[float] | None:
         """Outline length of each subpath of a filled shape drawn whole in a plain colour; None when it is not
@@ -272,11 +265,15 @@ class SvgDrawing:
             or p.element.get("clip-path") is not None
         ):
             return None
+        return self._lengths(p.element, name)
+
+    def _lengths(self, element: ET.Element, name: str) -> list[float] | None:
+        """Outline length of each subpath of a shape; None when it has none or cannot be read."""
         try:
             found = (
-                [s.length for s in self._subpaths(p.element)]
+                [s.length for s in self._subpaths(element)]
                 if name == "path"
-                else [shape_length(p.element, name)]
+                else [shape_length(element, name)]
             )
         except BadPath:
             return None

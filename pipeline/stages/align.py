@@ -32,15 +32,29 @@ NEXT_FRAME_ZOOMS = (1.0,)  # grey-level matching of a frame to the next starts h
 
 
 class _Features(dict):
-    """Features of analysis frames, computed the first time a frame is registered."""
+    """Features of analysis frames, computed the first time a frame is registered; and ``step``s."""
 
     def __init__(self, work: Work) -> None:
         super().__init__()
         self.work = work
+        self.steps: dict[int, np.ndarray | None] = {}
 
     def __missing__(self, i: int) -> Features:
         self[i] = features(self.work.frames[i].image)
         return self[i]
+
+    def step(self, i: int) -> np.ndarray | None:
+        """Frame ``i`` onto its successor (kept: the fade test and the chain of a moving shot both ask): by
+        features, or where they do not match (the corners of a soft block-in are grain, which a zoom
+        resamples and the next pass of paint replaces) by grey levels, which two frames a fraction of a
+        second apart share whatever the camera does."""
+        if i not in self.steps:
+            m = register(self[i], self[i + 1])
+            frames = self.work.frames
+            self.steps[i] = (
+                m if m is not None else match_areas(frames[i].image, frames[i + 1].image, NEXT_FRAME_ZOOMS)
+            )
+        return self.steps[i]
 
 
 class _Fades:
@@ -65,8 +79,8 @@ class _Fades:
     def _camera_moved_through(self, i: int) -> bool:
         if not 0 < i < len(self.work.frames) - 1:
             return False
-        before = _step(self.feats, i - 1)
-        after = _step(self.feats, i) if before is not None else None
+        before = self.feats.step(i - 1)
+        after = self.feats.step(i) if before is not None else None
         return after is not None and moved_through(self.work, i, before, after, self.tol)
 
 
@@ -100,7 +114,7 @@ def _shot_warps(
                 return _shot_warps(feats, fades, a, i, size, probes) + [((i, i + 1), [np.eye(3)])] + later
             if fades[i]:  # the shot's first frame: a shot of its own
                 return [((i, i + 1), [np.eye(3)])] + later
-            step = None if fades[i + 1] else _step(feats, i)
+            step = None if fades[i + 1] else feats.step(i)
             if step is None and (fades[i + 1] or distinct(feats[i], feats[i + 1])):
                 return _shot_warps(feats, fades, a, i + 1, size, probes) + later
             m = warps[i + 1 - a] @ step if step is not None else warps[i + 1 - a]
@@ -108,37 +122,25 @@ def _shot_warps(
     return [((a, b), _still(warps, size))]
 
 
-def _step(feats: _Features, i: int) -> np.ndarray | None:
-    """Frame ``i`` onto its successor: by features, or where they do not match (the corners of a soft
-    block-in are grain, which a zoom resamples and the next pass of paint replaces) by grey levels, which
-    two frames a fraction of a second apart share whatever the camera does."""
-    step = register(feats[i], feats[i + 1])
-    if step is None:
-        frames = feats.work.frames
-        step = match_areas(frames[i].image, frames[i + 1].image, NEXT_FRAME_ZOOMS)
-    return step
-
-
 def _moved(feats: _Features, i: int, key: int, size: tuple[int, int]) -> bool:
     """Whether probe frame ``i`` shows the camera moved since ``key``: it registers to the key off the
     identity; or, where it does not register to the key (the work changed a lot since, or the key is
     the unflagged end of a fade, a mix of two views), it does not stay where its own next frame is (a
-    still camera keeps it there, a jittering or re-framed one does not). Where neither registers, the
-    camera moved only when all three show plenty to match (the scene changed); a blank canvas has too
-    little to tell."""
+    still camera keeps it there, a jittering or re-framed one does not). Where features match neither,
+    the camera moved when all three show plenty to match (the scene changed), and otherwise as grey
+    levels say: a blank canvas has too little to tell, a soft picture zoomed does not."""
     frames = feats.work.frames
     m = register(feats[i], feats[key])
     if m is not None:
         return not is_identity(m, size) and beats_standing_still(frames[i].image, frames[key].image, m)
-    step = register(feats[i], feats[i + 1])
-    if step is not None:
-        return not is_identity(step, size) and beats_standing_still(
-            frames[i].image, frames[i + 1].image, step
-        )
-    if distinct(feats[i], feats[key]) and distinct(feats[i], feats[i + 1]):
-        return True
-    # Few features: a blank canvas (nothing to tell), or a soft picture (grey levels tell).
-    step = match_areas(frames[i].image, frames[i + 1].image, NEXT_FRAME_ZOOMS)
+    if (
+        distinct(feats[i], feats[key])
+        and distinct(feats[i], feats[i + 1])
+        and register(feats[i], feats[i + 1]) is None
+    ):
+        return True  # plenty to match, and nothing does: the scene changed
+    # By features, else by grey levels: a blank canvas has nothing to tell, a soft picture does.
+    step = feats.step(i)
     return (
         step is not None
         and not is_identity(step, size)
